@@ -1,0 +1,104 @@
+"""Redis names of the event bus, the scripts that record events, and event-id parsing.
+
+Grammar (Centrifugo-style): ``hub:v1:<what>:<audience>``; an audience is ``user:<id>`` or ``room:<room>``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+PREFIX = "hub:v1:"
+EPOCH_KEY = PREFIX + "epoch"
+INGEST_STREAM = PREFIX + "ingest"
+INGEST_GROUP = "hub"
+SOCKETIO_CHANNEL = PREFIX + "socketio"
+LEGACY_PATTERN = "cartsnitch.*"
+INGEST_MAXLEN = 100_000
+LEGACY_DEDUPE_SECONDS = 600
+
+
+def user_audience(user_id: str) -> str:
+    """The audience of everything addressed to one user."""
+    return "user:" + user_id
+
+
+def room_audience(room: str) -> str:
+    """The audience of a public room."""
+    return "room:" + room
+
+
+def history_key(audience: str) -> str:
+    """The Redis stream holding an audience's event history."""
+    return PREFIX + "history:" + audience
+
+
+def live_channel(audience: str) -> str:
+    """The Redis channel carrying an audience's live events (envelopes with ``id``)."""
+    return PREFIX + "live:" + audience
+
+
+def audience_of_live_channel(channel: str) -> str:
+    """The audience named by a live channel."""
+    return channel[len(PREFIX) + len("live:") :]
+
+
+def legacy_dedupe_key(digest: str) -> str:
+    """The key that gives one legacy PUBLISH exactly one place in the history across hub processes."""
+    return PREFIX + "legacy:" + digest
+
+
+class EventId(NamedTuple):
+    ms: int
+    seq: int
+    epoch: str
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}-{self.epoch}"
+
+
+def parse_event_id(value: object) -> EventId | None:
+    """The parts of an event id (``<ms>-<seq>-<epoch>``), or None when ``value`` is not one."""
+    if not isinstance(value, str) or len(value) > 80:
+        return None
+    parts = value.split("-", 2)
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or not parts[2].isalnum():
+        return None
+    return EventId(int(parts[0]), int(parts[1]), parts[2])
+
+
+# Records one event in an audience's history and routes it live, atomically (one round trip).
+# KEYS: epoch, history stream, live channel[, dedupe key]
+# ARGV: envelope JSON without id (an object), max events, max age in ms, candidate epoch[, dedupe ttl s]
+# Returns the event id, or false when the dedupe key existed (another hub process recorded it).
+RECORD_SCRIPT = """
+if KEYS[4] then
+  if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[5]) then return false end
+end
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[1], epoch)
+end
+local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+local t = redis.call('TIME')
+local min_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
+if min_ms > 0 then redis.call('XTRIM', KEYS[2], 'MINID', '~', min_ms) end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+local id = sid .. '-' .. epoch
+redis.call('PUBLISH', KEYS[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
+return id
+"""
+
+# Queues one event for the hub to expand (buyers, coupon users, trend rooms, cache invalidation).
+# KEYS: ingest stream[, dedupe key]; ARGV: envelope JSON without id, max length[, dedupe ttl s]
+INGEST_SCRIPT = """
+if KEYS[2] then
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return false end
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+"""
+
+
+def with_id(event_id: str, envelope_json: str) -> str:
+    """The envelope JSON (an object without ``id``) with ``id`` as its first member."""
+    return '{"id":"' + event_id + '",' + envelope_json[1:]

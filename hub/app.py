@@ -1,0 +1,35 @@
+"""create_app(settings): the only place that wires everything together."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from aiohttp import web
+
+from hub import keys, resources, socket
+from hub.metrics import Metrics
+from hub.settings import Settings
+from rest import middleware, problems, routes
+
+log = logging.getLogger("hub")
+
+
+def create_app(settings: Settings) -> web.Application:
+    if not settings.jwt_secret_key:
+        if not settings.dev_mode:
+            raise ValueError("a JWT secret is required outside dev mode")
+        log.warning("dev mode: no CARTSNITCH_JWT_SECRET_KEY, using a random one for this process")
+        settings = settings.with_overrides(jwt_secret_key=secrets.token_urlsafe(48))
+    app = web.Application(
+        middlewares=[middleware.metrics_middleware, problems.middleware, middleware.rate_limit_middleware],
+        client_max_size=1 << 20,
+    )
+    app[keys.settings] = settings
+    app[keys.metrics] = Metrics()
+    app[keys.sio] = socket.build_server(settings)
+    app[keys.sio].attach(app, socketio_path=socket.SOCKETIO_PATH)
+    app.cleanup_ctx.extend([resources.database_ctx, resources.redis_ctx, resources.http_client_ctx])
+    app.on_shutdown.append(socket.close_all)
+    routes.setup_routes(app)
+    return app

@@ -1,0 +1,77 @@
+"""Response cache for public and expensive reads: Redis when configured (shared by every process), in-process
+otherwise. Entries live in scopes (``prices``, ``coupons``, ``products``) that events invalidate wholesale."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.bus import PREFIX
+
+log = logging.getLogger("hub.cache")
+
+PRICES = "prices"
+COUPONS = "coupons"
+PRODUCTS = "products"
+SCOPES = (PRICES, COUPONS, PRODUCTS)
+_LOCAL_LIMIT = 10_000
+
+
+def _scope_key(scope: str) -> str:
+    return f"{PREFIX}cache:{scope}"
+
+
+class Cache:
+    def __init__(self, redis: Any | None, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._local: dict[str, dict[str, tuple[float, bytes]]] = {}
+
+    async def get_or_compute(self, scope: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The cached bytes of ``key`` in ``scope``, computing and storing them on a miss."""
+        cached = await self._get(scope, key)
+        if cached is not None:
+            return cached
+        value = await compute()
+        await self._set(scope, key, value)
+        return value
+
+    async def invalidate(self, *scopes: str) -> None:
+        """Forget every entry of the scopes (on this process and, with Redis, on every process)."""
+        for scope in scopes:
+            self._local.pop(scope, None)
+        if self._redis is not None and scopes:
+            try:
+                await self._redis.delete(*(_scope_key(s) for s in scopes))
+            except Exception:
+                log.warning("cache: could not invalidate %s in Redis", scopes, exc_info=True)
+
+    async def _get(self, scope: str, key: str) -> bytes | None:
+        if self._redis is not None:
+            try:
+                value = await self._redis.hget(_scope_key(scope), key)
+            except Exception:
+                log.warning("cache: Redis read failed", exc_info=True)
+                return None
+            return bytes(value) if value is not None else None
+        entry = self._local.get(scope, {}).get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    async def _set(self, scope: str, key: str, value: bytes) -> None:
+        if self._redis is not None:
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.hset(_scope_key(scope), key, value)
+                pipe.expire(_scope_key(scope), self._ttl)
+                await pipe.execute()
+            except Exception:
+                log.warning("cache: Redis write failed", exc_info=True)
+            return
+        entries = self._local.setdefault(scope, {})
+        if len(entries) >= _LOCAL_LIMIT:
+            entries.clear()
+        entries[key] = (time.monotonic() + self._ttl, value)

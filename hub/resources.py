@@ -1,0 +1,56 @@
+"""Cleanup contexts for the process's resources: database, Redis, the upstream HTTP client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from hub import keys
+from hub.cache import Cache
+from hub.identity import Authenticator
+from hub.ratelimit import RateLimiter
+from hub.security import TokenCodec
+from hub.store.engine import build_engine, build_sessionmaker
+
+log = logging.getLogger("hub")
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.settings]
+    engine = build_engine(settings.database_url)
+    app[keys.engine] = engine
+    app[keys.sessionmaker] = build_sessionmaker(engine)
+    codec = TokenCodec(
+        settings.jwt_secret_key,
+        settings.jwt_algorithm,
+        settings.jwt_access_token_expire_minutes * 60,
+        settings.jwt_refresh_token_expire_days * 86400,
+    )
+    app[keys.authenticator] = Authenticator(codec, app[keys.sessionmaker])
+    yield
+    await engine.dispose()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.settings]
+    client = None
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
+    app[keys.redis] = client
+    app[keys.limiter] = RateLimiter(client)
+    app[keys.cache] = Cache(client, settings.cache_ttl_seconds)
+    yield
+    if client is not None:
+        await client.aclose()
+
+
+async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(total=app[keys.settings].upstream_timeout_seconds)
+    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+        app[keys.http_client] = session
+        yield

@@ -1,0 +1,1 @@
+"""Data access: models, engine, migrations and one query module per aggregate."""

@@ -1,0 +1,96 @@
+"""Queries for users, their credential accounts and Better-Auth sessions."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.security import random_id
+from hub.store.models import Account, Session, User
+
+CREDENTIAL_PROVIDER = "credential"
+
+
+def new_inbound_token() -> str:
+    """22 URL-safe random characters (16 bytes), generated here so SQLite needs no server-side default."""
+    return secrets.token_urlsafe(16)
+
+
+async def get_user(session: AsyncSession, *, user_id: str) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None:
+    result = await session.execute(select(User).where(func.lower(User.email) == email.lower()))
+    return result.scalar_one_or_none()
+
+
+async def get_credential_hash(session: AsyncSession, *, user_id: str) -> str | None:
+    """The bcrypt hash of the user's email+password account (Better-Auth's store, then the legacy column)."""
+    result = await session.execute(
+        select(Account.password).where(Account.user_id == user_id, Account.provider_id == CREDENTIAL_PROVIDER)
+    )
+    password = result.scalars().first()
+    if password:
+        return password
+    user = await session.get(User, user_id)
+    return user.hashed_password if user else None
+
+
+async def insert_user(
+    session: AsyncSession, *, email: str, password_hash: str, display_name: str | None, user_id: str | None = None
+) -> User:
+    user = User(
+        id=user_id or random_id(24),
+        email=email,
+        display_name=display_name,
+        email_verified=False,
+        email_inbound_token=new_inbound_token(),
+    )
+    session.add(user)
+    await session.flush()
+    session.add(
+        Account(
+            id=random_id(24),
+            user_id=user.id,
+            account_id=user.id,
+            provider_id=CREDENTIAL_PROVIDER,
+            password=password_hash,
+        )
+    )
+    await session.flush()
+    return user
+
+
+async def set_credential_hash(session: AsyncSession, *, user_id: str, password_hash: str) -> None:
+    result = await session.execute(
+        update(Account)
+        .where(Account.user_id == user_id, Account.provider_id == CREDENTIAL_PROVIDER)
+        .values(password=password_hash, updated_at=datetime.now(UTC))
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        session.add(Account(id=random_id(24), user_id=user_id, account_id=user_id, provider_id=CREDENTIAL_PROVIDER,
+                            password=password_hash))
+        await session.flush()
+
+
+async def get_live_session(session: AsyncSession, *, token: str, now: datetime) -> Session | None:
+    """The Better-Auth session with this raw token, when it has not expired."""
+    result = await session.execute(select(Session).where(Session.token == token, Session.expires_at > now))
+    return result.scalar_one_or_none()
+
+
+async def existing_user_ids(session: AsyncSession, *, user_ids: list[str]) -> set[str]:
+    result = await session.execute(select(User.id).where(User.id.in_(user_ids)))
+    return set(result.scalars())
+
+
+async def delete_session(session: AsyncSession, *, session_id: str) -> None:
+    await session.execute(delete(Session).where(Session.id == session_id))
+
+
+async def delete_user_sessions(session: AsyncSession, *, user_id: str) -> None:
+    await session.execute(delete(Session).where(Session.user_id == user_id))

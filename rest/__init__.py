@@ -1,0 +1,1 @@
+"""The REST API: aiohttp handlers (one module per resource), error mapping, OpenAPI."""

@@ -1,0 +1,3 @@
+"""Path prefixes."""
+
+API = "/api/v1"

@@ -1,0 +1,7 @@
+"""events routes."""
+
+from __future__ import annotations
+
+from rest.openapi import RouteTable
+
+routes = RouteTable("events")

@@ -1,0 +1,7 @@
+"""internal routes."""
+
+from __future__ import annotations
+
+from rest.openapi import RouteTable
+
+routes = RouteTable("internal")

@@ -1,0 +1,77 @@
+"""Request metrics and rate limits, driven by each route's declaration."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from channels.errors import ProblemType
+from hub import keys
+from hub.errors import AppError
+from hub.identity import Principal
+from rest.openapi import Operation
+
+
+def client_ip(request: web.Request) -> str:
+    """The first ``X-Forwarded-For`` hop (the deployment's proxy sets it), else the peer address."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    first = forwarded.split(",", 1)[0].strip()
+    return first or request.remote or "unknown"
+
+
+def operation_of(request: web.Request) -> Operation | None:
+    route = request.match_info.route
+    return request.app[keys.operations].get(route.handler) if route.resource is not None else None
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        registry = request.app[keys.metrics]
+        registry.http_requests.labels(request.method, route, str(status)).inc()
+        registry.http_latency.labels(route).observe(time.perf_counter() - started)
+
+
+@web.middleware
+async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    op = operation_of(request)
+    settings = request.app[keys.settings]
+    if op is None or op.limit == "none" or not settings.rate_limit_enabled:
+        return await handler(request)
+    if op.limit == "auth":
+        bucket, limit, window = "auth", settings.rate_limit_auth_requests, settings.rate_limit_auth_window_seconds
+        identity = client_ip(request)
+    else:
+        bucket, limit, window = op.limit, settings.rate_limit_requests, settings.rate_limit_window_seconds
+        identity = "ip:" + client_ip(request)
+        if op.limit == "user":
+            from rest.auth import current_principal
+
+            try:
+                principal: Principal | None = await current_principal(request)
+            except AppError:
+                principal = None
+            if principal is not None:
+                identity = "user:" + principal.user_id
+    verdict = await request.app[keys.limiter].hit(bucket, identity, limit=limit, window_seconds=window)
+    headers = verdict.headers(bucket)
+    if not verdict.allowed:
+        raise AppError(ProblemType.RATE_LIMITED, f"at most {limit} requests per {window} s; retry in "
+                       f"{verdict.reset_seconds} s", headers=headers)
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.update(headers)
+    return response

@@ -1,0 +1,81 @@
+"""Paging: ``page``/``page_size`` and an opaque keyset ``cursor``; the next page goes in a ``Link`` header."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.errors import validation_error
+from rest import responses
+
+MAX_PAGE = 10_000
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    page: int = Field(1, ge=1, le=MAX_PAGE, description="1-based page number (offset paging)")
+    page_size: int = Field(20, ge=1, le=100, description="items per page")
+    cursor: str | None = Field(None, max_length=512, description="opaque keyset cursor from a Link rel=next")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What a list query needs: how many rows, and either an offset or the keyset position to continue after."""
+
+    limit: int
+    offset: int
+    after: tuple[Any, ...] | None
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    raw = orjson.dumps([str(v) for v in values])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def page_of(query: PageQuery, *parsers: Callable[[str], Any]) -> Page:
+    """The page the query asks for; the cursor's values are parsed with ``parsers`` (422 when they do not fit)."""
+    if query.cursor is None:
+        return Page(query.page_size, (query.page - 1) * query.page_size, None)
+    bad = validation_error([{"field": "cursor", "message": "is not a cursor this list issued", "type": "value_error"}])
+    try:
+        padded = query.cursor + "=" * (-len(query.cursor) % 4)
+        values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise bad from None
+    if not isinstance(values, list) or len(values) != len(parsers) or not all(isinstance(v, str) for v in values):
+        raise bad
+    try:
+        return Page(query.page_size, 0, tuple(parse(v) for parse, v in zip(parsers, values, strict=True)))
+    except (ValueError, TypeError):
+        raise bad from None
+
+
+def respond(
+    request: web.Request,
+    rows: Sequence[Any],
+    page: Page,
+    render: Callable[[Any], Any],
+    key: Callable[[Any], Sequence[Any]],
+) -> web.Response:
+    """A bare JSON array of ``page.limit`` rendered rows (the query fetched one more to know whether a next page
+    exists) and, when it does, ``Link: <…cursor=…>; rel="next"``."""
+    has_next = len(rows) > page.limit
+    shown = rows[: page.limit]
+    headers = {}
+    if has_next and shown:
+        query = {k: v for k, v in request.rel_url.query.items() if k not in ("cursor", "page")}
+        query["cursor"] = encode_cursor(key(shown[-1]))
+        headers["Link"] = f'<{request.rel_url.with_query(query)}>; rel="next"'
+    return responses.json([_plain(render(row)) for row in shown], headers=headers)
+
+
+def _plain(item: Any) -> Any:
+    return item.model_dump(mode="json") if isinstance(item, BaseModel) else item

@@ -1,0 +1,7 @@
+"""prices routes."""
+
+from __future__ import annotations
+
+from rest.openapi import RouteTable
+
+routes = RouteTable("prices")

@@ -1,0 +1,7 @@
+"""public routes."""
+
+from __future__ import annotations
+
+from rest.openapi import RouteTable
+
+routes = RouteTable("public")

@@ -1,0 +1,7 @@
+"""purchases routes."""
+
+from __future__ import annotations
+
+from rest.openapi import RouteTable
+
+routes = RouteTable("purchases")

@@ -1,0 +1,7 @@
+"""shopping routes."""
+
+from __future__ import annotations
+
+from rest.openapi import RouteTable
+
+routes = RouteTable("shopping")

@@ -1,0 +1,92 @@
+"""Request parsing: query strings and JSON bodies into pydantic models, failures into 400/404/422 problems."""
+
+from __future__ import annotations
+
+import typing
+import uuid
+from types import UnionType
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from channels.errors import ProblemType
+from hub.errors import AppError, validation_error
+
+M = TypeVar("M", bound=BaseModel)
+MAX_JSON_BODY = 1 << 20
+
+
+def errors_of(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Pydantic errors as the contract's ``[{field, message, type}]``."""
+    out = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = ".".join(str(part) for part in error["loc"]) or prefix or "body"
+        out.append({"field": f"{prefix}.{loc}" if prefix and error["loc"] else loc, "message": error["msg"],
+                    "type": error["type"]})
+    return out
+
+
+def _is_list(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset):
+        return True
+    if origin in (typing.Union, UnionType):
+        return any(_is_list(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    return False
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """Validate the query string; list-typed fields accept repeated keys and comma-separated values."""
+    data: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key not in request.query:
+            continue
+        values = request.query.getall(key)
+        if _is_list(field.annotation):
+            data[key] = [part.strip() for value in values for part in value.split(",") if part.strip()]
+        else:
+            data[key] = values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(errors_of(exc), "the query string is not valid") from None
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body; 415 when it is not JSON, 413 when too large, 400 when malformed."""
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise AppError(ProblemType.PAYLOAD_TOO_LARGE, f"the body is limited to {MAX_JSON_BODY} bytes")
+    if request.can_read_body and request.content_type not in ("application/json", "application/problem+json", "") and \
+            not request.content_type.endswith("+json"):
+        raise AppError(ProblemType.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
+    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise AppError(ProblemType.PAYLOAD_TOO_LARGE, f"the body is limited to {MAX_JSON_BODY} bytes")
+    if not raw.strip():
+        raise AppError(ProblemType.MALFORMED_JSON, "the request needs a JSON body")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise AppError(ProblemType.MALFORMED_JSON, f"the body is not valid JSON: {exc.msg}") from None
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise validation_error([{"field": "body", "message": "must be a JSON object", "type": "dict_type"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(errors_of(exc), "the request body is not valid") from None
+
+
+def path_uuid(request: web.Request, name: str, what: str = "resource") -> uuid.UUID:
+    """A UUID path parameter; anything else cannot name an existing row, so it is a 404."""
+    raw = request.match_info.get(name, "")
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise AppError(ProblemType.NOT_FOUND, f"no {what} {raw!r}") from None
