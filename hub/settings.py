@@ -35,6 +35,8 @@ class Settings:
     jwt_access_token_expire_minutes: int = 15
     jwt_refresh_token_expire_days: int = 7
     cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    supported_stores: tuple[str, ...] | None = None
+    """Store slugs that can be connected and synced; None means every store in the database."""
     receiptwitness_url: str | None = None
     clipartist_url: str | None = None
     stickershock_url: str | None = None
@@ -171,6 +173,7 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
         lambda raw: _parse_int(raw, 1, 365),
     ),
     "cors_origins": (("CARTSNITCH_CORS_ORIGINS",), _parse_origins),
+    "supported_stores": (("CARTSNITCH_SUPPORTED_STORES",), _parse_origins),
     "receiptwitness_url": (("CARTSNITCH_RECEIPTWITNESS_URL",), _parse_url),
     "clipartist_url": (("CARTSNITCH_CLIPARTIST_URL",), _parse_url),
     "stickershock_url": (("CARTSNITCH_STICKERSHOCK_URL",), _parse_url),
