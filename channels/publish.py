@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -20,9 +20,9 @@ DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
 class RedisLike(Protocol):
     """The part of ``redis.asyncio.Redis`` the helper uses (kept as a protocol so channels imports no client)."""
 
-    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any: ...
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]: ...
 
-    async def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Any: ...
+    def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]: ...
 
 
 _SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (bus.RECORD_SCRIPT, bus.INGEST_SCRIPT)}  # noqa: S324

@@ -67,8 +67,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stored: dict[str, str] = {}
     if settings.dev_mode:
         settings, stored = devsecrets.load_or_create(settings)
-        log.warning("dev mode: secrets come from %s (never use dev mode in production)",
-                    devsecrets.secrets_path(settings))
+        log.warning(
+            "dev mode: secrets come from %s (never use dev mode in production)", devsecrets.secrets_path(settings)
+        )
     host = args.host or settings.host
     port = args.port or settings.port
     settings = settings.with_overrides(host=host, port=port)
@@ -80,7 +81,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     lines = [f"CartSnitch Hub listening on http://{shown_host}:{port}  (docs: http://{shown_host}:{port}/docs)"]
     if settings.seed_demo_data and stored.get("demo_password"):
-        lines.append(f"demo login: {DEMO_EMAIL} / {stored['demo_password']}" + ("  (demo data loaded)" if seeded else ""))
+        lines.append(
+            f"demo login: {DEMO_EMAIL} / {stored['demo_password']}" + ("  (demo data loaded)" if seeded else "")
+        )
     for line in lines:
         print(line, flush=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10)
@@ -113,8 +116,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _configure_logging(settings.log_level)
-    size = seed.SeedSize(users=args.users, products=args.products, price_rows=args.price_rows,
-                         purchases=args.purchases, seed=args.seed)
+    size = seed.SeedSize(
+        users=args.users, products=args.products, price_rows=args.price_rows, purchases=args.purchases, seed=args.seed
+    )
 
     async def run() -> Any:
         engine = build_engine(settings.database_url)
@@ -157,9 +161,14 @@ async def _publish_redis(settings: Settings, args: argparse.Namespace, payload: 
     assert settings.redis_url is not None
     client = Redis.from_url(settings.redis_url)
     try:
-        event_id = await publish(client, args.event_type, payload, service=args.service,
-                                 max_events=settings.history_max_events,
-                                 max_age_seconds=settings.history_max_age_seconds)
+        event_id = await publish(
+            client,
+            args.event_type,
+            payload,
+            service=args.service,
+            max_events=settings.history_max_events,
+            max_age_seconds=settings.history_max_age_seconds,
+        )
     finally:
         await client.aclose()
     print(event_id)
@@ -180,9 +189,10 @@ async def _publish_http(settings: Settings, args: argparse.Namespace, payload: A
     url = args.url.rstrip("/") + "/internal/events"
     body = {"event_type": args.event_type, "payload": payload, "service": args.service}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, session.post(
-            url, json=body, headers={"X-Service-Key": settings.service_key}
-        ) as response:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.post(url, json=body, headers={"X-Service-Key": settings.service_key}) as response,
+        ):
             data = await response.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError) as exc:
         print(f"cannot reach the hub at {args.url}: {exc}", file=sys.stderr)
@@ -215,8 +225,12 @@ def cmd_token(args: argparse.Namespace) -> int:
                 missing = {uid for uid in args.user_ids if uid not in found}
                 if missing:
                     return missing
-                codec = TokenCodec(settings.jwt_secret_key, settings.jwt_algorithm,
-                                   settings.jwt_access_token_expire_minutes * 60, 86400)
+                codec = TokenCodec(
+                    settings.jwt_secret_key,
+                    settings.jwt_algorithm,
+                    settings.jwt_access_token_expire_minutes * 60,
+                    86400,
+                )
                 out = []
                 for user_id in args.user_ids:
                     family_id = random_id(16)
@@ -270,8 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("event_type")
     publish.add_argument("--payload", required=True, help="the payload as JSON")
     publish.add_argument("--service", default="cli", help="the envelope's service name")
-    publish.add_argument("--url", default="http://127.0.0.1:8000",
-                         help="the hub to hand the event to when no Redis is configured")
+    publish.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the hub to hand the event to when no Redis is configured"
+    )
     publish.set_defaults(func=cmd_publish)
 
     token = sub.add_parser("token", help="print an access token per user id (operators, load tests)")

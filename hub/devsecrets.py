@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -18,16 +19,21 @@ def secrets_path(settings: Settings) -> Path:
     return base.with_name(base.name + ".secrets.json")
 
 
+def _fernet_key() -> str:
+    key: bytes = Fernet.generate_key()
+    return key.decode()
+
+
 def load_or_create(settings: Settings) -> tuple[Settings, dict[str, str]]:
     """Fill the secrets dev mode leaves empty from the secrets file, creating it (mode 0600) on first use."""
     path = secrets_path(settings)
     stored: dict[str, str] = {}
     if path.exists():
         stored = json.loads(path.read_text())
-    wanted = {
+    wanted: dict[str, Callable[[], str]] = {
         "jwt_secret_key": lambda: secrets.token_urlsafe(48),
         "service_key": lambda: secrets.token_urlsafe(32),
-        "fernet_key": lambda: Fernet.generate_key().decode(),
+        "fernet_key": _fernet_key,
         "demo_password": lambda: secrets.token_urlsafe(9),
     }
     changed = False
@@ -41,8 +47,6 @@ def load_or_create(settings: Settings) -> tuple[Settings, dict[str, str]]:
         with os.fdopen(fd, "w") as handle:
             json.dump(stored, handle, indent=2)
     overrides = {
-        name: stored[name]
-        for name in ("jwt_secret_key", "service_key", "fernet_key")
-        if not getattr(settings, name)
+        name: stored[name] for name in ("jwt_secret_key", "service_key", "fernet_key") if not getattr(settings, name)
     }
     return settings.with_overrides(**overrides), stored

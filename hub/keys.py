@@ -2,34 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
+from redis.asyncio import Redis
+from socketio import AsyncServer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-if TYPE_CHECKING:
-    from aiohttp import ClientSession
-    from socketio import AsyncServer
-    from redis.asyncio import Redis
-    from sqlalchemy.ext.asyncio import AsyncEngine
+from hub.cache import Cache
+from hub.identity import Authenticator, Principal
+from hub.metrics import Metrics
+from hub.ratelimit import RateLimiter
+from hub.settings import Settings
+from hub.store.engine import Sessionmaker
 
-    from hub.cache import Cache
-    from hub.identity import Authenticator, Principal
-    from hub.metrics import Metrics
-    from hub.ratelimit import RateLimiter
-    from hub.settings import Settings
-    from hub.store.engine import Sessionmaker
+settings = web.AppKey("hub.settings", Settings)
+engine = web.AppKey("hub.engine", AsyncEngine)
+sessionmaker = web.AppKey("hub.sessionmaker", Sessionmaker)
+redis = web.AppKey[Redis | None]("hub.redis")
+authenticator = web.AppKey("hub.authenticator", Authenticator)
+metrics = web.AppKey("hub.metrics", Metrics)
+limiter = web.AppKey("hub.limiter", RateLimiter)
+cache = web.AppKey("hub.cache", Cache)
+http_client = web.AppKey("hub.http_client", ClientSession)
+sio = web.AppKey("hub.sio", AsyncServer)
+operations = web.AppKey("hub.operations", dict[Any, Any])
+openapi = web.AppKey("hub.openapi", dict[str, Any])
 
-settings = web.AppKey["Settings"]("hub.settings")
-engine = web.AppKey["AsyncEngine"]("hub.engine")
-sessionmaker = web.AppKey["Sessionmaker"]("hub.sessionmaker")
-redis = web.AppKey["Redis | None"]("hub.redis")
-authenticator = web.AppKey["Authenticator"]("hub.authenticator")
-metrics = web.AppKey["Metrics"]("hub.metrics")
-limiter = web.AppKey["RateLimiter"]("hub.limiter")
-http_client = web.AppKey["ClientSession"]("hub.http_client")
-operations = web.AppKey["dict[Any, Any]"]("hub.operations")
-openapi = web.AppKey["dict[str, Any]"]("hub.openapi")
-
-principal = web.RequestKey["Principal | None"]("hub.principal")
-sio = web.AppKey["AsyncServer"]("hub.sio")
-cache = web.AppKey["Cache"]("hub.cache")
+principal = web.RequestKey[Principal | None]("hub.principal")

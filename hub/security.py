@@ -94,7 +94,8 @@ class TokenCodec:
         self, token_type: TokenType, *, user_id: str, family_id: str, ttl_seconds: int | None = None
     ) -> IssuedToken:
         now = int(time.time())
-        ttl = ttl_seconds if ttl_seconds is not None else (self._access_ttl if token_type == "access" else self._refresh_ttl)
+        default_ttl = self._access_ttl if token_type == "access" else self._refresh_ttl  # noqa: S105
+        ttl = default_ttl if ttl_seconds is None else ttl_seconds
         jti = random_id(16)
         claims = {"sub": user_id, "type": token_type, "sid": family_id, "iat": now, "exp": now + ttl, "jti": jti}
         return IssuedToken(jwt.encode(claims, self._secret, algorithm=self._algorithm), jti, now + ttl)

@@ -75,7 +75,7 @@ class PasswordChangeIn(_Strict):
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105
     expires_in: int = Field(description="seconds until the access token expires")
 
 
@@ -132,8 +132,16 @@ async def _new_family(request: web.Request, user_id: str) -> TokenPair:
     return await _issue_pair(request, user_id=user_id, family_id=family_id)
 
 
-@routes.post("/auth/register", summary="Create an account and sign in", auth="none", limit="auth", body=RegisterIn,
-             response=RegisterOut, status=201, errors=(409,))
+@routes.post(
+    "/auth/register",
+    summary="Create an account and sign in",
+    auth="none",
+    limit="auth",
+    body=RegisterIn,
+    response=RegisterOut,
+    status=201,
+    errors=(409,),
+)
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterIn)
     password_hash = await hash_password(body.password)
@@ -150,8 +158,14 @@ async def register(request: web.Request) -> web.Response:
     return responses.created(RegisterOut(**pair.model_dump(), user=_user_out(user)))
 
 
-@routes.post("/auth/login", summary="Sign in with email and password", auth="none", limit="auth", body=LoginIn,
-             response=TokenPair)
+@routes.post(
+    "/auth/login",
+    summary="Sign in with email and password",
+    auth="none",
+    limit="auth",
+    body=LoginIn,
+    response=TokenPair,
+)
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginIn)
     async with request.app[keys.sessionmaker]() as session:
@@ -164,8 +178,14 @@ async def login(request: web.Request) -> web.Response:
     return responses.json(await _new_family(request, user.id))
 
 
-@routes.post("/auth/refresh", summary="Rotate a refresh token (each works once)", auth="none", limit="auth",
-             body=RefreshIn, response=TokenPair)
+@routes.post(
+    "/auth/refresh",
+    summary="Rotate a refresh token (each works once)",
+    auth="none",
+    limit="auth",
+    body=RefreshIn,
+    response=TokenPair,
+)
 async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshIn)
     try:
@@ -190,8 +210,7 @@ async def refresh(request: web.Request) -> web.Response:
     return responses.json(await _issue_pair(request, user_id=claims["sub"], family_id=claims["sid"]))
 
 
-@routes.post("/auth/logout", summary="Sign out: revoke this session and end the user's live connections",
-             status=204)
+@routes.post("/auth/logout", summary="Sign out: revoke this session and end the user's live connections", status=204)
 async def logout(request: web.Request) -> web.Response:
     principal = await require_user(request)
     async with request.app[keys.sessionmaker].begin() as session:
@@ -204,8 +223,14 @@ async def logout(request: web.Request) -> web.Response:
     return responses.no_content()
 
 
-@routes.post("/auth/password", summary="Change the password: every session is signed out", body=PasswordChangeIn,
-             response=TokenPair, limit="auth", errors=(403,))
+@routes.post(
+    "/auth/password",
+    summary="Change the password: every session is signed out",
+    body=PasswordChangeIn,
+    response=TokenPair,
+    limit="auth",
+    errors=(403,),
+)
 async def change_password(request: web.Request) -> web.Response:
     principal = await require_user(request)
     body = await parse_body(request, PasswordChangeIn)

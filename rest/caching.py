@@ -25,8 +25,9 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return etag in candidates
 
 
-def with_etag(request: web.Request, body: bytes, *, headers: dict[str, str] | None = None,
-              max_age: int = 60) -> web.Response:
+def with_etag(
+    request: web.Request, body: bytes, *, headers: dict[str, str] | None = None, max_age: int = 60
+) -> web.Response:
     """200 with the body and its ETag, or 304 when the client already has it."""
     etag = etag_of(body)
     out = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}", **(headers or {})}
@@ -35,8 +36,14 @@ def with_etag(request: web.Request, body: bytes, *, headers: dict[str, str] | No
     return web.Response(body=body, content_type=JSON, headers=out)
 
 
-async def cached_json(request: web.Request, scope: str, compute: Callable[[], Awaitable[Any]], *,
-                      key: str | None = None, max_age: int = 60) -> web.Response:
+async def cached_json(
+    request: web.Request,
+    scope: str,
+    compute: Callable[[], Awaitable[Any]],
+    *,
+    key: str | None = None,
+    max_age: int = 60,
+) -> web.Response:
     """The JSON of ``compute()`` from the cache scope (keyed by the route and query string), with ETag."""
     cache_key = key or f"{request.path}?{request.query_string}"
 

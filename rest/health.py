@@ -47,8 +47,14 @@ async def _check_redis(request: web.Request) -> str:
     return "ok"
 
 
-@routes.get("/ready", summary="Readiness: the database and Redis answer", auth="none", limit="none",
-            response=ReadyOut, errors=(503,))
+@routes.get(
+    "/ready",
+    summary="Readiness: the database and Redis answer",
+    auth="none",
+    limit="none",
+    response=ReadyOut,
+    errors=(503,),
+)
 async def ready(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     healthy = True
@@ -64,8 +70,8 @@ async def ready(request: web.Request) -> web.Response:
         "type": "https://cartsnitch.com/problems/service-unavailable",
         "title": "Service unavailable",
         "status": 503,
-        "detail": "a dependency is down: " + ", ".join(k for k, v in checks.items() if v not in ("ok",) and
-                                                      not v.startswith("not configured")),
+        "detail": "a dependency is down: "
+        + ", ".join(k for k, v in checks.items() if v not in ("ok",) and not v.startswith("not configured")),
         "instance": request.path,
         "code": "SERVICE_UNAVAILABLE",
         "checks": checks,

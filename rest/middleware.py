@@ -69,8 +69,11 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     verdict = await request.app[keys.limiter].hit(bucket, identity, limit=limit, window_seconds=window)
     headers = verdict.headers(bucket)
     if not verdict.allowed:
-        raise AppError(ProblemType.RATE_LIMITED, f"at most {limit} requests per {window} s; retry in "
-                       f"{verdict.reset_seconds} s", headers=headers)
+        raise AppError(
+            ProblemType.RATE_LIMITED,
+            f"at most {limit} requests per {window} s; retry in {verdict.reset_seconds} s",
+            headers=headers,
+        )
     response = await handler(request)
     if not response.prepared:
         response.headers.update(headers)

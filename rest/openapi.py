@@ -97,13 +97,30 @@ class RouteTable:
         path_params: dict[str, str] | None = None,
         include_in_schema: bool = True,
     ) -> Callable[[Handler], Handler]:
-        default_limit: Limit = {"none": "public", "user": "user", "service": "none"}[auth]
+        defaults: dict[Auth, Limit] = {"none": "public", "user": "user", "service": "none"}
+        default_limit = defaults[auth]
 
         def register(handler: Handler) -> Handler:
             self.operations.append(
-                Operation(method, path, handler, summary, self.tag, auth, limit or default_limit, query, body,
-                          response, status, tuple(errors), paged, cached, content_type, path_params or {},
-                          include_in_schema)
+                Operation(
+                    method,
+                    path,
+                    handler,
+                    summary,
+                    self.tag,
+                    auth,
+                    limit or default_limit,
+                    query,
+                    body,
+                    response,
+                    status,
+                    tuple(errors),
+                    paged,
+                    cached,
+                    content_type,
+                    path_params or {},
+                    include_in_schema,
+                )
             )
             return handler
 
@@ -139,13 +156,15 @@ class _Components:
 def _parameters(op: Operation, components: _Components) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in _PATH_PARAM.findall(op.path):
-        params.append({
-            "name": name,
-            "in": "path",
-            "required": True,
-            "description": op.path_params.get(name, ""),
-            "schema": {"type": "string", "minLength": 1},
-        })
+        params.append(
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": op.path_params.get(name, ""),
+                "schema": {"type": "string", "minLength": 1},
+            }
+        )
     if op.query is not None:
         schema = components.schema_of(op.query, "validation")
         required = set(schema.get("required", []))

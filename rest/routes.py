@@ -60,10 +60,19 @@ def setup_routes(app: web.Application) -> None:
     cors = aiohttp_cors.setup(
         app,
         defaults={
-            origin: aiohttp_cors.ResourceOptions(
+            origin: aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
                 allow_credentials=True,
-                expose_headers=("Link", "ETag", "RateLimit", "RateLimit-Policy", "Retry-After", "X-RateLimit-Limit",
-                                "X-RateLimit-Remaining", "X-RateLimit-Reset", "Location"),
+                expose_headers=(
+                    "Link",
+                    "ETag",
+                    "RateLimit",
+                    "RateLimit-Policy",
+                    "Retry-After",
+                    "X-RateLimit-Limit",
+                    "X-RateLimit-Remaining",
+                    "X-RateLimit-Reset",
+                    "Location",
+                ),
                 allow_headers=("Authorization", "Content-Type", "If-None-Match", "Last-Event-ID", "X-Service-Key"),
                 max_age=600,
             )
@@ -77,5 +86,4 @@ def setup_routes(app: web.Application) -> None:
         cors.add(route)
         by_handler[op.handler] = op
     app[keys.operations] = by_handler
-    app[keys.openapi] = build_spec(operations, title="CartSnitch Hub API", version=__version__,
-                                   description=DESCRIPTION)
+    app[keys.openapi] = build_spec(operations, title="CartSnitch Hub API", version=__version__, description=DESCRIPTION)

@@ -23,8 +23,13 @@ def errors_of(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
     out = []
     for error in exc.errors(include_url=False, include_context=False, include_input=False):
         loc = ".".join(str(part) for part in error["loc"]) or prefix or "body"
-        out.append({"field": f"{prefix}.{loc}" if prefix and error["loc"] else loc, "message": error["msg"],
-                    "type": error["type"]})
+        out.append(
+            {
+                "field": f"{prefix}.{loc}" if prefix and error["loc"] else loc,
+                "message": error["msg"],
+                "type": error["type"],
+            }
+        )
     return out
 
 
@@ -59,8 +64,11 @@ async def read_json(request: web.Request) -> Any:
     """The JSON body; 415 when it is not JSON, 413 when too large, 400 when malformed."""
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise AppError(ProblemType.PAYLOAD_TOO_LARGE, f"the body is limited to {MAX_JSON_BODY} bytes")
-    if request.can_read_body and request.content_type not in ("application/json", "application/problem+json", "") and \
-            not request.content_type.endswith("+json"):
+    if (
+        request.can_read_body
+        and request.content_type not in ("application/json", "application/problem+json", "")
+        and not request.content_type.endswith("+json")
+    ):
         raise AppError(ProblemType.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
     raw = await request.content.read(MAX_JSON_BODY + 1)
     if len(raw) > MAX_JSON_BODY:

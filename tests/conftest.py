@@ -157,8 +157,9 @@ def app(settings: Settings) -> web.Application:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], app: web.Application
-                 ) -> TestClient[Any, Any]:
+async def client(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], app: web.Application
+) -> TestClient[Any, Any]:
     return await aiohttp_client(app)
 
 

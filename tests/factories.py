@@ -43,9 +43,13 @@ def password_hash() -> str:
 async def create_user(session: Any, **overrides: Any) -> User:
     n = next(_counter)
     email = overrides.pop("email", f"user{n}-{uuid.uuid4().hex[:6]}@example.com")
-    user = await users.insert_user(session, email=email, password_hash=password_hash(),
-                                   display_name=overrides.pop("display_name", f"User {n}"),
-                                   user_id=overrides.pop("id", None))
+    user = await users.insert_user(
+        session,
+        email=email,
+        password_hash=password_hash(),
+        display_name=overrides.pop("display_name", f"User {n}"),
+        user_id=overrides.pop("id", None),
+    )
     for name, value in overrides.items():
         setattr(user, name, value)
     await session.flush()
@@ -77,39 +81,76 @@ async def create_product(session: Any, **overrides: Any) -> NormalizedProduct:
     return product
 
 
-async def create_price(session: Any, *, product: NormalizedProduct, store: Store, observed: date,
-                       regular: str | Decimal, sale: str | Decimal | None = None, **overrides: Any) -> PriceHistory:
-    row = PriceHistory(normalized_product_id=product.id, store_id=store.id, observed_date=observed,
-                       regular_price=Decimal(regular), sale_price=Decimal(sale) if sale is not None else None,
-                       source=overrides.pop("source", "receipt"), **overrides)
+async def create_price(
+    session: Any,
+    *,
+    product: NormalizedProduct,
+    store: Store,
+    observed: date,
+    regular: str | Decimal,
+    sale: str | Decimal | None = None,
+    **overrides: Any,
+) -> PriceHistory:
+    row = PriceHistory(
+        normalized_product_id=product.id,
+        store_id=store.id,
+        observed_date=observed,
+        regular_price=Decimal(regular),
+        sale_price=Decimal(sale) if sale is not None else None,
+        source=overrides.pop("source", "receipt"),
+        **overrides,
+    )
     session.add(row)
     await session.flush()
     return row
 
 
-async def create_purchase(session: Any, *, user: User, store: Store, purchased: date,
-                          items: list[tuple[NormalizedProduct | None, str, str]] | None = None,
-                          **overrides: Any) -> Purchase:
+async def create_purchase(
+    session: Any,
+    *,
+    user: User,
+    store: Store,
+    purchased: date,
+    items: list[tuple[NormalizedProduct | None, str, str]] | None = None,
+    **overrides: Any,
+) -> Purchase:
     """A purchase with line items given as (product, quantity, unit price)."""
     lines = items or []
     total = sum((Decimal(q) * Decimal(p) for _, q, p in lines), Decimal(0)).quantize(Decimal("0.01"))
-    purchase = Purchase(user_id=user.id, store_id=store.id, receipt_id=overrides.pop("receipt_id", random_id(9)),
-                        purchase_date=purchased, total=overrides.pop("total", total), subtotal=total,
-                        tax=Decimal("0.00"), savings_total=Decimal("0.00"), **overrides)
+    purchase = Purchase(
+        user_id=user.id,
+        store_id=store.id,
+        receipt_id=overrides.pop("receipt_id", random_id(9)),
+        purchase_date=purchased,
+        total=overrides.pop("total", total),
+        subtotal=total,
+        tax=Decimal("0.00"),
+        savings_total=Decimal("0.00"),
+        **overrides,
+    )
     session.add(purchase)
     await session.flush()
     for product, quantity, price in lines:
         extended = (Decimal(quantity) * Decimal(price)).quantize(Decimal("0.01"))
-        session.add(PurchaseItem(purchase_id=purchase.id, product_name_raw=product.canonical_name if product else
-                                 "UNKNOWN ITEM", upc=(product.upc_variants or [None])[0] if product else None,
-                                 quantity=Decimal(quantity), unit_price=Decimal(price), extended_price=extended,
-                                 regular_price=Decimal(price), normalized_product_id=product.id if product else None))
+        session.add(
+            PurchaseItem(
+                purchase_id=purchase.id,
+                product_name_raw=product.canonical_name if product else "UNKNOWN ITEM",
+                upc=(product.upc_variants or [None])[0] if product else None,
+                quantity=Decimal(quantity),
+                unit_price=Decimal(price),
+                extended_price=extended,
+                regular_price=Decimal(price),
+                normalized_product_id=product.id if product else None,
+            )
+        )
     await session.flush()
     return purchase
 
 
-async def create_coupon(session: Any, *, store: Store, product: NormalizedProduct | None = None,
-                        **overrides: Any) -> Coupon:
+async def create_coupon(
+    session: Any, *, store: Store, product: NormalizedProduct | None = None, **overrides: Any
+) -> Coupon:
     values: dict[str, Any] = {
         "title": "Save on it",
         "description": "Save on it",
@@ -157,8 +198,11 @@ async def access_token(app: web.Application, user_id: str, *, ttl_seconds: int |
     family_id = random_id(16)
     async with app[keys.sessionmaker].begin() as session:
         await tokens.insert_family(session, family_id=family_id, user_id=user_id)
-    return app[keys.authenticator].codec.issue("access", user_id=user_id, family_id=family_id,
-                                               ttl_seconds=ttl_seconds).token
+    return (
+        app[keys.authenticator]
+        .codec.issue("access", user_id=user_id, family_id=family_id, ttl_seconds=ttl_seconds)
+        .token
+    )
 
 
 async def auth_headers(app: web.Application, user_id: str) -> dict[str, str]:

@@ -72,8 +72,15 @@ async def set_credential_hash(session: AsyncSession, *, user_id: str, password_h
         .values(password=password_hash, updated_at=datetime.now(UTC))
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        session.add(Account(id=random_id(24), user_id=user_id, account_id=user_id, provider_id=CREDENTIAL_PROVIDER,
-                            password=password_hash))
+        session.add(
+            Account(
+                id=random_id(24),
+                user_id=user_id,
+                account_id=user_id,
+                provider_id=CREDENTIAL_PROVIDER,
+                password=password_hash,
+            )
+        )
         await session.flush()
 
 

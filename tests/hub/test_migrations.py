@@ -1,0 +1,138 @@
+"""The schema: created by the migrations on both databases, and adopted when the platform created it already."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy import inspect
+
+from hub.store.engine import build_engine
+from hub.store.migrate import current_revision, upgrade
+from hub.store.models import Base
+
+# The shared tables as the platform's own migrations create them (text user ids, JSONB upc_variants).
+PLATFORM_DDL = """
+CREATE TABLE users (id TEXT PRIMARY KEY, email VARCHAR(255) UNIQUE NOT NULL, hashed_password VARCHAR(255),
+  display_name VARCHAR(100), email_verified BOOLEAN NOT NULL DEFAULT false, image TEXT,
+  email_inbound_token VARCHAR(22) UNIQUE NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE sessions (id TEXT PRIMARY KEY, token TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL REFERENCES users(id)
+  ON DELETE CASCADE, expires_at TIMESTAMPTZ NOT NULL, ip_address TEXT, user_agent TEXT,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE accounts (id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  account_id TEXT NOT NULL, provider_id TEXT NOT NULL, password TEXT, access_token TEXT, refresh_token TEXT,
+  access_token_expires_at TIMESTAMPTZ, refresh_token_expires_at TIMESTAMPTZ, scope TEXT, id_token TEXT,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE verifications (id TEXT PRIMARY KEY, identifier TEXT NOT NULL, value TEXT NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE stores (id UUID PRIMARY KEY, name VARCHAR(100) NOT NULL, slug VARCHAR(20) UNIQUE NOT NULL,
+  logo_url TEXT, website_url TEXT, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE store_locations (id UUID PRIMARY KEY, store_id UUID NOT NULL REFERENCES stores(id),
+  address VARCHAR(255), city VARCHAR(100), state VARCHAR(2), zip VARCHAR(10), lat DOUBLE PRECISION,
+  lng DOUBLE PRECISION, created_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE user_store_accounts (id UUID PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id),
+  store_id UUID NOT NULL REFERENCES stores(id), session_data TEXT, session_expires_at TIMESTAMPTZ,
+  last_sync_at TIMESTAMPTZ, status VARCHAR(20) NOT NULL DEFAULT 'active',
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  UNIQUE (user_id, store_id));
+CREATE TABLE normalized_products (id UUID PRIMARY KEY, canonical_name VARCHAR(255) NOT NULL, category VARCHAR(50),
+  subcategory VARCHAR(50), brand VARCHAR(100), size VARCHAR(20), size_unit VARCHAR(20), upc_variants JSONB,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE INDEX ix_np_upc ON normalized_products USING gin (upc_variants);
+CREATE TABLE purchases (id UUID PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id),
+  store_id UUID NOT NULL REFERENCES stores(id), store_location_id UUID REFERENCES store_locations(id),
+  receipt_id VARCHAR(200) NOT NULL, purchase_date DATE NOT NULL, total NUMERIC(10,2) NOT NULL,
+  subtotal NUMERIC(10,2), tax NUMERIC(10,2), savings_total NUMERIC(10,2), source_url TEXT, raw_data JSON,
+  ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(), created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), UNIQUE (user_id, store_id, receipt_id));
+CREATE INDEX ix_purchases_user_store ON purchases (user_id, store_id);
+CREATE TABLE purchase_items (id UUID PRIMARY KEY, purchase_id UUID NOT NULL REFERENCES purchases(id),
+  product_name_raw VARCHAR(500) NOT NULL, upc VARCHAR(50), quantity NUMERIC(10,3) NOT NULL,
+  unit_price NUMERIC(10,2) NOT NULL, extended_price NUMERIC(10,2) NOT NULL, regular_price NUMERIC(10,2),
+  sale_price NUMERIC(10,2), coupon_discount NUMERIC(10,2), loyalty_discount NUMERIC(10,2), category_raw VARCHAR(100),
+  normalized_product_id UUID REFERENCES normalized_products(id), created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE price_history (id UUID PRIMARY KEY, normalized_product_id UUID NOT NULL REFERENCES normalized_products(id),
+  store_id UUID NOT NULL REFERENCES stores(id), observed_date DATE NOT NULL, regular_price NUMERIC(10,2) NOT NULL,
+  sale_price NUMERIC(10,2), loyalty_price NUMERIC(10,2), coupon_price NUMERIC(10,2), source VARCHAR(20) NOT NULL,
+  purchase_item_id UUID REFERENCES purchase_items(id), created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE INDEX ix_ph ON price_history (normalized_product_id, store_id, observed_date);
+CREATE TABLE coupons (id UUID PRIMARY KEY, store_id UUID NOT NULL REFERENCES stores(id),
+  normalized_product_id UUID REFERENCES normalized_products(id), title VARCHAR(255) NOT NULL, description TEXT,
+  discount_type VARCHAR(20) NOT NULL, discount_value NUMERIC(10,2) NOT NULL, min_purchase NUMERIC(10,2),
+  valid_from DATE, valid_to DATE, requires_clip BOOLEAN NOT NULL DEFAULT false, coupon_code VARCHAR(100),
+  source_url TEXT, scraped_at TIMESTAMPTZ, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+CREATE TABLE shrinkflation_events (id UUID PRIMARY KEY,
+  normalized_product_id UUID NOT NULL REFERENCES normalized_products(id), detected_date DATE NOT NULL,
+  old_size VARCHAR(20) NOT NULL, new_size VARCHAR(20) NOT NULL, old_unit VARCHAR(20) NOT NULL,
+  new_unit VARCHAR(20) NOT NULL, price_at_old_size NUMERIC(10,2), price_at_new_size NUMERIC(10,2),
+  confidence NUMERIC(3,2), notes TEXT, created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+INSERT INTO users (id, email, email_inbound_token)
+  VALUES ('legacy-user-1', 'old@example.com', 'abcdefghijklmnopqrstuv');
+"""
+
+
+async def _tables(url: str) -> set[str]:
+    engine = build_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_migrations_create_every_table_on_postgres(pg_url: str) -> None:
+    assert set(Base.metadata.tables) <= await _tables(pg_url)
+
+
+async def test_migrations_create_every_table_on_sqlite(tmp_path: object) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/fresh.db"
+    engine = build_engine(url)
+    try:
+        await upgrade(engine)
+        assert await current_revision(engine) is not None
+        await upgrade(engine)  # idempotent
+    finally:
+        await engine.dispose()
+    assert set(Base.metadata.tables) <= await _tables(url)
+
+
+@pytest.mark.postgres
+async def test_hub_adopts_a_database_the_platform_created(pg_admin_url: str) -> None:
+    from tests.conftest import _asyncpg_dsn
+
+    admin = await asyncpg.connect(_asyncpg_dsn(pg_admin_url))
+    await admin.execute('DROP DATABASE IF EXISTS "platform_existing" WITH (FORCE)')
+    await admin.execute('CREATE DATABASE "platform_existing"')
+    await admin.close()
+    url = pg_admin_url.rsplit("/", 1)[0] + "/platform_existing"
+    platform = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        await platform.execute(PLATFORM_DDL)
+    finally:
+        await platform.close()
+
+    engine = build_engine(url)
+    try:
+        await upgrade(engine)
+        assert await current_revision(engine) is not None
+    finally:
+        await engine.dispose()
+    assert set(Base.metadata.tables) <= await _tables(url)
+    check = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        kept = await check.fetchval("SELECT email FROM users WHERE id = 'legacy-user-1'")
+        upc_type = await check.fetchval(
+            "SELECT data_type FROM information_schema.columns WHERE table_name='normalized_products' "
+            "AND column_name='upc_variants'"
+        )
+    finally:
+        await check.close()
+    assert kept == "old@example.com"
+    assert upc_type == "jsonb"

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+from cryptography.fernet import Fernet
+
+from hub.settings import DEFAULT_DATABASE_URL, Settings, SettingsError, is_placeholder, setting_names
+
+STRONG = "k3P9x-2vQ8_mZ7rT1wY6uB4nH5jL0sDfGaQpWeRtYu"
+
+
+def test_defaults_run_the_embedded_default() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.redis_url is None
+    assert settings.dev_mode is True
+    assert settings.seed_demo_data is True
+    assert settings.demo_sync is True
+    assert settings.port == 8000
+    assert settings.rate_limit_requests == 60 and settings.rate_limit_window_seconds == 60
+    assert settings.rate_limit_auth_requests == 5 and settings.rate_limit_auth_window_seconds == 60
+    assert settings.jwt_algorithm == "HS256"
+    assert settings.jwt_access_token_expire_minutes == 15 and settings.jwt_refresh_token_expire_days == 7
+    assert settings.cors_origins == ("https://cartsnitch.com", "http://localhost:3000", "http://localhost:5173")
+
+
+def test_gateway_names_are_accepted_and_postgres_urls_normalised() -> None:
+    env = {
+        "DATABASE_URL": "postgresql://u:p@db:5432/cartsnitch",
+        "REDIS_URL": "redis://cache:6379/0",
+        "CARTSNITCH_JWT_SECRET_KEY": STRONG,
+        "CARTSNITCH_SERVICE_KEY": STRONG[::-1],
+        "CARTSNITCH_FERNET_KEY": Fernet.generate_key().decode(),
+        "CARTSNITCH_CORS_ORIGINS": '["https://app.example.com"]',
+        "CARTSNITCH_RATE_LIMIT_REQUESTS": "120",
+    }
+    settings = Settings.from_env(env)
+    assert settings.database_url == "postgresql+asyncpg://u:p@db:5432/cartsnitch"
+    assert settings.redis_url == "redis://cache:6379/0"
+    assert settings.dev_mode is False
+    assert settings.seed_demo_data is False
+    assert settings.cors_origins == ("https://app.example.com",)
+    assert settings.rate_limit_requests == 120
+
+
+def test_prefixed_name_wins_over_the_bare_one() -> None:
+    env = {"CARTSNITCH_DATABASE_URL": "sqlite:///a.db", "DATABASE_URL": "sqlite:///b.db", "CARTSNITCH_DEV_MODE": "1"}
+    assert Settings.from_env(env).database_url == "sqlite+aiosqlite:///a.db"
+
+
+def test_every_problem_is_reported_together() -> None:
+    env = {
+        "DATABASE_URL": "postgresql://db/x",
+        "CARTSNITCH_JWT_SECRET_KEY": "change-me",
+        "CARTSNITCH_RATE_LIMIT_ENABLED": "maybe",
+        "CARTSNITCH_JWT_ALGORITHM": "none",
+        "CARTSNITCH_PORT": "70000",
+        "CARTSNITCH_FERNET_KEY": "not-a-key",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    text = "\n".join(caught.value.problems)
+    for name in (
+        "CARTSNITCH_RATE_LIMIT_ENABLED",
+        "CARTSNITCH_JWT_ALGORITHM",
+        "CARTSNITCH_PORT",
+        "CARTSNITCH_JWT_SECRET_KEY",
+        "CARTSNITCH_SERVICE_KEY",
+        "CARTSNITCH_FERNET_KEY",
+    ):
+        assert name in text
+    assert len(caught.value.problems) >= 6
+
+
+@pytest.mark.parametrize("secret", ["", "change-me-in-production", "secret", "x" * 40, "short-but-random-9Qz"])
+def test_placeholder_secrets_are_refused_outside_dev_mode(secret: str) -> None:
+    assert is_placeholder(secret)
+    env = {
+        "REDIS_URL": "redis://r:6379",
+        "CARTSNITCH_JWT_SECRET_KEY": secret,
+        "CARTSNITCH_SERVICE_KEY": STRONG,
+        "CARTSNITCH_FERNET_KEY": Fernet.generate_key().decode(),
+    }
+    with pytest.raises(SettingsError, match="CARTSNITCH_JWT_SECRET_KEY"):
+        Settings.from_env(env)
+
+
+def test_dev_mode_accepts_a_missing_secret() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://db/x", "CARTSNITCH_DEV_MODE": "true"})
+    assert settings.dev_mode is True and settings.jwt_secret_key == ""
+
+
+def test_secrets_do_not_appear_in_repr() -> None:
+    settings = Settings(jwt_secret_key=STRONG, service_key="svc-" + STRONG, fernet_key="fernet-" + STRONG)
+    text = repr(settings)
+    assert STRONG not in text
+
+
+def test_every_env_source_names_a_settings_field() -> None:
+    assert set(setting_names()) <= {f.name for f in fields(Settings)}
