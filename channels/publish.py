@@ -33,9 +33,14 @@ async def run_script(redis: RedisLike, script: str, keys: list[str], args: list[
     try:
         return await redis.evalsha(_SHA[script], len(keys), *keys, *args)
     except Exception as exc:
-        if "NOSCRIPT" not in str(exc):
+        if not is_noscript(exc):
             raise
         return await redis.eval(script, len(keys), *keys, *args)
+
+
+def is_noscript(exc: BaseException) -> bool:
+    """True for Redis's "script not loaded" error, whichever client raised it."""
+    return type(exc).__name__ == "NoScriptError" or "NOSCRIPT" in str(exc) or "No matching script" in str(exc)
 
 
 def new_epoch() -> str:

@@ -29,7 +29,9 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.metrics] = Metrics()
     app[keys.sio] = socket.build_server(settings)
     app[keys.sio].attach(app, socketio_path=socket.SOCKETIO_PATH)
-    app.cleanup_ctx.extend([resources.database_ctx, resources.redis_ctx, resources.http_client_ctx])
+    app.cleanup_ctx.extend(
+        [resources.database_ctx, resources.redis_ctx, resources.http_client_ctx, resources.realtime_ctx]
+    )
     app.on_shutdown.append(socket.close_all)
     routes.setup_routes(app)
     return app

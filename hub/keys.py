@@ -10,9 +10,12 @@ from socketio import AsyncServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.cache import Cache
+from hub.fanout import EventBus
 from hub.identity import Authenticator, Principal
+from hub.ingest import Ingest
 from hub.metrics import Metrics
 from hub.ratelimit import RateLimiter
+from hub.realtime import Hub
 from hub.settings import Settings
 from hub.store.engine import Sessionmaker
 
@@ -30,3 +33,6 @@ operations = web.AppKey("hub.operations", dict[Any, Any])
 openapi = web.AppKey("hub.openapi", dict[str, Any])
 
 principal = web.RequestKey[Principal | None]("hub.principal")
+bus = web.AppKey[EventBus]("hub.bus")
+hub = web.AppKey("hub.hub", Hub)
+ingest = web.AppKey("hub.ingest", Ingest)

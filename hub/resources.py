@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
-from hub import keys
+from hub import keys, snapshots
+from hub.fanout import EventBus, LocalBus, RedisBus
 from hub.cache import Cache
 from hub.identity import Authenticator
+from hub.ingest import Ingest
 from hub.ratelimit import RateLimiter
+from hub.realtime import Hub
 from hub.security import TokenCodec
 from hub.store.engine import build_engine, build_sessionmaker
 
@@ -54,3 +60,29 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
         app[keys.http_client] = session
         yield
+
+
+async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The event bus, the hub and the ingest pipeline; started after the database and Redis, stopped before."""
+    settings = app[keys.settings]
+    bus: EventBus
+    if settings.redis_url:
+        consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        bus = RedisBus(settings.redis_url, max_events=settings.history_max_events,
+                       max_age_seconds=settings.history_max_age_seconds, consumer=consumer)
+    else:
+        bus = LocalBus(app[keys.sessionmaker], max_events=settings.history_max_events,
+                       max_age_seconds=settings.history_max_age_seconds)
+    server = app[keys.sio]
+    hub = Hub(settings, bus, server.eio, app[keys.authenticator], app[keys.metrics], server)
+    hub.register_handlers()
+    ingest = Ingest(settings, bus, app[keys.sessionmaker], app[keys.cache], app[keys.metrics])
+    snapshots.wire(app, hub, ingest, bus)
+    app[keys.bus] = bus
+    app[keys.hub] = hub
+    app[keys.ingest] = ingest
+    await bus.start()
+    await hub.start()
+    yield
+    await hub.close()
+    await bus.close()

@@ -1,4 +1,5 @@
-"""The Socket.IO server: construction, the Redis adapter, and ending a user's connections on every process."""
+"""The Socket.IO server: python-socketio on the lean Engine.IO server, its Redis adapter, and ending a user's
+connections on every process."""
 
 from __future__ import annotations
 
@@ -9,26 +10,82 @@ from aiohttp import web
 
 from channels import bus, rooms
 from channels.events import ControlEvent
-from channels.payloads import utc_timestamp
 from hub import jsonmod, keys
+from hub.control import control_envelope
+from hub.engine import LeanEngine
 from hub.settings import Settings
 
 SOCKETIO_PATH = "socket.io"
 
 
-def control_envelope(event: ControlEvent, payload: dict[str, Any]) -> dict[str, Any]:
-    """The envelope of a hub-to-connection control event (not part of any history, so it has no ``id``)."""
-    return {"event_type": event.value, "timestamp": utc_timestamp(), "service": "hub", "payload": payload}
+class _IndexedRooms:
+    """python-socketio's managers find a client's rooms by scanning every room of the namespace, and its server
+    disconnects a client by scanning every namespace: with a namespace per user and thousands of clients in
+    ``/public`` both are O(clients) per disconnect. This keeps an index per client instead."""
+
+    rooms: dict[str, dict[Any, Any]]
+    callbacks: dict[str, Any]
+    pending_connect: dict[str, list[str]]
+    pending_disconnect: dict[str, list[str]]
+
+    def _index(self) -> dict[tuple[str, str], set[Any]]:
+        index: dict[tuple[str, str], set[Any]] | None = self.__dict__.get("_room_index")
+        if index is None:
+            index = self.__dict__["_room_index"] = {}
+        return index
+
+    def _namespaces(self) -> dict[str, set[str]]:
+        namespaces: dict[str, set[str]] | None = self.__dict__.get("_eio_namespaces")
+        if namespaces is None:
+            namespaces = self.__dict__["_eio_namespaces"] = {}
+        return namespaces
+
+    def namespaces_of(self, eio_sid: str) -> set[str]:
+        return set(self._namespaces().get(eio_sid, ()))
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
+        self._index().setdefault((namespace, sid), set()).add(room)
+        if room is None:
+            self._namespaces().setdefault(self.rooms[namespace][None][sid], set()).add(namespace)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
+        entry = self._index().get((namespace, sid))
+        if entry is not None:
+            entry.discard(room)
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        return [room for room in self._index().get((namespace, sid), ()) if room is not None]
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        if namespace not in self.rooms:
+            return
+        eio_sid = self.rooms[namespace].get(None, {}).get(sid)
+        for room in list(self._index().pop((namespace, sid), ())):
+            if room is not None:
+                super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
+        super().basic_leave_room(sid, namespace, None)  # type: ignore[misc]
+        if eio_sid is not None:
+            namespaces = self._namespaces().get(eio_sid)
+            if namespaces is not None:
+                namespaces.discard(namespace)
+                if not namespaces:
+                    del self._namespaces()[eio_sid]
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            waiting = pending.get(namespace)
+            if waiting is not None and sid in waiting:
+                waiting.remove(sid)
+                if not waiting:
+                    del pending[namespace]
 
 
-async def _end_local(server: socketio.AsyncServer, namespace: str, envelope: dict[str, Any]) -> None:
-    participants = list(server.manager.get_participants(namespace, None)) if namespace in server.manager.rooms else []
-    for sid, _eio_sid in participants:
-        await server.emit(ControlEvent.SESSION_ENDED.value, envelope, to=sid, namespace=namespace, ignore_queue=True)
-        await server.disconnect(sid, namespace=namespace, ignore_queue=True)
+class HubManager(_IndexedRooms, socketio.AsyncManager):  # type: ignore[misc]
+    """The single-process manager (embedded default)."""
 
 
-class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class HubRedisManager(_IndexedRooms, socketio.AsyncRedisManager):  # type: ignore[misc]
     """python-socketio's Redis adapter; a ``cartsnitch.session.ended`` emit is carried out as "tell, then
     disconnect" by every process that holds a connection of that namespace."""
 
@@ -39,14 +96,30 @@ class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         await super()._handle_emit(message)
 
 
-def build_server(settings: Settings) -> socketio.AsyncServer:
+class HubServer(socketio.AsyncServer):  # type: ignore[misc]
+    def _engineio_server_class(self) -> type[LeanEngine]:
+        return LeanEngine
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        for namespace in self.manager.namespaces_of(eio_sid):
+            await self._handle_disconnect(eio_sid, namespace, reason)
+        self.environ.pop(eio_sid, None)
+
+
+async def _end_local(server: socketio.AsyncServer, namespace: str, envelope: dict[str, Any]) -> None:
+    participants = list(server.manager.get_participants(namespace, None)) if namespace in server.manager.rooms else []
+    for sid, _eio_sid in participants:
+        await server.emit(ControlEvent.SESSION_ENDED.value, envelope, to=sid, namespace=namespace, ignore_queue=True)
+        await server.disconnect(sid, namespace=namespace, ignore_queue=True)
+
+
+def build_server(settings: Settings) -> HubServer:
     manager: Any
     if settings.redis_url:
         manager = HubRedisManager(settings.redis_url, channel=bus.SOCKETIO_CHANNEL)
     else:
-        manager = socketio.AsyncManager()
-    return socketio.AsyncServer(
-        async_mode="aiohttp",
+        manager = HubManager()
+    return HubServer(
         client_manager=manager,
         namespaces="*",
         json=jsonmod,
@@ -55,7 +128,8 @@ def build_server(settings: Settings) -> socketio.AsyncServer:
         ping_interval=settings.socket_ping_interval_seconds,
         ping_timeout=settings.socket_ping_timeout_seconds,
         max_http_buffer_size=settings.socket_max_payload_bytes,
-        http_compression=False,
+        websocket_compression=settings.socket_compression,
+        send_queue_bytes=settings.socket_send_queue_bytes,
         logger=False,
         engineio_logger=False,
     )

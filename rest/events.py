@@ -1,7 +1,170 @@
-"""events routes."""
+"""The REST fallback of the socket: long-poll and Server-Sent Events over the same history, ids and envelopes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from channels import bus, rooms
+from channels.bus import EventId, parse_event_id
+from channels.errors import ProblemType
+from channels.events import ControlEvent
+from hub import keys
+from hub.control import control_envelope
+from hub.errors import AppError, validation_error
+from hub.realtime import StreamSubscriber
+from rest.api import API
+from rest.auth import require_user
 from rest.openapi import RouteTable
+from rest.responses import dumps
+from rest.validation import parse_query
 
 routes = RouteTable("events")
+KEEPALIVE_SECONDS = 15.0
+STREAM_QUEUE_BYTES = 4 << 20
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = Field(None, description="position in the history; absent on control events")
+    event_type: str
+    timestamp: str
+    service: str
+    payload: dict[str, Any]
+
+
+class EventsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    after: str | None = Field(None, max_length=80, description="the last event id the client has")
+    limit: int = Field(100, ge=1, le=500)
+    wait: float = Field(0, ge=0, le=30, description="seconds to wait for an event when there is none")
+
+
+class EventsPage(BaseModel):
+    events: list[Envelope]
+    next: str | None = Field(description="pass it as `after` for the following events")
+    resync: str | None = Field(None, description="set when `after` is older than the retained history: reload "
+                                                 "through the REST API, then continue from `next`")
+
+
+class StreamQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    last_event_id: str | None = Field(None, max_length=80, description="resume after this id (or Last-Event-ID)")
+
+
+class PublicStreamQuery(StreamQuery):
+    room: str = Field(max_length=200, description="trend:<product_id>, inflation or store-comparison")
+
+
+def _parse_after(raw: str | None, field: str) -> EventId | None:
+    if raw is None or raw == "":
+        return None
+    event_id = parse_event_id(raw)
+    if event_id is None:
+        raise validation_error([{"field": field, "message": "is not an event id this hub issued", "type": "value_error"}])
+    return event_id
+
+
+@routes.get(f"{API}/me/events", summary="Events after an id (long-polls up to `wait` seconds when there are none)",
+            query=EventsQuery, response=EventsPage)
+async def list_my_events(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    query = parse_query(request, EventsQuery)
+    after = _parse_after(query.after, "after")
+    audience = bus.user_audience(principal.user_id)
+    event_bus = request.app[keys.bus]
+    history = await event_bus.read(audience, after, query.limit)
+    if not history.events and history.resync is None and query.wait > 0:
+        hub = request.app[keys.hub]
+        waiter = StreamSubscriber(audience, after, STREAM_QUEUE_BYTES)
+        await hub.add(waiter)
+        waiter.replaying = False
+        try:
+            history = await event_bus.read(audience, after, query.limit)  # what arrived while subscribing
+            if not history.events and history.resync is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wake.wait(), query.wait)
+                history = await event_bus.read(audience, after, query.limit)
+        finally:
+            hub.remove(waiter)
+    if history.resync is not None:
+        return _json({"events": [], "next": None, "resync": history.resync})
+    events = [orjson.Fragment(envelope) for _event_id, envelope in history.events]
+    next_id = str(history.events[-1][0]) if history.events else query.after
+    return _json({"events": events, "next": next_id, "resync": None})
+
+
+def _json(data: dict[str, Any]) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+def _sse(event: str, data: str, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {data}\n\n".encode()
+
+
+async def _stream(request: web.Request, subscriber: StreamSubscriber, first: list[bytes]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    hub = request.app[keys.hub]
+    try:
+        await response.write(b"retry: 3000\n\n" + b"".join(first))
+        await hub.add(subscriber)
+        hub.spawn(hub.catch_up(subscriber))
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(subscriber.wake.wait(), KEEPALIVE_SECONDS)
+            if subscriber.overflowed:
+                break  # the client reconnects with Last-Event-ID and resumes from the history
+            items = subscriber.take()
+            if items:
+                await response.write(b"".join(_sse(kind, data, event_id) for kind, data, event_id in items))
+            else:
+                await response.write(b": keep-alive\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.remove(subscriber)
+    return response
+
+
+@routes.get(f"{API}/me/events/stream", summary="Server-Sent Events of the user's events (resumes from Last-Event-ID)",
+            query=StreamQuery, content_type="text/event-stream")
+async def stream_my_events(request: web.Request) -> web.StreamResponse:
+    principal = await require_user(request)
+    query = parse_query(request, StreamQuery)
+    raw = request.headers.get("Last-Event-ID") or query.last_event_id
+    after = parse_event_id(raw) if raw else None
+    subscriber = StreamSubscriber(bus.user_audience(principal.user_id), after, STREAM_QUEUE_BYTES)
+    first = []
+    if raw and after is None:
+        first.append(_sse(ControlEvent.RESYNC.value, dumps(control_envelope(
+            ControlEvent.RESYNC, {"reason": "invalid_last_event_id"})).decode()))
+    return await _stream(request, subscriber, first)
+
+
+@routes.get(f"{API}/public/stream", summary="Server-Sent Events of a public room (a snapshot first)", auth="none",
+            query=PublicStreamQuery, content_type="text/event-stream", errors=(404,))
+async def stream_public_room(request: web.Request) -> web.StreamResponse:
+    query = parse_query(request, PublicStreamQuery)
+    room = rooms.parse_public_room(query.room)
+    if room is None:
+        raise validation_error([{"field": "room", "message": "must be trend:<product_id>, inflation or "
+                                 "store-comparison", "type": "value_error"}])
+    hub = request.app[keys.hub]
+    snapshot = await hub.snapshot(room) if hub.snapshot is not None else None
+    if snapshot is None:
+        raise AppError(ProblemType.NOT_FOUND, f"no data for room {room!r}")
+    raw = request.headers.get("Last-Event-ID") or query.last_event_id
+    subscriber = StreamSubscriber(bus.room_audience(room), parse_event_id(raw) if raw else None, STREAM_QUEUE_BYTES)
+    first = [_sse("snapshot", dumps({"room": room, "snapshot": snapshot}).decode())]
+    return await _stream(request, subscriber, first)

@@ -1,7 +1,62 @@
-"""internal routes."""
+"""Internal routes for the platform's services (``X-Service-Key``, never user credentials)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from channels.errors import ProblemType
+from channels.events import EventType
+from channels.payloads import InvalidPayload
+from hub import keys
+from hub.errors import AppError
+from hub.security import constant_time_equals
+from rest import responses
 from rest.openapi import RouteTable
+from rest.validation import parse_body
 
 routes = RouteTable("internal")
+_ENVELOPE_FIELDS = ("timestamp", "service", "event_type")
+
+
+def require_service(request: web.Request) -> None:
+    expected = request.app[keys.settings].service_key
+    if not expected:
+        raise AppError(ProblemType.SERVICE_UNAVAILABLE, "internal routes are disabled: set CARTSNITCH_SERVICE_KEY")
+    given = request.headers.get("X-Service-Key")
+    if not given:
+        raise AppError(ProblemType.UNAUTHORIZED, "send the X-Service-Key header")
+    if not constant_time_equals(given, expected):
+        raise AppError(ProblemType.FORBIDDEN, "wrong service key")
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_type: EventType
+    payload: dict[str, Any]
+    service: str = Field("internal", min_length=1, max_length=100)
+    timestamp: str | None = Field(None, max_length=64, description="ISO-8601; defaults to now")
+
+
+class EventAccepted(BaseModel):
+    id: str = Field(description="the event id (for events the hub expands, the id of its queue entry)")
+
+
+@routes.post("/internal/events", summary="Publish one catalog event", auth="service", body=EventIn,
+             response=EventAccepted, status=202, errors=(503,))
+async def publish_event(request: web.Request) -> web.Response:
+    require_service(request)
+    body = await parse_body(request, EventIn)
+    try:
+        event_id = await request.app[keys.ingest].publish(body.event_type, body.payload, service=body.service,
+                                                          timestamp=body.timestamp, source="http")
+    except InvalidPayload as exc:
+        request.app[keys.metrics].events_invalid.labels("http").inc()
+        errors = [{**e, "field": e["field"] if e["field"] in _ENVELOPE_FIELDS else f"payload.{e['field']}"}
+                  for e in exc.errors]
+        raise AppError(ProblemType.INVALID_PAYLOAD, f"the {body.event_type.value} event fails its schema",
+                       errors=errors) from None
+    return responses.accepted(EventAccepted(id=event_id))

@@ -1,7 +1,74 @@
-"""scraping routes."""
+"""Store syncs: start one, and see where each store stands."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from channels.errors import ProblemType
+from hub import keys, sync
+from hub.errors import AppError
+from hub.store import syncjobs
+from rest import responses
+from rest.api import API
+from rest.auth import require_user
 from rest.openapi import RouteTable
 
 routes = RouteTable("scraping")
+
+SyncStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class SyncAccepted(BaseModel):
+    job_id: str
+    status: SyncStatus
+    message: str
+    mode: Literal["receiptwitness", "demo"]
+
+
+class StoreSyncStatus(BaseModel):
+    store_slug: str
+    status: SyncStatus | Literal["never"]
+    last_sync_at: datetime | None
+    items_synced: int
+    progress: float
+    job_id: str | None
+
+
+@routes.post(f"{API}/scraping/{{store_slug}}/sync", summary="Start a sync of a connected store; progress arrives as "
+             "cartsnitch.sync.progress events", response=SyncAccepted, status=202, errors=(404, 409, 502, 503, 504),
+             path_params={"store_slug": "the store's slug, e.g. kroger"})
+async def start_sync(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    slug = request.match_info["store_slug"]
+    async with request.app[keys.sessionmaker]() as session:
+        store = await syncjobs.get_store_by_slug(session, slug=slug[:20])
+        account = await syncjobs.get_account(session, user_id=principal.user_id, store_id=store.id) if store else None
+    if store is None:
+        raise AppError(ProblemType.NOT_FOUND, f"no store {slug!r}")
+    if account is None:
+        raise AppError(ProblemType.CONFLICT, f"connect {slug} first (POST {API}/me/stores/{slug}/connect)")
+    job = await sync.start(request.app, user_id=principal.user_id, store=store)
+    message = sync.DEMO_MESSAGE if job.mode == "demo" else "sync queued at ReceiptWitness"
+    return responses.accepted(SyncAccepted(job_id=str(job.id), status="queued", message=message, mode=job.mode))
+
+
+@routes.get(f"{API}/scraping/status", summary="Where each connected store's sync stands", response=list[StoreSyncStatus])
+async def sync_status(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    async with request.app[keys.sessionmaker]() as session:
+        rows = await syncjobs.latest_jobs(session, user_id=principal.user_id)
+    out = []
+    for store, account, job in rows:
+        out.append(StoreSyncStatus(
+            store_slug=store.slug,
+            status=job.status if job else "never",  # type: ignore[arg-type]
+            last_sync_at=account.last_sync_at if account else None,
+            items_synced=job.items_synced if job else 0,
+            progress=job.progress if job else 0.0,
+            job_id=str(job.id) if job else None,
+        ))
+    return responses.json(out)

@@ -1,0 +1,584 @@
+"""The event bus: per-audience history, live routing by interest, and the ingest queue.
+
+``RedisBus`` keeps each audience's history in a Redis stream and routes live events through one channel per
+audience; this process subscribes to a channel only while it holds a subscriber for that audience, so it never
+receives events it cannot deliver. ``LocalBus`` is the embedded default's equivalent: history in the database,
+live routing in memory, for a single process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import hiredis
+from redis.asyncio import Redis
+from redis.connection import parse_url
+from sqlalchemy import delete, func, insert, select
+
+from channels import bus
+from channels.bus import EventId, parse_event_id
+from channels.publish import enqueue, is_noscript, new_epoch, record
+from hub.store.engine import Sessionmaker
+from hub.store.models import HubEvent, HubEventMark, HubMeta
+
+log = logging.getLogger("hub.fanout")
+
+LiveHandler = Callable[[str, str], None]
+"""(audience, envelope JSON with id) for every live event of a subscribed audience."""
+IngestHandler = Callable[[str, str], Awaitable[None]]
+"""(queue entry id, envelope JSON without id) for every queued event; one process handles each entry."""
+LegacyHandler = Callable[[list[tuple[bytes, bytes]]], Awaitable[None]]
+"""A batch of (channel, raw message), the plain PUBLISHes on ``cartsnitch.*`` received since the last batch."""
+
+
+@dataclass(slots=True)
+class History:
+    """A slice of an audience's history; ``resync`` says why the requested position can no longer be served."""
+
+    events: list[tuple[EventId, str]] = field(default_factory=list)
+    resync: str | None = None
+
+
+class EventBus(Protocol):
+    on_live: LiveHandler
+    on_ingest: IngestHandler
+    on_reconnect: Callable[[], None]
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def record(self, audience: str, envelope_json: str, *, dedupe_key: str | None = None) -> str | None: ...
+
+    async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]: ...
+
+    async def enqueue(self, envelope_json: str, *, dedupe_key: str | None = None) -> str | None: ...
+
+    async def read(self, audience: str, after: EventId | None, limit: int) -> History: ...
+
+    async def subscribe(self, audience: str) -> None: ...
+
+    async def unsubscribe(self, audience: str) -> None: ...
+
+    def subscription_count(self) -> int: ...
+
+
+def id_of(envelope_json: str) -> EventId | None:
+    """The id of an envelope whose first member is ``"id"`` (as the bus writes them), without parsing JSON."""
+    end = envelope_json.find('"', 7)
+    return parse_event_id(envelope_json[7:end]) if envelope_json.startswith('{"id":"') and end > 7 else None
+
+
+def _noop_live(audience: str, envelope_json: str) -> None:
+    return None
+
+
+async def _noop_ingest(entry_id: str, envelope_json: str) -> None:
+    return None
+
+
+# --- Redis -----------------------------------------------------------------------------------------------
+
+
+def _command(*parts: bytes | str) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class _PubSubProtocol(asyncio.Protocol):
+    """A raw RESP2 pub/sub connection parsed by hiredis: the hot path of every live event this process gets."""
+
+    def __init__(self, owner: RedisBus) -> None:
+        self.owner = owner
+        self.reader = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        owner = self.owner
+        while (reply := reader.gets()) is not False:
+            if isinstance(reply, list):
+                kind = reply[0]
+                if kind == b"message":
+                    owner.dispatch_live(reply[1], reply[2])
+                elif kind == b"pmessage":
+                    owner.dispatch_legacy(reply[2], reply[3])
+                elif kind in (b"subscribe", b"psubscribe"):
+                    owner.confirmed(reply[1])
+            elif isinstance(reply, hiredis.ReplyError):
+                log.error("pub/sub error: %s", reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def send(self, *parts: bytes | str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_command(*parts))
+
+
+class RedisBus:
+    """History in Redis streams, live routing on per-audience channels, the ingest queue as a consumer group."""
+
+    def __init__(self, url: str, *, max_events: int, max_age_seconds: int, consumer: str) -> None:
+        self.url = url
+        self.max_events = max_events
+        self.max_age_seconds = max_age_seconds
+        self.consumer = consumer
+        self.redis: Redis = Redis.from_url(url, socket_connect_timeout=5)
+        self._blocking: Redis = Redis.from_url(url, socket_connect_timeout=5)
+        self.on_live: LiveHandler = _noop_live
+        self.on_ingest: IngestHandler = _noop_ingest
+        self.on_legacy: LegacyHandler | None = None
+        self.on_reconnect: Callable[[], None] = lambda: None
+        self._protocol: _PubSubProtocol | None = None
+        self._channels: set[str] = set()
+        self._confirmations: dict[bytes, deque[asyncio.Future[None]]] = {}
+        self._connected = asyncio.Event()
+        self._legacy: list[tuple[bytes, bytes]] = []
+        self._legacy_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # live ---------------------------------------------------------------------------------------------
+
+    def dispatch_live(self, channel: bytes, data: bytes) -> None:
+        self.on_live(bus.audience_of_live_channel(channel.decode()), data.decode())
+
+    def dispatch_legacy(self, channel: bytes, data: bytes) -> None:
+        self._legacy.append((channel, data))
+        self._legacy_ready.set()
+
+    async def _legacy_loop(self) -> None:
+        """Legacy messages are handled in batches (one pipelined Redis round trip per batch), in arrival order."""
+        while True:
+            await self._legacy_ready.wait()
+            self._legacy_ready.clear()
+            while self._legacy:
+                batch = self._legacy[:500]
+                del self._legacy[:500]
+                if self.on_legacy is not None:
+                    try:
+                        await self.on_legacy(batch)
+                    except Exception:
+                        log.exception("handling %d legacy events failed", len(batch))
+
+    def confirmed(self, channel: bytes) -> None:
+        waiters = self._confirmations.get(channel)
+        if waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+            if not waiters:
+                del self._confirmations[channel]
+
+    async def subscribe(self, audience: str) -> None:
+        """Subscribe to an audience's live channel and wait until Redis confirms it (so no event falls between
+        the subscription and a history read that follows it)."""
+        channel = bus.live_channel(audience)
+        self._channels.add(channel)
+        await self._connected.wait()
+        waiter = asyncio.get_running_loop().create_future()
+        self._confirmations.setdefault(channel.encode(), deque()).append(waiter)
+        assert self._protocol is not None
+        self._protocol.send("SUBSCRIBE", channel)
+        await asyncio.wait_for(waiter, 10)
+
+    async def unsubscribe(self, audience: str) -> None:
+        channel = bus.live_channel(audience)
+        self._channels.discard(channel)
+        if self._protocol is not None:
+            self._protocol.send("UNSUBSCRIBE", channel)
+
+    def subscription_count(self) -> int:
+        return len(self._channels)
+
+    async def _pubsub_loop(self) -> None:
+        delay = 0.1
+        first = True
+        while not self._closing:
+            try:
+                protocol = await self._connect_pubsub()
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                log.warning("pub/sub connection to Redis failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            self._protocol = protocol
+            if self.on_legacy is not None:
+                protocol.send("PSUBSCRIBE", bus.LEGACY_PATTERN)
+            if self._channels:
+                protocol.send("SUBSCRIBE", *sorted(self._channels))
+                # confirmations of this re-subscription are not awaited by anyone
+            self._connected.set()
+            if not first:
+                log.warning("pub/sub reconnected to Redis: every subscriber catches up from the history")
+                self.on_reconnect()
+            first = False
+            await protocol.lost
+            self._connected.clear()
+            self._protocol = None
+            for waiters in self._confirmations.values():
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(ConnectionError("pub/sub connection lost"))
+            self._confirmations.clear()
+
+    async def _connect_pubsub(self) -> _PubSubProtocol:
+        options = parse_url(self.url)
+        loop = asyncio.get_running_loop()
+        protocol = _PubSubProtocol(self)
+        if "path" in options:
+            await asyncio.wait_for(loop.create_unix_connection(lambda: protocol, options["path"]), 5)
+        else:
+            tls = ssl.create_default_context() if self.url.startswith("rediss://") else None
+            await asyncio.wait_for(
+                loop.create_connection(lambda: protocol, options.get("host", "localhost"), options.get("port", 6379),
+                                       ssl=tls),
+                5,
+            )
+        if options.get("password"):
+            auth = ("AUTH", options["username"], options["password"]) if options.get("username") else (
+                "AUTH", options["password"])
+            # AUTH's reply (+OK) is a plain status the protocol ignores; a wrong password closes nothing, so check
+            # it on the command connection, which uses the same credentials.
+            protocol.send(*auth)
+        return protocol
+
+    # history ------------------------------------------------------------------------------------------
+
+    async def record(self, audience: str, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
+        return await record(self.redis, audience, envelope_json, max_events=self.max_events,
+                            max_age_seconds=self.max_age_seconds, dedupe_key=dedupe_key)
+
+    async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]:
+        """Record several events in one pipelined round trip."""
+        results = await self.pipeline_scripts([(audience, envelope_json, None) for audience, envelope_json in items], [])
+        return [r for r in results if r is not None]
+
+    async def pipeline_scripts(
+        self, records: Sequence[tuple[str, str, str | None]], queued: Sequence[tuple[str, str | None]]
+    ) -> list[str | None]:
+        """Record (audience, envelope, dedupe key) and queue (envelope, dedupe key) items in one round trip;
+        the result has one id per item (records first), None where a dedupe key was taken already."""
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        epoch = new_epoch()
+        for audience, envelope_json, dedupe_key in records:
+            keys = [bus.EPOCH_KEY, bus.history_key(audience), bus.live_channel(audience)]
+            args: list[Any] = [envelope_json, self.max_events, self.max_age_seconds * 1000, epoch]
+            if dedupe_key:
+                keys.append(dedupe_key)
+                args.append(bus.LEGACY_DEDUPE_SECONDS)
+            calls.append((bus.RECORD_SCRIPT, keys, args))
+        for envelope_json, dedupe_key in queued:
+            keys = [bus.INGEST_STREAM]
+            args = [envelope_json, bus.INGEST_MAXLEN]
+            if dedupe_key:
+                keys.append(dedupe_key)
+                args.append(bus.LEGACY_DEDUPE_SECONDS)
+            calls.append((bus.INGEST_SCRIPT, keys, args))
+        results = await self._run_calls(calls)
+        missing = [i for i, result in enumerate(results) if isinstance(result, Exception) and is_noscript(result)]
+        if missing:
+            # the scripts are gone (Redis restarted): load them and run again only what did not run
+            await self.redis.script_load(bus.RECORD_SCRIPT)
+            await self.redis.script_load(bus.INGEST_SCRIPT)
+            for index, result in zip(missing, await self._run_calls([calls[i] for i in missing]), strict=True):
+                results[index] = result
+        out: list[str | None] = []
+        for index, result in enumerate(results):
+            if isinstance(result, Exception):
+                raise result
+            if result is None:
+                out.append(None)
+            else:
+                text = result.decode() if isinstance(result, bytes) else str(result)
+                out.append(text if index < len(records) else "ingest-" + text)
+        return out
+
+    async def _run_calls(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        if not calls:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.evalsha(_sha(script), len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def enqueue(self, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
+        return await enqueue(self.redis, envelope_json, dedupe_key=dedupe_key)
+
+    async def read(self, audience: str, after: EventId | None, limit: int) -> History:
+        key = bus.history_key(audience)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(bus.EPOCH_KEY)
+        pipe.xinfo_stream(key)
+        start = f"({after.ms}-{after.seq}" if after is not None else "-"
+        pipe.xrange(key, min=start, max="+", count=limit)
+        epoch_raw, info, entries = await pipe.execute(raise_on_error=False)
+        if isinstance(epoch_raw, Exception):
+            raise epoch_raw
+        if isinstance(entries, Exception):
+            raise entries
+        epoch = epoch_raw.decode() if epoch_raw else None
+        if after is not None:
+            if epoch is None or after.epoch != epoch:
+                return History(resync="history_lost")
+            if isinstance(info, Exception) or info is None:
+                # no stream: nothing was recorded within the retention window, or it expired with its events
+                if after.ms < (time.time() - self.max_age_seconds) * 1000:
+                    return History(resync="history_expired")
+                return History()
+            deleted = info.get("max-deleted-entry-id") or b"0-0"
+            deleted_ms, _, deleted_seq = (deleted.decode() if isinstance(deleted, bytes) else deleted).partition("-")
+            if (after.ms, after.seq) < (int(deleted_ms), int(deleted_seq or 0)):
+                return History(resync="history_trimmed")
+        out: list[tuple[EventId, str]] = []
+        for stream_id, fields in entries:
+            sid = stream_id.decode()
+            ms, _, seq = sid.partition("-")
+            event_id = EventId(int(ms), int(seq), epoch or "")
+            out.append((event_id, bus.with_id(str(event_id), fields[b"e"].decode())))
+        return History(out)
+
+    # ingest -------------------------------------------------------------------------------------------
+
+    async def _ingest_loop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.redis.xgroup_create(bus.INGEST_STREAM, bus.INGEST_GROUP, id="$", mkstream=True)
+        last_claim = 0.0
+        while not self._closing:
+            try:
+                if time.monotonic() - last_claim > 30:
+                    last_claim = time.monotonic()
+                    await self._claim_abandoned()
+                reply = await self._blocking.xreadgroup(
+                    bus.INGEST_GROUP, self.consumer, {bus.INGEST_STREAM: ">"}, count=100, block=2000
+                )
+                for _stream, entries in reply or []:
+                    await self._handle_entries(entries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if "NOGROUP" in str(exc):
+                    with contextlib.suppress(Exception):
+                        await self.redis.xgroup_create(bus.INGEST_STREAM, bus.INGEST_GROUP, id="0", mkstream=True)
+                    continue
+                log.warning("ingest queue read failed (%s); retrying", exc)
+                await asyncio.sleep(1)
+
+    async def _claim_abandoned(self) -> None:
+        """Entries a crashed process read but never acknowledged are taken over after a minute."""
+        reply = await self.redis.xautoclaim(bus.INGEST_STREAM, bus.INGEST_GROUP, self.consumer,
+                                            min_idle_time=60_000, start_id="0-0", count=100)
+        if reply and reply[1]:
+            await self._handle_entries(reply[1])
+
+    async def _handle_entries(self, entries: list[Any]) -> None:
+        for entry_id, fields in entries:
+            raw_id = entry_id.decode()
+            if fields and b"e" in fields:
+                try:
+                    await self.on_ingest(raw_id, fields[b"e"].decode())
+                except Exception:
+                    log.exception("ingest of %s failed; it is acknowledged and dropped", raw_id)
+            await self.redis.xack(bus.INGEST_STREAM, bus.INGEST_GROUP, raw_id)
+
+    # lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.ensure_future(self._pubsub_loop()),
+            asyncio.ensure_future(self._ingest_loop()),
+            asyncio.ensure_future(self._legacy_loop()),
+        ]
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        await self.redis.aclose()
+        await self._blocking.aclose()
+
+
+def _sha(script: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+
+
+# --- in-process (embedded default) -------------------------------------------------------------------------
+
+EPOCH_META = "history_epoch"
+TRIM_EVERY = 50
+
+
+class LocalBus:
+    """History in the database (``hub_events``), live routing in this process: one process, nothing lost on
+    restart."""
+
+    def __init__(self, sessionmaker: Sessionmaker, *, max_events: int, max_age_seconds: int) -> None:
+        self.sessionmaker = sessionmaker
+        self.max_events = max_events
+        self.max_age_seconds = max_age_seconds
+        self.on_live: LiveHandler = _noop_live
+        self.on_ingest: IngestHandler = _noop_ingest
+        self.on_reconnect: Callable[[], None] = lambda: None
+        self._audiences: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._epoch = ""
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._seq = 0
+        self._writes: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        async with self.sessionmaker.begin() as session:
+            meta = await session.get(HubMeta, EPOCH_META)
+            if meta is None:
+                meta = HubMeta(key=EPOCH_META, value=new_epoch())
+                session.add(meta)
+            self._epoch = meta.value
+        self._tasks = [asyncio.ensure_future(self._ingest_loop()), asyncio.ensure_future(self._age_loop())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def subscribe(self, audience: str) -> None:
+        self._audiences.add(audience)
+
+    async def unsubscribe(self, audience: str) -> None:
+        self._audiences.discard(audience)
+
+    def subscription_count(self) -> int:
+        return len(self._audiences)
+
+    async def record(self, audience: str, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
+        return (await self.record_many([(audience, envelope_json)]))[0]
+
+    async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]:
+        # Serialised: ids are assigned and events dispatched in one order, so no subscriber sees them swapped.
+        async with self._lock:
+            now = datetime.now(UTC)
+            async with self.sessionmaker.begin() as session:
+                ids = []
+                for audience, envelope_json in items:
+                    result = await session.execute(
+                        insert(HubEvent).values(audience=audience, envelope=envelope_json, created_at=now)
+                        .returning(HubEvent.id)
+                    )
+                    ids.append(result.scalar_one())
+            out = []
+            for (audience, envelope_json), row_id in zip(items, ids, strict=True):
+                event_id = str(EventId(row_id, 0, self._epoch))
+                out.append(event_id)
+                if audience in self._audiences:
+                    self.on_live(audience, bus.with_id(event_id, envelope_json))
+                self._writes[audience] = self._writes.get(audience, 0) + 1
+                if self._writes[audience] >= TRIM_EVERY:
+                    self._writes[audience] = 0
+                    await self._trim_count(audience)
+            return out
+
+    async def enqueue(self, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
+        self._seq += 1
+        entry_id = f"local-{self._seq}"
+        await self._queue.put((entry_id, envelope_json))
+        return "ingest-" + entry_id
+
+    async def read(self, audience: str, after: EventId | None, limit: int) -> History:
+        async with self.sessionmaker() as session:
+            if after is not None:
+                if after.epoch != self._epoch:
+                    return History(resync="history_lost")
+                mark = await session.get(HubEventMark, audience)
+                if mark is not None and after.ms < mark.max_deleted_id:
+                    return History(resync="history_trimmed")
+            stmt = select(HubEvent.id, HubEvent.envelope).where(HubEvent.audience == audience)
+            if after is not None:
+                stmt = stmt.where(HubEvent.id > after.ms)
+            rows = (await session.execute(stmt.order_by(HubEvent.id).limit(limit))).all()
+        out = []
+        for row_id, envelope_json in rows:
+            event_id = EventId(row_id, 0, self._epoch)
+            out.append((event_id, bus.with_id(str(event_id), envelope_json)))
+        return History(out)
+
+    async def _trim_count(self, audience: str) -> None:
+        async with self.sessionmaker.begin() as session:
+            cutoff = (
+                await session.execute(
+                    select(HubEvent.id).where(HubEvent.audience == audience).order_by(HubEvent.id.desc())
+                    .offset(self.max_events).limit(1)
+                )
+            ).scalar_one_or_none()
+            if cutoff is not None:
+                await self._delete_through(session, audience, cutoff)
+
+    async def _delete_through(self, session: Any, audience: str, last_id: int) -> None:
+        await session.execute(delete(HubEvent).where(HubEvent.audience == audience, HubEvent.id <= last_id))
+        mark = await session.get(HubEventMark, audience)
+        if mark is None:
+            session.add(HubEventMark(audience=audience, max_deleted_id=last_id))
+        elif last_id > mark.max_deleted_id:
+            mark.max_deleted_id = last_id
+
+    async def trim_by_age(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.max_age_seconds)
+        async with self.sessionmaker.begin() as session:
+            rows = (
+                await session.execute(
+                    select(HubEvent.audience, func.max(HubEvent.id)).where(HubEvent.created_at < cutoff)
+                    .group_by(HubEvent.audience)
+                )
+            ).all()
+            for audience, last_id in rows:
+                await self._delete_through(session, audience, last_id)
+
+    async def _age_loop(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await self.trim_by_age()
+            except Exception:
+                log.exception("trimming the event history failed")
+
+    async def _ingest_loop(self) -> None:
+        while True:
+            entry_id, envelope_json = await self._queue.get()
+            try:
+                await self.on_ingest(entry_id, envelope_json)
+            except Exception:
+                log.exception("ingest of %s failed", entry_id)
+
+    async def drain(self) -> None:
+        """Wait until every queued event has been handled (tests and shutdown)."""
+        while not self._queue.empty():
+            await asyncio.sleep(0.01)

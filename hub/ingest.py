@@ -1,0 +1,270 @@
+"""The event pipeline: accept events from every ingest path, expand the ones whose audience the hub resolves,
+invalidate caches, fire target-price alerts, and record everything in the right histories."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from channels import bus, rooms
+from channels.events import AUDIENCE, Audience, EventType, is_direct, parse_event_type
+from channels.payloads import InvalidPayload, build_envelope, utc_timestamp, validate_payload
+from channels.publish import encode_envelope
+from hub import cache as cache_scopes
+from hub.cache import Cache
+from hub.fanout import EventBus, RedisBus
+from hub.metrics import Metrics
+from hub.settings import Settings
+from hub.store import audiences
+from hub.store.engine import Sessionmaker
+
+log = logging.getLogger("hub.ingest")
+
+RoomSnapshot = Callable[[str], Awaitable[dict[str, Any] | None]]
+AGGREGATE_ROOMS = (rooms.INFLATION, rooms.STORE_COMPARISON)
+AGGREGATE_INTERVAL = 5.0
+_INVALIDATES: dict[EventType, tuple[str, ...]] = {
+    EventType.PRICES_UPDATED: (cache_scopes.PRICES, cache_scopes.PRODUCTS),
+    EventType.COUPONS_UPDATED: (cache_scopes.COUPONS,),
+    EventType.PRODUCTS_NORMALIZED: (cache_scopes.PRODUCTS, cache_scopes.PRICES),
+}
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def check_envelope(data: Any) -> tuple[EventType, dict[str, Any], str, str]:
+    """(type, payload, service, timestamp) of an incoming envelope; raises InvalidPayload naming every problem."""
+    if not isinstance(data, Mapping):
+        raise InvalidPayload([{"field": "envelope", "message": "must be a JSON object", "type": "dict_type"}])
+    errors: list[dict[str, str]] = []
+    kind = parse_event_type(data.get("event_type")) if isinstance(data.get("event_type"), str) else None
+    if kind is None:
+        errors.append({"field": "event_type", "message": "is not a catalog event type", "type": "enum"})
+    service = data.get("service", "unknown")
+    if not isinstance(service, str) or not 0 < len(service) <= 100:
+        errors.append({"field": "service", "message": "must be a string of 1 to 100 characters", "type": "string_type"})
+    timestamp = data.get("timestamp")
+    if timestamp is None:
+        timestamp = utc_timestamp()
+    elif not isinstance(timestamp, str) or not _is_timestamp(timestamp):
+        errors.append({"field": "timestamp", "message": "must be an ISO-8601 date-time", "type": "datetime_type"})
+    if errors:
+        raise InvalidPayload(errors)
+    assert kind is not None
+    payload = validate_payload(kind, data.get("payload"))
+    return kind, payload, str(service), str(timestamp)
+
+
+def _is_timestamp(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) <= 64
+
+
+class Ingest:
+    def __init__(self, settings: Settings, bus_: EventBus, sessionmaker: Sessionmaker, cache: Cache,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.bus = bus_
+        self.sessionmaker = sessionmaker
+        self.cache = cache
+        self.metrics = metrics
+        self.trend_snapshot: Callable[[uuid.UUID], Awaitable[dict[str, Any] | None]] | None = None
+        self.room_snapshot: RoomSnapshot | None = None
+        self.room_has_listeners: Callable[[str], Awaitable[bool]] | None = None
+        self._buyers: dict[uuid.UUID, tuple[float, list[str]]] = {}
+        self._aggregate_due: float = 0.0
+        self._aggregate_task: asyncio.Task[None] | None = None
+        bus_.on_ingest = self.handle_queued
+        if isinstance(bus_, RedisBus):
+            bus_.on_legacy = self.handle_legacy
+
+    # --- accepting ------------------------------------------------------------------------------------------
+
+    async def publish(self, event_type: EventType | str, payload: Any, *, service: str, timestamp: str | None = None,
+                      source: str) -> str:
+        """Validate and accept one event (HTTP, CLI, the hub itself); returns its id (or its queue entry id)."""
+        kind, checked, service, timestamp = check_envelope(
+            {"event_type": str(event_type), "payload": payload, "service": service, "timestamp": timestamp}
+        )
+        envelope_json = encode_envelope(build_envelope(kind, checked, service=service, timestamp=timestamp))
+        if is_direct(kind, checked):
+            event_id = await self.bus.record(bus.user_audience(checked["user_id"]), envelope_json)
+        else:
+            event_id = await self.bus.enqueue(envelope_json)
+        if event_id is None:
+            raise RuntimeError("the event bus did not record the event")
+        self.metrics.events_ingested.labels(kind.value, source).inc()
+        return event_id
+
+    async def handle_legacy(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Plain PUBLISHes of the platform on ``cartsnitch.*``: every hub process receives them, the dedupe key
+        gives each exactly one place in the history (one round trip for the whole batch)."""
+        assert isinstance(self.bus, RedisBus)
+        records: list[tuple[str, str, str | None]] = []
+        queued: list[tuple[str, str | None]] = []
+        record_kinds: list[str] = []
+        queued_kinds: list[str] = []
+        for channel, raw in batch:
+            try:
+                data = orjson.loads(raw)
+                kind, payload, service, timestamp = check_envelope(data)
+            except (orjson.JSONDecodeError, InvalidPayload) as exc:
+                self.metrics.events_invalid.labels("redis").inc()
+                log.warning("invalid event on %s ignored: %s", channel.decode(errors="replace"), exc)
+                continue
+            envelope_json = encode_envelope(build_envelope(kind, payload, service=service, timestamp=timestamp))
+            dedupe = bus.legacy_dedupe_key(hashlib.blake2b(raw, digest_size=16).hexdigest())
+            if is_direct(kind, payload):
+                records.append((bus.user_audience(payload["user_id"]), envelope_json, dedupe))
+                record_kinds.append(kind.value)
+            else:
+                queued.append((envelope_json, dedupe))
+                queued_kinds.append(kind.value)
+        results = await self.bus.pipeline_scripts(records, queued)
+        for kind_name, result in zip(record_kinds + queued_kinds, results, strict=True):
+            if result is not None:
+                self.metrics.events_ingested.labels(kind_name, "redis").inc()
+
+    # --- expanding ------------------------------------------------------------------------------------------
+
+    async def handle_queued(self, entry_id: str, envelope_json: str) -> None:
+        """One queued event (exactly one hub process handles each)."""
+        envelope = orjson.loads(envelope_json)
+        kind = EventType(envelope["event_type"])
+        payload: dict[str, Any] = envelope["payload"]
+        scopes = _INVALIDATES.get(kind)
+        if scopes:
+            await self.cache.invalidate(*scopes)
+        audience = AUDIENCE[kind]
+        if audience is Audience.USER_OR_BUYERS:
+            await self._to_buyers(kind, envelope, payload)
+        elif audience is Audience.TREND_ROOM:
+            await self._prices_updated(envelope, payload)
+        elif audience is Audience.COUPON_USERS:
+            await self._coupons_updated(envelope, payload)
+        elif audience is Audience.USER:  # a direct event that reached the queue: record it as it is
+            await self.bus.record(bus.user_audience(payload["user_id"]), envelope_json)
+
+    async def buyers(self, product_id: uuid.UUID) -> list[str]:
+        now = time.monotonic()
+        cached = self._buyers.get(product_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self.sessionmaker() as session:
+            users = await audiences.buyers_of_product(session, product_id=product_id)
+        if len(self._buyers) > 10_000:
+            self._buyers.clear()
+        self._buyers[product_id] = (now + self.settings.buyers_cache_seconds, users)
+        return users
+
+    async def _to_buyers(self, kind: EventType, envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+        product_id = _uuid(payload.get("product_id"))
+        if product_id is None:
+            log.info("%s for unknown product %r: nobody bought it", kind.value, payload.get("product_id"))
+            return
+        users = await self.buyers(product_id)
+        async with self.sessionmaker() as session:
+            prefs = await audiences.alert_preferences(session, user_ids=users)
+        wanted = []
+        change = _decimal(payload.get("change_pct"))
+        for user_id in users:
+            threshold, shrinkflation = prefs[user_id]
+            if kind is EventType.ALERTS_SHRINKFLATION and not shrinkflation:
+                continue
+            if kind is EventType.ALERTS_PRICE_INCREASE and change is not None and change < threshold:
+                continue
+            wanted.append(user_id)
+        envelope_json = encode_envelope(envelope)
+        await self.bus.record_many([(bus.user_audience(user_id), envelope_json) for user_id in wanted])
+
+    async def _prices_updated(self, envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+        product = str(payload["product_id"])
+        product_id = _uuid(product)
+        snapshot = None
+        if product_id is not None and self.trend_snapshot is not None:
+            snapshot = await self.trend_snapshot(product_id)
+        room_envelope = {**envelope, "payload": {**payload, "snapshot": snapshot}}
+        await self.bus.record(bus.room_audience(rooms.trend(product)), encode_envelope(room_envelope))
+        if product_id is not None:
+            await self._fire_targets(product_id, payload)
+        self._refresh_aggregates(envelope)
+
+    async def _fire_targets(self, product_id: uuid.UUID, payload: dict[str, Any]) -> None:
+        from hub.store import alerts
+
+        store_id = _uuid(payload.get("store_id"))
+        prices = [p for p in (_decimal(payload.get("regular_price")), _decimal(payload.get("sale_price"))) if p]
+        if store_id is None or not prices:
+            return
+        async with self.sessionmaker.begin() as session:
+            fired = await alerts.trigger_price_targets(session, product_id=product_id, store_id=store_id,
+                                                       price=min(prices), now=datetime.now(UTC))
+        for target in fired:
+            await self.publish(
+                EventType.ALERTS_PRICE_TARGET,
+                {
+                    "user_id": target.user_id,
+                    "alert_id": str(target.alert_id),
+                    "product_id": str(target.product_id),
+                    "product_name": target.product_name,
+                    "store_slug": target.store_slug,
+                    "target_price": float(target.target_price),
+                    "current_price": float(target.current_price),
+                },
+                service="hub",
+                source="hub",
+            )
+
+    def _refresh_aggregates(self, envelope: dict[str, Any]) -> None:
+        """The inflation and store-comparison rooms get a fresh snapshot at most every few seconds."""
+        if self.room_snapshot is None or (self._aggregate_task is not None and not self._aggregate_task.done()):
+            return
+        delay = max(0.0, self._aggregate_due - time.monotonic())
+        self._aggregate_task = asyncio.ensure_future(self._publish_aggregates(envelope, delay))
+
+    async def _publish_aggregates(self, envelope: dict[str, Any], delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._aggregate_due = time.monotonic() + AGGREGATE_INTERVAL
+        assert self.room_snapshot is not None
+        for room in AGGREGATE_ROOMS:
+            try:
+                if self.room_has_listeners is not None and not await self.room_has_listeners(room):
+                    continue
+                snapshot = await self.room_snapshot(room)
+                room_envelope = {**envelope, "payload": {**envelope["payload"], "snapshot": snapshot}}
+                await self.bus.record(bus.room_audience(room), encode_envelope(room_envelope))
+            except Exception:
+                log.exception("refreshing room %s failed", room)
+
+    async def _coupons_updated(self, envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+        coupon_ids = [cid for cid in (_uuid(c) for c in payload.get("coupon_ids", [])) if cid is not None]
+        async with self.sessionmaker() as session:
+            users = await audiences.coupon_audience(session, coupon_ids=coupon_ids)
+        envelope_json = encode_envelope(envelope)
+        await self.bus.record_many([(bus.user_audience(user_id), envelope_json) for user_id in users])

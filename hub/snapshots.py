@@ -1,0 +1,52 @@
+"""Public room snapshots: the same JSON the matching REST endpoint returns, for subscribe acks and room events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from channels import bus, rooms
+from hub import keys
+from hub.fanout import EventBus, RedisBus
+from hub.ingest import Ingest
+from hub.realtime import Hub
+
+TREND_DAYS = 90
+
+
+def wire(app: web.Application, hub: Hub, ingest: Ingest, bus_: EventBus) -> None:
+    async def trend(product_id: uuid.UUID) -> dict[str, Any] | None:
+        from hub.store.public import trend_snapshot
+
+        async with app[keys.sessionmaker]() as session:
+            return await trend_snapshot(session, product_id=product_id, days=TREND_DAYS)
+
+    async def room(name: str) -> dict[str, Any] | None:
+        product = rooms.trend_product(name)
+        if product is not None:
+            try:
+                product_id = uuid.UUID(product)
+            except ValueError:
+                return None
+            return await trend(product_id)
+        from hub.store.public import inflation_snapshot, store_comparison_snapshot
+
+        async with app[keys.sessionmaker]() as session:
+            if name == rooms.INFLATION:
+                return await inflation_snapshot(session)
+            if name == rooms.STORE_COMPARISON:
+                return await store_comparison_snapshot(session)
+        return None
+
+    async def has_listeners(name: str) -> bool:
+        if isinstance(bus_, RedisBus):
+            counts = await bus_.redis.pubsub_numsub(bus.live_channel(bus.room_audience(name)))
+            return any(count for _channel, count in counts)
+        return bus.room_audience(name) in hub.audiences()
+
+    hub.snapshot = room
+    ingest.trend_snapshot = trend
+    ingest.room_snapshot = room
+    ingest.room_has_listeners = has_listeners
