@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis.asyncio import Redis
@@ -107,8 +107,7 @@ class _PubSubProtocol(asyncio.Protocol):
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
@@ -347,9 +346,7 @@ class RedisBus:
                 if after.ms < (time.time() - self.max_age_seconds) * 1000:
                     return History(resync="history_expired")
                 return History()
-            deleted = info.get("max-deleted-entry-id") or b"0-0"
-            deleted_ms, _, deleted_seq = (deleted.decode() if isinstance(deleted, bytes) else deleted).partition("-")
-            if (after.ms, after.seq) < (int(deleted_ms), int(deleted_seq or 0)):
+            if self._trimmed_past(after, info):
                 return History(resync="history_trimmed")
         out: list[tuple[EventId, str]] = []
         for stream_id, fields in entries:
@@ -358,6 +355,19 @@ class RedisBus:
             event_id = EventId(int(ms), int(seq), epoch or "")
             out.append((event_id, bus.with_id(str(event_id), fields[b"e"].decode())))
         return History(out)
+
+    def _trimmed_past(self, after: EventId, info: dict[str, Any]) -> bool:
+        """True when events after ``after`` may have been trimmed away. Trimming removes the oldest entries, so
+        that is the case when ``after`` is older than the oldest entry left and entries were removed (Redis does
+        not record trimmed ids: ``max-deleted-entry-id`` only follows XDEL)."""
+        first = info.get("first-entry")
+        if not first:
+            return False
+        first_ms, _, first_seq = (first[0].decode() if isinstance(first[0], bytes) else str(first[0])).partition("-")
+        if (after.ms, after.seq) >= (int(first_ms), int(first_seq or 0)):
+            return False
+        added = info.get("entries-added")
+        return added is None or int(added) > int(info.get("length", 0))
 
     # ingest -------------------------------------------------------------------------------------------
 

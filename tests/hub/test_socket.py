@@ -180,3 +180,51 @@ async def test_logout_ends_live_connections(server: TestServer, user: Any, clien
 
 async def test_app_is_a_web_application(server: TestServer) -> None:
     assert isinstance(server.app, web.Application)
+
+
+async def test_trimmed_history_gets_resync(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings,
+                                           clients: Callable[[], Client]) -> None:
+    server = await aiohttp_server(create_app(settings.with_overrides(history_max_events=5)))
+    async with server.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+    token = await factories.access_token(server.app, user.id)
+    ids = await _publish(server, user.id, 300)  # Redis trims whole stream nodes (100 entries) at a time
+    client = clients()
+    await client.connect(server, f"/users/{user.id}", {"token": token, "last_event_id": ids[0]})
+    events = await client.wait_for(1)
+    assert events[0] == ("cartsnitch.resync", events[0][1])
+    assert events[0][1]["payload"]["reason"] == "history_trimmed"
+    recent = clients()
+    await recent.connect(server, f"/users/{user.id}", {"token": token, "last_event_id": ids[-2]})
+    [(name, envelope)] = await recent.wait_for(1)
+    assert (name, envelope["id"]) == ("cartsnitch.sync.progress", ids[-1])
+
+
+async def test_expiring_token_is_announced_refreshed_and_enforced(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings, clients: Callable[[], Client]
+) -> None:
+    server = await aiohttp_server(create_app(settings.with_overrides(auth_expiring_notice_seconds=2)))
+    async with server.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+    namespace = f"/users/{user.id}"
+    client = clients()
+    await client.connect(server, namespace, {"token": await factories.access_token(server.app, user.id,
+                                                                                   ttl_seconds=3)})
+    [(name, envelope)] = await client.wait_for(1, timeout=4)
+    assert name == "cartsnitch.auth.expiring"
+    assert 0 <= envelope["payload"]["seconds_left"] <= 2
+    fresh = await factories.access_token(server.app, user.id, ttl_seconds=3600)
+    ack = await client.sio.call("auth.refresh", {"token": fresh}, namespace=namespace, timeout=5)
+    assert ack["ok"] is True
+    bad = await client.sio.call("auth.refresh", {"token": "nope"}, namespace=namespace, timeout=5)
+    assert bad["ok"] is False and bad["problem"]["status"] == 401
+    await asyncio.sleep(2.5)
+    assert client.sio.connected  # the refreshed token keeps it alive past the first token's expiry
+
+    lapsing = clients()
+    gone = asyncio.Event()
+    lapsing.sio.on("disconnect", lambda *a: gone.set(), namespace=namespace)
+    await lapsing.connect(server, namespace, {"token": await factories.access_token(server.app, user.id,
+                                                                                    ttl_seconds=2)})
+    await asyncio.wait_for(gone.wait(), 6)
+    assert [name for name, _ in lapsing.events][-1] == "cartsnitch.session.ended"

@@ -1,0 +1,91 @@
+"""The publish helper against real Redis: validate, record and route in one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from redis.asyncio import Redis
+
+from channels import bus
+from channels.payloads import InvalidPayload
+from channels.publish import publish
+
+pytestmark = pytest.mark.redis
+
+PAYLOAD = {"user_id": "u1", "store_slug": "kroger", "job_id": "j", "status": "running"}
+
+
+async def test_publish_records_then_routes_live(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(bus.live_channel(bus.user_audience("u1")))
+    await pubsub.get_message(timeout=1)
+    try:
+        first = await publish(redis, "cartsnitch.sync.progress", PAYLOAD, service="receiptwitness")
+        second = await publish(redis, "cartsnitch.sync.progress", PAYLOAD, service="receiptwitness")
+        assert bus.parse_event_id(first) < bus.parse_event_id(second)  # type: ignore[operator]
+        entries = await redis.xrange(bus.history_key(bus.user_audience("u1")))
+        assert len(entries) == 2
+        stored = json.loads(entries[0][1][b"e"])
+        assert "id" not in stored and stored["payload"] == PAYLOAD
+        live = []
+        while len(live) < 2:
+            message = await pubsub.get_message(timeout=2)
+            if message and message["type"] == "message":
+                live.append(json.loads(message["data"]))
+        assert [m["id"] for m in live] == [first, second]
+        assert list(live[0]) == ["id", "event_type", "timestamp", "service", "payload"]
+        ttl = await redis.pttl(bus.history_key(bus.user_audience("u1")))
+        assert 0 < ttl <= 7 * 24 * 3600 * 1000
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
+
+
+async def test_history_is_bounded_by_count(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        for _ in range(300):
+            await publish(redis, "cartsnitch.sync.progress", PAYLOAD, service="s", max_events=50)
+        length = await redis.xlen(bus.history_key(bus.user_audience("u1")))
+        info = await redis.xinfo_stream(bus.history_key(bus.user_audience("u1")))
+    finally:
+        await redis.aclose()
+    assert 50 <= length < 300  # approximate trimming (whole macro nodes)
+    assert info["entries-added"] == 300
+
+
+async def test_product_scoped_alerts_go_to_the_ingest_queue(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        entry = await publish(redis, "cartsnitch.alerts.shrinkflation", {
+            "product_id": "p1", "product_name": "Chips", "old_size": 16, "new_size": 14, "old_unit": "oz",
+            "new_unit": "oz", "price_at_old_size": 3.99, "price_at_new_size": 3.99, "confidence": 0.9,
+            "detected_date": "2026-11-01"}, service="shrinkray")
+        assert entry.startswith("ingest-")
+        assert await redis.xlen(bus.INGEST_STREAM) == 1
+    finally:
+        await redis.aclose()
+
+
+async def test_invalid_payload_records_nothing(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        with pytest.raises(InvalidPayload):
+            await publish(redis, "cartsnitch.sync.progress", {**PAYLOAD, "status": "?"}, service="s")
+        assert await redis.exists(bus.history_key(bus.user_audience("u1"))) == 0
+    finally:
+        await redis.aclose()
+
+
+async def test_publish_works_after_redis_forgot_its_scripts(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        await publish(redis, "cartsnitch.sync.progress", PAYLOAD, service="s")
+        await redis.script_flush()
+        await asyncio.sleep(0)
+        assert await publish(redis, "cartsnitch.sync.progress", PAYLOAD, service="s")
+    finally:
+        await redis.aclose()

@@ -1,0 +1,97 @@
+"""Real hub processes (``cartsnitch-hub serve`` subprocesses) sharing PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from hub.settings import Settings
+from tests.services import free_port
+
+
+@dataclass
+class HubProcess:
+    port: int
+    process: asyncio.subprocess.Process
+    log: list[bytes] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGKILL)
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """The value of one Prometheus sample (0 when absent)."""
+        async with aiohttp.ClientSession() as http, http.get(self.url + "/metrics") as response:
+            text = await response.text()
+        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+
+def hub_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL",
+                                                                                               "REDIS_URL")}
+    env.update({
+        "CARTSNITCH_DATABASE_URL": settings.database_url,
+        "CARTSNITCH_REDIS_URL": settings.redis_url or "",
+        "CARTSNITCH_DEV_MODE": "false",
+        "CARTSNITCH_JWT_SECRET_KEY": settings.jwt_secret_key,
+        "CARTSNITCH_SERVICE_KEY": settings.service_key or "",
+        "CARTSNITCH_FERNET_KEY": settings.fernet_key or "",
+        "CARTSNITCH_SEED_DEMO_DATA": "false",
+        "CARTSNITCH_RATE_LIMIT_ENABLED": "false",
+        "CARTSNITCH_LOG_LEVEL": "WARNING",
+    })
+    env.update(extra)
+    return env
+
+
+async def start_hub(settings: Settings, **extra: str) -> HubProcess:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        env=hub_env(settings, **extra), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    hub = HubProcess(port, process)
+    deadline = asyncio.get_running_loop().time() + 30
+    async with aiohttp.ClientSession() as http:
+        while True:
+            if process.returncode is not None:
+                err = await process.stderr.read() if process.stderr else b""
+                raise AssertionError(f"hub exited: {err.decode()[-3000:]}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(hub.url + "/ready") as response:
+                    if response.status == 200:
+                        return hub
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("hub did not become ready in 30 s")
+            await asyncio.sleep(0.1)
+
+
+async def stop_hubs(hubs: list[HubProcess]) -> None:
+    for hub in hubs:
+        if hub.process.returncode is None:
+            hub.process.terminate()
+    for hub in hubs:
+        try:
+            await asyncio.wait_for(hub.process.wait(), 10)
+        except TimeoutError:
+            hub.kill()
+            await hub.process.wait()
+
+
+def envelope_ids(events: list[tuple[str, Any]]) -> list[str]:
+    return [envelope["id"] for name, envelope in events if name.startswith("cartsnitch.") and "id" in envelope]

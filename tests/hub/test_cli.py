@@ -1,0 +1,105 @@
+"""The cartsnitch-hub command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from hub.settings import Settings
+from hub.store.engine import build_engine, build_sessionmaker
+from tests import factories
+from tests.conftest import make_settings
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL",
+                                                                                                "REDIS_URL")}
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args], env={**base, **env}, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {
+        "CARTSNITCH_DATABASE_URL": settings.database_url,
+        "CARTSNITCH_DEV_MODE": "false",
+        "CARTSNITCH_JWT_SECRET_KEY": settings.jwt_secret_key,
+        "CARTSNITCH_SERVICE_KEY": settings.service_key or "",
+        "CARTSNITCH_FERNET_KEY": settings.fernet_key or "",
+    }
+    if settings.redis_url:
+        env["CARTSNITCH_REDIS_URL"] = settings.redis_url
+    return env
+
+
+async def test_token_prints_one_token_per_user_in_order(sqlite_url: str) -> None:
+    settings = make_settings(sqlite_url)
+    engine = build_engine(sqlite_url)
+    try:
+        async with build_sessionmaker(engine).begin() as session:
+            first = await factories.create_user(session)
+            second = await factories.create_user(session)
+    finally:
+        await engine.dispose()
+    result = run(["token", second.id, first.id, "--ttl", "120"], settings_env(settings))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    claims = [jwt.decode(line, settings.jwt_secret_key, algorithms=["HS256"]) for line in lines]
+    assert [c["sub"] for c in claims] == [second.id, first.id]
+    assert all(c["type"] == "access" and c["exp"] - c["iat"] == 120 for c in claims)
+
+    unknown = run(["token", first.id, "ghost-user"], settings_env(settings))
+    assert unknown.returncode == 2
+    assert "ghost-user" in unknown.stderr
+    assert unknown.stdout == ""
+
+
+def test_publish_refuses_an_invalid_payload(sqlite_url: str) -> None:
+    settings = make_settings(sqlite_url)
+    bad_json = run(["publish", "cartsnitch.sync.progress", "--payload", "{nope"], settings_env(settings))
+    assert bad_json.returncode == 2 and "not valid JSON" in bad_json.stderr
+    invalid = run(["publish", "cartsnitch.sync.progress", "--payload", '{"user_id": "u1"}'], settings_env(settings))
+    assert invalid.returncode == 2
+    assert "status" in invalid.stderr and "job_id" in invalid.stderr
+    unknown = run(["publish", "cartsnitch.unknown", "--payload", "{}"], settings_env(settings))
+    assert unknown.returncode == 2
+
+
+def test_publish_without_a_reachable_hub_says_so(sqlite_url: str) -> None:
+    from tests.services import free_port
+
+    settings = make_settings(sqlite_url)
+    result = run(["publish", "cartsnitch.sync.progress", "--url", f"http://127.0.0.1:{free_port()}", "--payload",
+                  '{"user_id": "u1", "store_slug": "kroger", "job_id": "j", "status": "queued"}'],
+                 settings_env(settings))
+    assert result.returncode == 1
+    assert "cannot reach the hub" in result.stderr
+
+
+def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/new.db")
+    result = run(["migrate"], settings_env(settings))
+    assert result.returncode == 0, result.stderr
+    assert "database at revision 0001" in result.stdout
+
+
+def test_invalid_settings_are_listed_and_refused(tmp_path: Path) -> None:
+    result = run(["migrate"], {"CARTSNITCH_DATABASE_URL": "mysql://nope", "CARTSNITCH_PORT": "0",
+                               "CARTSNITCH_DEV_MODE": "maybe"})
+    assert result.returncode == 2
+    for name in ("CARTSNITCH_DATABASE_URL", "CARTSNITCH_PORT", "CARTSNITCH_DEV_MODE"):
+        assert name in result.stderr
+
+
+@pytest.mark.parametrize("args", [["seed", "--users", "-1"], ["nope"], []])
+def test_bad_arguments_exit_2(args: list[str], tmp_path: Path) -> None:
+    result = run(args, {"CARTSNITCH_DEV_MODE": "true"}, cwd=tmp_path)
+    assert result.returncode == 2
+
+

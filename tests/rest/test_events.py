@@ -1,0 +1,155 @@
+"""The REST fallback: long-poll and SSE give the same ids and envelopes as the socket, and resume correctly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import socketio
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from hub import keys
+from hub.app import create_app
+from hub.settings import Settings
+from tests import factories
+
+
+@pytest.fixture
+async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> TestServer:
+    return await aiohttp_server(create_app(settings))
+
+
+@pytest.fixture
+async def user(server: TestServer) -> Any:
+    async with server.app[keys.sessionmaker].begin() as session:
+        return await factories.create_user(session)
+
+
+async def _publish(server: TestServer, user_id: str, n: int, start: int = 0) -> list[str]:
+    return [
+        await server.app[keys.ingest].publish(
+            "cartsnitch.sync.progress",
+            {"user_id": user_id, "store_slug": "kroger", "job_id": str(i), "status": "running", "progress": 0.1,
+             "items_synced": i, "message": ""},
+            service="test", source="test")
+        for i in range(start, start + n)
+    ]
+
+
+async def _sse_events(http: ClientSession, url: str, headers: dict[str, str], count: int) -> list[dict[str, str]]:
+    """Parse ``count`` SSE events (id/event/data) from a stream."""
+    events: list[dict[str, str]] = []
+    async with http.get(url, headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        current: dict[str, str] = {}
+        while len(events) < count:
+            line = (await asyncio.wait_for(response.content.readline(), 10)).decode().rstrip("\n")
+            if line == "":
+                if "data" in current:
+                    events.append(current)
+                current = {}
+            elif not line.startswith(":") and ":" in line:
+                name, _, value = line.partition(": ")
+                current[name] = value
+    return events
+
+
+async def test_long_poll_socket_and_sse_agree(server: TestServer, user: Any) -> None:
+    token = await factories.access_token(server.app, user.id)
+    headers = {"Authorization": f"Bearer {token}"}
+    namespace = f"/users/{user.id}"
+    seen: list[dict[str, Any]] = []
+    client = socketio.AsyncClient(reconnection=False)
+    client.on("cartsnitch.sync.progress", seen.append, namespace=namespace)
+    await client.connect(str(server.make_url("/")), namespaces=[namespace], auth={"token": token},
+                         transports=["websocket"])
+    ids = await _publish(server, user.id, 4)
+    async with ClientSession() as http:
+        response = await http.get(server.make_url("/api/v1/me/events"), headers=headers)
+        assert response.status == 200
+        page = await response.json()
+        sse = await _sse_events(http, str(server.make_url("/api/v1/me/events/stream")),
+                                {**headers, "Last-Event-ID": ids[0]}, 3)
+    for _ in range(50):
+        if len(seen) == 4:
+            break
+        await asyncio.sleep(0.05)
+    await client.disconnect()
+    assert [e["id"] for e in page["events"]] == ids
+    assert page["next"] == ids[-1]
+    assert page["events"] == seen
+    assert [e["id"] for e in sse] == ids[1:]
+    assert all(e["event"] == "cartsnitch.sync.progress" for e in sse)
+    import json
+
+    assert [json.loads(e["data"]) for e in sse] == seen[1:]
+
+
+async def test_long_poll_resumes_after_an_id_and_waits_for_the_next_event(server: TestServer, user: Any) -> None:
+    token = await factories.access_token(server.app, user.id)
+    headers = {"Authorization": f"Bearer {token}"}
+    ids = await _publish(server, user.id, 3)
+    async with ClientSession() as http:
+        response = await http.get(server.make_url("/api/v1/me/events"), params={"after": ids[0], "limit": "1"},
+                                  headers=headers)
+        page = await response.json()
+        assert [e["id"] for e in page["events"]] == [ids[1]]
+        assert page["next"] == ids[1]
+
+        async def later() -> list[str]:
+            await asyncio.sleep(0.3)
+            return await _publish(server, user.id, 1, start=10)
+
+        publishing = asyncio.ensure_future(later())
+        started = asyncio.get_running_loop().time()
+        response = await http.get(server.make_url("/api/v1/me/events"), params={"after": ids[-1], "wait": "5"},
+                                  headers=headers)
+        waited = asyncio.get_running_loop().time() - started
+        page = await response.json()
+        [new_id] = await publishing
+        assert [e["id"] for e in page["events"]] == [new_id]
+        assert 0.2 < waited < 4
+
+        empty = await http.get(server.make_url("/api/v1/me/events"), params={"after": new_id, "wait": "0.3"},
+                               headers=headers)
+        body = await empty.json()
+        assert body == {"events": [], "next": new_id, "resync": None}
+
+
+async def test_long_poll_reports_resync_and_validates(server: TestServer, user: Any) -> None:
+    headers = await factories.auth_headers(server.app, user.id)
+    async with ClientSession() as http:
+        stale = await http.get(server.make_url("/api/v1/me/events"), params={"after": "1-0-aaaaaaaa"},
+                               headers=headers)
+        assert (await stale.json())["resync"] == "history_lost"
+        bad = await http.get(server.make_url("/api/v1/me/events"), params={"after": "nope"}, headers=headers)
+        assert bad.status == 422
+        assert (await bad.json())["errors"][0]["field"] == "after"
+        too_long = await http.get(server.make_url("/api/v1/me/events"), params={"wait": "31"}, headers=headers)
+        assert too_long.status == 422
+        anonymous = await http.get(server.make_url("/api/v1/me/events"))
+        assert anonymous.status == 401
+        anonymous_sse = await http.get(server.make_url("/api/v1/me/events/stream"))
+        assert anonymous_sse.status == 401
+
+
+async def test_events_of_another_user_are_invisible(server: TestServer, user: Any) -> None:
+    async with server.app[keys.sessionmaker].begin() as session:
+        other = await factories.create_user(session)
+    await _publish(server, other.id, 2)
+    headers = await factories.auth_headers(server.app, user.id)
+    async with ClientSession() as http:
+        page = await (await http.get(server.make_url("/api/v1/me/events"), headers=headers)).json()
+    assert page["events"] == []
+
+
+async def test_public_stream_validates_the_room(server: TestServer) -> None:
+    async with ClientSession() as http:
+        bad = await http.get(server.make_url("/api/v1/public/stream"), params={"room": "users:1"})
+        assert bad.status == 422
+        missing = await http.get(server.make_url("/api/v1/public/stream"))
+        assert missing.status == 422
