@@ -57,12 +57,12 @@ AUDIENCE: dict[EventType, Audience] = {
 LEGACY_CHANNEL_PREFIX = "cartsnitch."
 
 
+_BY_NAME = {kind.value: kind for kind in EventType}
+
+
 def parse_event_type(name: str) -> EventType | None:
     """The catalog event type named ``name``, or None when the catalog has no such event."""
-    try:
-        return EventType(name)
-    except ValueError:
-        return None
+    return _BY_NAME.get(name)
 
 
 def is_direct(event_type: EventType, payload: dict[str, object]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -125,51 +125,78 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check(field: Field, value: object) -> tuple[str, str] | None:
-    """(message, type) describing why ``value`` fails ``field``, or None when it passes."""
-    kind = field.kind
-    if kind is Kind.ID:
-        return None if is_valid_id(value) else ("must be an id of letters, digits, '-' or '_'", "id")
-    if kind is Kind.STRING:
-        if not isinstance(value, str):
-            return ("must be a string", "string_type")
-        if not value and not field.allow_empty:
-            return ("must not be empty", "string_too_short")
-        return ("is longer than 2000 characters", "string_too_long") if len(value) > MAX_STRING else None
-    if kind is Kind.INTEGER:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        return None if ok else ("must be a non-negative integer", "int_type")
-    if kind is Kind.NUMBER:
-        return None if _is_number(value) else ("must be a number", "number_type")
-    if kind is Kind.FRACTION:
-        ok = _is_number(value) and 0 <= value <= 1  # type: ignore[operator]
-        return None if ok else ("must be a number from 0 to 1", "number_range")
-    if kind is Kind.MONEY:
-        if _is_number(value):
-            return None if value >= 0 else ("must not be negative", "number_range")  # type: ignore[operator]
-        if isinstance(value, str):
-            try:
-                amount = Decimal(value)
-            except InvalidOperation:
-                return ("must be a number or a decimal string", "number_type")
-            return None if amount.is_finite() and amount >= 0 else ("must be a non-negative amount", "number_range")
-        return ("must be a number", "number_type")
-    if kind in (Kind.DATE, Kind.DATE_OR_EMPTY):
-        if kind is Kind.DATE_OR_EMPTY and value == "":
-            return None
-        if isinstance(value, str) and _DATE.fullmatch(value):
-            try:
-                datetime.strptime(value, "%Y-%m-%d")
-            except ValueError:
-                return ("is not a calendar date", "date_from_datetime_parsing")
-            return None
-        return ("must be a date YYYY-MM-DD", "date_type")
-    if kind is Kind.ENUM:
-        return None if value in field.choices else (f"must be one of {', '.join(field.choices)}", "enum")
-    if kind is Kind.ID_LIST:
-        ok = isinstance(value, list) and len(value) <= MAX_LIST and all(is_valid_id(v) for v in value)
-        return None if ok else ("must be a list of at most 1000 ids", "list_type")
-    raise AssertionError(kind)  # pragma: no cover
+def _check_id(field: Field, value: object) -> tuple[str, str] | None:
+    return None if is_valid_id(value) else ("must be an id of letters, digits, '-' or '_'", "id")
+
+
+def _check_string(field: Field, value: object) -> tuple[str, str] | None:
+    if not isinstance(value, str):
+        return ("must be a string", "string_type")
+    if not value and not field.allow_empty:
+        return ("must not be empty", "string_too_short")
+    return ("is longer than 2000 characters", "string_too_long") if len(value) > MAX_STRING else None
+
+
+def _check_integer(field: Field, value: object) -> tuple[str, str] | None:
+    ok = type(value) is int and value >= 0
+    return None if ok else ("must be a non-negative integer", "int_type")
+
+
+def _check_number(field: Field, value: object) -> tuple[str, str] | None:
+    return None if _is_number(value) else ("must be a number", "number_type")
+
+
+def _check_fraction(field: Field, value: object) -> tuple[str, str] | None:
+    ok = _is_number(value) and 0 <= value <= 1  # type: ignore[operator]
+    return None if ok else ("must be a number from 0 to 1", "number_range")
+
+
+def _check_money(field: Field, value: object) -> tuple[str, str] | None:
+    if _is_number(value):
+        return None if value >= 0 else ("must not be negative", "number_range")  # type: ignore[operator]
+    if isinstance(value, str):
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:
+            return ("must be a number or a decimal string", "number_type")
+        return None if amount.is_finite() and amount >= 0 else ("must be a non-negative amount", "number_range")
+    return ("must be a number", "number_type")
+
+
+def _check_date(field: Field, value: object) -> tuple[str, str] | None:
+    if field.kind is Kind.DATE_OR_EMPTY and value == "":
+        return None
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        try:
+            datetime.strptime(value, "%Y-%m-%d")
+        except ValueError:
+            return ("is not a calendar date", "date_from_datetime_parsing")
+        return None
+    return ("must be a date YYYY-MM-DD", "date_type")
+
+
+def _check_enum(field: Field, value: object) -> tuple[str, str] | None:
+    return None if value in field.choices else (f"must be one of {', '.join(field.choices)}", "enum")
+
+
+def _check_id_list(field: Field, value: object) -> tuple[str, str] | None:
+    ok = isinstance(value, list) and len(value) <= MAX_LIST and all(is_valid_id(v) for v in value)
+    return None if ok else ("must be a list of at most 1000 ids", "list_type")
+
+
+_CHECKS: dict[Kind, Callable[[Field, object], tuple[str, str] | None]] = {
+    Kind.ID: _check_id,
+    Kind.STRING: _check_string,
+    Kind.INTEGER: _check_integer,
+    Kind.NUMBER: _check_number,
+    Kind.FRACTION: _check_fraction,
+    Kind.MONEY: _check_money,
+    Kind.DATE: _check_date,
+    Kind.DATE_OR_EMPTY: _check_date,
+    Kind.ENUM: _check_enum,
+    Kind.ID_LIST: _check_id_list,
+}
+_COMPILED = {kind: tuple((f, _CHECKS[f.kind]) for f in fields) for kind, fields in SCHEMAS.items()}
 
 
 def validate_payload(event_type: EventType | str, payload: object) -> dict[str, Any]:
@@ -180,7 +207,7 @@ def validate_payload(event_type: EventType | str, payload: object) -> dict[str, 
     if not isinstance(payload, Mapping):
         raise InvalidPayload([{"field": "payload", "message": "must be an object", "type": "dict_type"}])
     errors: list[dict[str, str]] = []
-    for field in SCHEMAS[kind]:
+    for field, check in _COMPILED[kind]:
         if field.name not in payload:
             if field.required:
                 errors.append({"field": field.name, "message": "is required", "type": "missing"})
@@ -190,14 +217,14 @@ def validate_payload(event_type: EventType | str, payload: object) -> dict[str, 
             if not field.nullable:
                 errors.append({"field": field.name, "message": "must not be null", "type": "null"})
             continue
-        failure = _check(field, value)
+        failure = check(field, value)
         if failure:
             errors.append({"field": field.name, "message": failure[0], "type": failure[1]})
     if errors:
         raise InvalidPayload(errors)
     if AUDIENCE[kind] is Audience.USER_OR_BUYERS and payload.get("user_id") == "":
         raise InvalidPayload([{"field": "user_id", "message": "must be an id or absent", "type": "id"}])
-    return dict(payload)
+    return payload if type(payload) is dict else dict(payload)
 
 
 _JSON_TYPES: dict[Kind, dict[str, Any]] = {

@@ -262,7 +262,9 @@ class LeanEngine:
     async def sleep(self, seconds: float = 0) -> None:
         await asyncio.sleep(seconds)
 
-    def start_background_task(self, target: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
+    def start_background_task(
+        self, target: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(target(*args, **kwargs))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
-import hiredis
 from redis.asyncio import Redis
-from redis.connection import parse_url
 from sqlalchemy import delete, func, insert, select
 
 from channels import bus
 from channels.bus import EventId, parse_event_id
-from channels.publish import enqueue, is_noscript, new_epoch, record
+from channels.publish import is_noscript, new_epoch
+from hub.resp import CommandConnection, PubSubConnection, ReplyError, auth_command, command, open_connection
 from hub.store.engine import Sessionmaker
 from hub.store.models import HubEvent, HubEventMark, HubMeta
 
@@ -89,51 +88,6 @@ async def _noop_ingest(entry_id: str, envelope_json: str) -> None:
 # --- Redis -----------------------------------------------------------------------------------------------
 
 
-def _command(*parts: bytes | str) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part.encode() if isinstance(part, str) else part
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-class _PubSubProtocol(asyncio.Protocol):
-    """A raw RESP2 pub/sub connection parsed by hiredis: the hot path of every live event this process gets."""
-
-    def __init__(self, owner: RedisBus) -> None:
-        self.owner = owner
-        self.reader = hiredis.Reader()
-        self.transport: asyncio.Transport | None = None
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-
-    def data_received(self, data: bytes) -> None:
-        reader = self.reader
-        reader.feed(data)
-        owner = self.owner
-        while (reply := reader.gets()) is not False:
-            if isinstance(reply, list):
-                kind = reply[0]
-                if kind == b"message":
-                    owner.dispatch_live(reply[1], reply[2])
-                elif kind == b"pmessage":
-                    owner.dispatch_legacy(reply[2], reply[3])
-                elif kind in (b"subscribe", b"psubscribe"):
-                    owner.confirmed(reply[1])
-            elif isinstance(reply, hiredis.ReplyError):
-                log.error("pub/sub error: %s", reply)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
-
-    def send(self, *parts: bytes | str) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(_command(*parts))
-
-
 class RedisBus:
     """History in Redis streams, live routing on per-audience channels, the ingest queue as a consumer group."""
 
@@ -148,7 +102,9 @@ class RedisBus:
         self.on_ingest: IngestHandler = _noop_ingest
         self.on_legacy: LegacyHandler | None = None
         self.on_reconnect: Callable[[], None] = lambda: None
-        self._protocol: _PubSubProtocol | None = None
+        self._protocol: PubSubConnection | None = None
+        self._commands: CommandConnection | None = None
+        self._commands_lock = asyncio.Lock()
         self._channels: set[str] = set()
         self._confirmations: dict[bytes, deque[asyncio.Future[None]]] = {}
         self._connected = asyncio.Event()
@@ -242,36 +198,26 @@ class RedisBus:
                         waiter.set_exception(ConnectionError("pub/sub connection lost"))
             self._confirmations.clear()
 
-    async def _connect_pubsub(self) -> _PubSubProtocol:
-        options = parse_url(self.url)
-        loop = asyncio.get_running_loop()
-        protocol = _PubSubProtocol(self)
-        if "path" in options:
-            await asyncio.wait_for(loop.create_unix_connection(lambda: protocol, options["path"]), 5)
-        else:
-            tls = ssl.create_default_context() if self.url.startswith("rediss://") else None
-            await asyncio.wait_for(
-                loop.create_connection(lambda: protocol, options.get("host", "localhost"), options.get("port", 6379),
-                                       ssl=tls),
-                5,
-            )
-        if options.get("password"):
-            auth = ("AUTH", options["username"], options["password"]) if options.get("username") else (
-                "AUTH", options["password"])
-            # AUTH's reply (+OK) is a plain status the protocol ignores; a wrong password closes nothing, so check
-            # it on the command connection, which uses the same credentials.
-            protocol.send(*auth)
+    async def _connect_pubsub(self) -> PubSubConnection:
+        protocol = cast(
+            PubSubConnection,
+            await open_connection(
+                self.url, lambda: PubSubConnection(self.dispatch_live, self.dispatch_legacy, self.confirmed)
+            ),
+        )
+        auth = auth_command(self.url)
+        if auth is not None and protocol.transport is not None:
+            protocol.transport.write(auth)
         return protocol
 
     # history ------------------------------------------------------------------------------------------
 
     async def record(self, audience: str, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
-        return await record(self.redis, audience, envelope_json, max_events=self.max_events,
-                            max_age_seconds=self.max_age_seconds, dedupe_key=dedupe_key)
+        return (await self.pipeline_scripts([(audience, envelope_json, dedupe_key)], []))[0]
 
     async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]:
         """Record several events in one pipelined round trip."""
-        results = await self.pipeline_scripts([(audience, envelope_json, None) for audience, envelope_json in items], [])
+        results = await self.pipeline_scripts([(audience, envelope, None) for audience, envelope in items], [])
         return [r for r in results if r is not None]
 
     async def pipeline_scripts(
@@ -279,51 +225,55 @@ class RedisBus:
     ) -> list[str | None]:
         """Record (audience, envelope, dedupe key) and queue (envelope, dedupe key) items in one round trip;
         the result has one id per item (records first), None where a dedupe key was taken already."""
-        calls: list[tuple[str, list[str], list[Any]]] = []
-        epoch = new_epoch()
+        calls: list[bytes] = []
+        epoch = new_epoch().encode()
+        max_events = str(self.max_events).encode()
+        max_age = str(self.max_age_seconds * 1000).encode()
         for audience, envelope_json, dedupe_key in records:
-            keys = [bus.EPOCH_KEY, bus.history_key(audience), bus.live_channel(audience)]
-            args: list[Any] = [envelope_json, self.max_events, self.max_age_seconds * 1000, epoch]
+            keys = [EPOCH_KEY_B, (HISTORY_PREFIX + audience).encode(), (LIVE_PREFIX + audience).encode()]
+            args = [envelope_json.encode(), max_events, max_age, epoch]
             if dedupe_key:
-                keys.append(dedupe_key)
-                args.append(bus.LEGACY_DEDUPE_SECONDS)
-            calls.append((bus.RECORD_SCRIPT, keys, args))
+                keys.append(dedupe_key.encode())
+                args.append(DEDUPE_SECONDS_B)
+            calls.append(command(b"EVALSHA", RECORD_SHA, len(keys), *keys, *args))
         for envelope_json, dedupe_key in queued:
-            keys = [bus.INGEST_STREAM]
-            args = [envelope_json, bus.INGEST_MAXLEN]
+            keys = [INGEST_STREAM_B]
+            args = [envelope_json.encode(), INGEST_MAXLEN_B]
             if dedupe_key:
-                keys.append(dedupe_key)
-                args.append(bus.LEGACY_DEDUPE_SECONDS)
-            calls.append((bus.INGEST_SCRIPT, keys, args))
-        results = await self._run_calls(calls)
-        missing = [i for i, result in enumerate(results) if isinstance(result, Exception) and is_noscript(result)]
+                keys.append(dedupe_key.encode())
+                args.append(DEDUPE_SECONDS_B)
+            calls.append(command(b"EVALSHA", INGEST_SHA, len(keys), *keys, *args))
+        results = await self._execute(calls)
+        missing = [i for i, result in enumerate(results) if isinstance(result, ReplyError) and is_noscript(result)]
         if missing:
             # the scripts are gone (Redis restarted): load them and run again only what did not run
-            await self.redis.script_load(bus.RECORD_SCRIPT)
-            await self.redis.script_load(bus.INGEST_SCRIPT)
-            for index, result in zip(missing, await self._run_calls([calls[i] for i in missing]), strict=True):
+            await self._execute(
+                [command(b"SCRIPT", b"LOAD", bus.RECORD_SCRIPT), command(b"SCRIPT", b"LOAD", bus.INGEST_SCRIPT)]
+            )
+            for index, result in zip(missing, await self._execute([calls[i] for i in missing]), strict=True):
                 results[index] = result
         out: list[str | None] = []
         for index, result in enumerate(results):
-            if isinstance(result, Exception):
+            if isinstance(result, ReplyError):
                 raise result
             if result is None:
                 out.append(None)
             else:
-                text = result.decode() if isinstance(result, bytes) else str(result)
+                text = result.decode()
                 out.append(text if index < len(records) else "ingest-" + text)
         return out
 
-    async def _run_calls(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        if not calls:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for script, keys, args in calls:
-            pipe.evalsha(_sha(script), len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+    async def _execute(self, calls: list[bytes]) -> list[Any]:
+        connection = self._commands
+        if connection is None or connection.closed:
+            async with self._commands_lock:
+                connection = self._commands
+                if connection is None or connection.closed:
+                    connection = self._commands = await CommandConnection.connect(self.url)
+        return await connection.execute(calls)
 
     async def enqueue(self, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
-        return await enqueue(self.redis, envelope_json, dedupe_key=dedupe_key)
+        return (await self.pipeline_scripts([], [(envelope_json, dedupe_key)]))[0]
 
     async def read(self, audience: str, after: EventId | None, limit: int) -> History:
         key = bus.history_key(audience)
@@ -397,8 +347,9 @@ class RedisBus:
 
     async def _claim_abandoned(self) -> None:
         """Entries a crashed process read but never acknowledged are taken over after a minute."""
-        reply = await self.redis.xautoclaim(bus.INGEST_STREAM, bus.INGEST_GROUP, self.consumer,
-                                            min_idle_time=60_000, start_id="0-0", count=100)
+        reply = await self.redis.xautoclaim(
+            bus.INGEST_STREAM, bus.INGEST_GROUP, self.consumer, min_idle_time=60_000, start_id="0-0", count=100
+        )
         if reply and reply[1]:
             await self._handle_entries(reply[1])
 
@@ -430,14 +381,24 @@ class RedisBus:
                 await task
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
+        if self._commands is not None:
+            self._commands.close()
         await self.redis.aclose()
         await self._blocking.aclose()
 
 
-def _sha(script: str) -> str:
-    import hashlib
+def _sha(script: str) -> bytes:
+    return hashlib.sha1(script.encode()).hexdigest().encode()  # noqa: S324 (Redis names scripts by SHA-1)
 
-    return hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+
+RECORD_SHA = _sha(bus.RECORD_SCRIPT)
+INGEST_SHA = _sha(bus.INGEST_SCRIPT)
+EPOCH_KEY_B = bus.EPOCH_KEY.encode()
+INGEST_STREAM_B = bus.INGEST_STREAM.encode()
+INGEST_MAXLEN_B = str(bus.INGEST_MAXLEN).encode()
+DEDUPE_SECONDS_B = str(bus.LEGACY_DEDUPE_SECONDS).encode()
+HISTORY_PREFIX = bus.history_key("")
+LIVE_PREFIX = bus.live_channel("")
 
 
 # --- in-process (embedded default) -------------------------------------------------------------------------
@@ -501,7 +462,8 @@ class LocalBus:
                 ids = []
                 for audience, envelope_json in items:
                     result = await session.execute(
-                        insert(HubEvent).values(audience=audience, envelope=envelope_json, created_at=now)
+                        insert(HubEvent)
+                        .values(audience=audience, envelope=envelope_json, created_at=now)
                         .returning(HubEvent.id)
                     )
                     ids.append(result.scalar_one())
@@ -545,8 +507,11 @@ class LocalBus:
         async with self.sessionmaker.begin() as session:
             cutoff = (
                 await session.execute(
-                    select(HubEvent.id).where(HubEvent.audience == audience).order_by(HubEvent.id.desc())
-                    .offset(self.max_events).limit(1)
+                    select(HubEvent.id)
+                    .where(HubEvent.audience == audience)
+                    .order_by(HubEvent.id.desc())
+                    .offset(self.max_events)
+                    .limit(1)
                 )
             ).scalar_one_or_none()
             if cutoff is not None:
@@ -565,7 +530,8 @@ class LocalBus:
         async with self.sessionmaker.begin() as session:
             rows = (
                 await session.execute(
-                    select(HubEvent.audience, func.max(HubEvent.id)).where(HubEvent.created_at < cutoff)
+                    select(HubEvent.audience, func.max(HubEvent.id))
+                    .where(HubEvent.created_at < cutoff)
                     .group_by(HubEvent.audience)
                 )
             ).all()
@@ -587,8 +553,3 @@ class LocalBus:
                 await self.on_ingest(entry_id, envelope_json)
             except Exception:
                 log.exception("ingest of %s failed", entry_id)
-
-    async def drain(self) -> None:
-        """Wait until every queued event has been handled (tests and shutdown)."""
-        while not self._queue.empty():
-            await asyncio.sleep(0.01)

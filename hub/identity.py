@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ class Authenticator:
         self._sessionmaker = sessionmaker
         self._cache_seconds = cache_seconds
         self._live_families: dict[str, float] = {}
+        self._pending: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self._flush: asyncio.Handle | None = None
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def access_token(self, token: str) -> Principal:
         try:
@@ -100,13 +104,39 @@ class Authenticator:
         now = time.monotonic()
         if self._live_families.get(family_id, 0.0) > now:
             return True
-        async with self._sessionmaker() as session:
-            live = await tokens.family_is_live(session, family_id=family_id, user_id=user_id)
+        key = (family_id, user_id)
+        waiter = self._pending.get(key)
+        if waiter is None:
+            waiter = self._pending[key] = asyncio.get_running_loop().create_future()
+            if self._flush is None:
+                # checks that arrive together (a reconnect storm) share one query
+                self._flush = asyncio.get_running_loop().call_soon(self._start_batch)
+        live = await asyncio.shield(waiter)
         if live:
             if len(self._live_families) >= _FAMILY_CACHE_LIMIT:
                 self._live_families.clear()
             self._live_families[family_id] = now + self._cache_seconds
         return live
+
+    def _start_batch(self) -> None:
+        self._flush = None
+        batch, self._pending = self._pending, {}
+        task = asyncio.ensure_future(self._check_batch(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _check_batch(self, batch: dict[tuple[str, str], asyncio.Future[bool]]) -> None:
+        try:
+            async with self._sessionmaker() as session:
+                live = await tokens.live_families(session, families=list(batch))
+        except Exception as exc:
+            for waiter in batch.values():
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for key, waiter in batch.items():
+            if not waiter.done():
+                waiter.set_result(key in live)
 
     def forget(self, family_id: str | None = None) -> None:
         """Drop cached liveness (one family, or all) after a sign-out in this process."""

@@ -87,8 +87,9 @@ def _is_timestamp(value: str) -> bool:
 
 
 class Ingest:
-    def __init__(self, settings: Settings, bus_: EventBus, sessionmaker: Sessionmaker, cache: Cache,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, bus_: EventBus, sessionmaker: Sessionmaker, cache: Cache, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.bus = bus_
         self.sessionmaker = sessionmaker
@@ -100,14 +101,16 @@ class Ingest:
         self._buyers: dict[uuid.UUID, tuple[float, list[str]]] = {}
         self._aggregate_due: float = 0.0
         self._aggregate_task: asyncio.Task[None] | None = None
+        self._ingested_counters: dict[tuple[str, str], Any] = {}
         bus_.on_ingest = self.handle_queued
         if isinstance(bus_, RedisBus):
             bus_.on_legacy = self.handle_legacy
 
     # --- accepting ------------------------------------------------------------------------------------------
 
-    async def publish(self, event_type: EventType | str, payload: Any, *, service: str, timestamp: str | None = None,
-                      source: str) -> str:
+    async def publish(
+        self, event_type: EventType | str, payload: Any, *, service: str, timestamp: str | None = None, source: str
+    ) -> str:
         """Validate and accept one event (HTTP, CLI, the hub itself); returns its id (or its queue entry id)."""
         kind, checked, service, timestamp = check_envelope(
             {"event_type": str(event_type), "payload": payload, "service": service, "timestamp": timestamp}
@@ -119,7 +122,7 @@ class Ingest:
             event_id = await self.bus.enqueue(envelope_json)
         if event_id is None:
             raise RuntimeError("the event bus did not record the event")
-        self.metrics.events_ingested.labels(kind.value, source).inc()
+        self._ingested(kind.value, source).inc()
         return event_id
 
     async def handle_legacy(self, batch: list[tuple[bytes, bytes]]) -> None:
@@ -149,7 +152,15 @@ class Ingest:
         results = await self.bus.pipeline_scripts(records, queued)
         for kind_name, result in zip(record_kinds + queued_kinds, results, strict=True):
             if result is not None:
-                self.metrics.events_ingested.labels(kind_name, "redis").inc()
+                self._ingested(kind_name, "redis").inc()
+
+    def _ingested(self, event_type: str, source: str) -> Any:
+        counter = self._ingested_counters.get((event_type, source))
+        if counter is None:
+            counter = self._ingested_counters[event_type, source] = self.metrics.events_ingested.labels(
+                event_type, source
+            )
+        return counter
 
     # --- expanding ------------------------------------------------------------------------------------------
 
@@ -223,8 +234,9 @@ class Ingest:
         if store_id is None or not prices:
             return
         async with self.sessionmaker.begin() as session:
-            fired = await alerts.trigger_price_targets(session, product_id=product_id, store_id=store_id,
-                                                       price=min(prices), now=datetime.now(UTC))
+            fired = await alerts.trigger_price_targets(
+                session, product_id=product_id, store_id=store_id, price=min(prices), now=datetime.now(UTC)
+            )
         for target in fired:
             await self.publish(
                 EventType.ALERTS_PRICE_TARGET,

@@ -12,8 +12,8 @@ import aiohttp
 from aiohttp import web
 
 from hub import keys, snapshots
-from hub.fanout import EventBus, LocalBus, RedisBus
 from hub.cache import Cache
+from hub.fanout import EventBus, LocalBus, RedisBus
 from hub.identity import Authenticator
 from hub.ingest import Ingest
 from hub.ratelimit import RateLimiter
@@ -68,11 +68,18 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     bus: EventBus
     if settings.redis_url:
         consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        bus = RedisBus(settings.redis_url, max_events=settings.history_max_events,
-                       max_age_seconds=settings.history_max_age_seconds, consumer=consumer)
+        bus = RedisBus(
+            settings.redis_url,
+            max_events=settings.history_max_events,
+            max_age_seconds=settings.history_max_age_seconds,
+            consumer=consumer,
+        )
     else:
-        bus = LocalBus(app[keys.sessionmaker], max_events=settings.history_max_events,
-                       max_age_seconds=settings.history_max_age_seconds)
+        bus = LocalBus(
+            app[keys.sessionmaker],
+            max_events=settings.history_max_events,
+            max_age_seconds=settings.history_max_age_seconds,
+        )
     server = app[keys.sio]
     hub = Hub(settings, bus, server.eio, app[keys.authenticator], app[keys.metrics], server)
     hub.register_handlers()

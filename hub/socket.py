@@ -114,11 +114,9 @@ async def _end_local(server: socketio.AsyncServer, namespace: str, envelope: dic
 
 
 def build_server(settings: Settings) -> HubServer:
-    manager: Any
-    if settings.redis_url:
-        manager = HubRedisManager(settings.redis_url, channel=bus.SOCKETIO_CHANNEL)
-    else:
-        manager = HubManager()
+    manager: Any = (
+        HubRedisManager(settings.redis_url, channel=bus.SOCKETIO_CHANNEL) if settings.redis_url else HubManager()
+    )
     return HubServer(
         client_manager=manager,
         namespaces="*",

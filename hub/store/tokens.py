@@ -53,10 +53,11 @@ async def revoke_user_families(session: AsyncSession, *, user_id: str, reason: s
     )
 
 
-async def family_is_live(session: AsyncSession, *, family_id: str, user_id: str) -> bool:
-    result = await session.execute(
-        select(RefreshFamily.id).where(
-            RefreshFamily.id == family_id, RefreshFamily.user_id == user_id, RefreshFamily.revoked_at.is_(None)
+async def live_families(session: AsyncSession, *, families: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of the (family id, user id) pairs name a family of that user that is not revoked."""
+    rows = await session.execute(
+        select(RefreshFamily.id, RefreshFamily.user_id).where(
+            RefreshFamily.id.in_([family_id for family_id, _ in families]), RefreshFamily.revoked_at.is_(None)
         )
     )
-    return result.scalar_one_or_none() is not None
+    return {(family_id, user_id) for family_id, user_id in rows}

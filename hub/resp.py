@@ -1,0 +1,153 @@
+"""Raw RESP2 connections parsed by hiredis, for the two hot paths of the event bus: pipelined script calls and
+pub/sub. redis-py spends more time encoding and decoding each command than Redis spends running it."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Any, cast
+
+import hiredis
+from redis.connection import parse_url
+
+CONNECT_TIMEOUT = 5.0
+
+
+def command(*parts: bytes | str | int) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+class ReplyError(Exception):
+    """An error reply from Redis."""
+
+
+async def open_connection(url: str, factory: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
+    """Connect ``factory()`` to the Redis at ``url`` (tcp, tls or unix socket)."""
+    options = parse_url(url)
+    loop = asyncio.get_running_loop()
+    if "path" in options:
+        _, protocol = await asyncio.wait_for(loop.create_unix_connection(factory, options["path"]), CONNECT_TIMEOUT)
+    else:
+        tls = ssl.create_default_context() if url.startswith("rediss://") else None
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(factory, options.get("host", "localhost"), options.get("port", 6379), ssl=tls),
+            CONNECT_TIMEOUT,
+        )
+    return protocol
+
+
+def auth_command(url: str) -> bytes | None:
+    options = parse_url(url)
+    if not options.get("password"):
+        return None
+    if options.get("username"):
+        return command("AUTH", options["username"], options["password"])
+    return command("AUTH", options["password"])
+
+
+class CommandConnection(asyncio.Protocol):
+    """Pipelined commands on one connection: replies come back in order and resolve the batches that asked."""
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader(replyError=ReplyError)
+        self.transport: asyncio.Transport | None = None
+        self._batches: deque[tuple[asyncio.Future[list[Any]], list[Any], int]] = deque()
+        self.closed = False
+
+    @classmethod
+    async def connect(cls, url: str) -> CommandConnection:
+        connection = cast(CommandConnection, await open_connection(url, cls))
+        auth = auth_command(url)
+        if auth is not None:
+            [reply] = await connection.execute([auth])
+            if isinstance(reply, ReplyError):
+                connection.close()
+                raise ConnectionError(f"Redis refused the credentials: {reply}")
+        return connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        batches = self._batches
+        while (reply := reader.gets()) is not False:
+            future, replies, expected = batches[0]
+            replies.append(reply)
+            if len(replies) == expected:
+                batches.popleft()
+                if not future.done():
+                    future.set_result(replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        while self._batches:
+            future, _, _ = self._batches.popleft()
+            if not future.done():
+                future.set_exception(ConnectionError("Redis connection lost"))
+
+    async def execute(self, commands: list[bytes]) -> list[Any]:
+        """Send encoded commands in one write; their replies, in order (errors as ReplyError values)."""
+        if not commands:
+            return []
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionError("Redis connection closed")
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._batches.append((future, [], len(commands)))
+        self.transport.write(b"".join(commands))
+        return await future
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class PubSubConnection(asyncio.Protocol):
+    """A subscribed connection: every message is handed to a callback as soon as hiredis has parsed it."""
+
+    def __init__(
+        self,
+        on_message: Callable[[bytes, bytes], None],
+        on_pmessage: Callable[[bytes, bytes], None],
+        on_subscribed: Callable[[bytes], None],
+    ) -> None:
+        self.on_message = on_message
+        self.on_pmessage = on_pmessage
+        self.on_subscribed = on_subscribed
+        self.reader = hiredis.Reader()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        on_message = self.on_message
+        while (reply := reader.gets()) is not False:
+            if type(reply) is list:
+                kind = reply[0]
+                if kind == b"message":
+                    on_message(reply[1], reply[2])
+                elif kind == b"pmessage":
+                    self.on_pmessage(reply[2], reply[3])
+                elif kind in (b"subscribe", b"psubscribe"):
+                    self.on_subscribed(reply[1])
+            elif isinstance(reply, hiredis.ReplyError):
+                raise ConnectionError(f"pub/sub error: {reply}")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def send(self, *parts: bytes | str | int) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(command(*parts))

@@ -1,0 +1,426 @@
+"""Shared pieces of the load scenarios: the servers under test (the hub and the two reference servers), the Node
+load generator, the Redis publisher, and process CPU/memory readings.
+
+Every server listens on loopback; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
+
+from tests.services import free_port, postgres_server, redis_server
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADGEN = ROOT / "loadtest" / "client" / "loadgen.js"
+PEERS = Path(os.environ.get("CARTSNITCH_PEERS_DIR", ROOT / "loadtest" / ".peers"))
+RESULTS = ROOT / "loadtest" / "results"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SECRET = secrets.token_urlsafe(48)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores ({cpu}), Python {sys.version.split()[0]}"
+
+
+def record(scenario: str, data: dict[str, Any]) -> None:
+    """Print the scenario's JSON record and keep it under loadtest/results/ (not committed)."""
+    data = {"scenario": scenario, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **data}
+    print("RESULT " + json.dumps(data), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    with (RESULTS / f"{scenario}.jsonl").open("a") as handle:
+        handle.write(json.dumps(data) + "\n")
+
+
+# --- servers under test --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: asyncio.subprocess.Process
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def stop(self, sig: str = "term") -> None:
+        if self.process.returncode is None:
+            if sig == "kill":
+                self.process.kill()
+            else:
+                self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 15)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def wait_http(url: str, process: asyncio.subprocess.Process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise RuntimeError(f"{url} exited with {process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} not up after {timeout} s")
+
+
+def hub_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTSNITCH_")}
+    env.update(
+        {
+            "CARTSNITCH_DATABASE_URL": database_url,
+            "CARTSNITCH_REDIS_URL": redis_url,
+            "CARTSNITCH_DEV_MODE": "false",
+            "CARTSNITCH_JWT_SECRET_KEY": SECRET,
+            "CARTSNITCH_SERVICE_KEY": secrets.token_urlsafe(32),
+            "CARTSNITCH_FERNET_KEY": Fernet.generate_key().decode(),
+            "CARTSNITCH_SEED_DEMO_DATA": "false",
+            "CARTSNITCH_RATE_LIMIT_ENABLED": "false",
+            "CARTSNITCH_LOG_LEVEL": "WARNING",
+            "CARTSNITCH_HISTORY_MAX_EVENTS": "2000",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def hub_cli(env: dict[str, str], *args: str, timeout: float = 3600) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"cartsnitch-hub {args[0]} failed: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+async def start_hub(env: dict[str, str], port: int | None = None) -> Server:
+    port = port or free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=None,
+    )
+    server = Server("hub", f"http://127.0.0.1:{port}", process, env)
+    await wait_http(server.url + "/health", process)
+    return server
+
+
+def peers_ready() -> bool:
+    return (PEERS / "node-socketio" / "node_modules").exists() and (PEERS / "python-socketio" / ".venv").exists()
+
+
+def install_peers() -> None:
+    """Copy ../shared/peers (read-only) to loadtest/.peers and install their pinned dependencies."""
+    source = ROOT.parent / "shared" / "peers"
+    if not peers_ready():
+        if not PEERS.exists():
+            shutil.copytree(source, PEERS)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=PEERS / "node-socketio", check=True
+        )
+        subprocess.run([sys.executable, "-m", "venv", ".venv"], cwd=PEERS / "python-socketio", check=True)
+        subprocess.run(
+            [".venv/bin/pip", "install", "-q", "-r", "requirements.txt"], cwd=PEERS / "python-socketio", check=True
+        )
+
+
+async def start_peer(name: str, redis_url: str) -> Server:
+    install_peers()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "REDIS_URL": redis_url,
+        "CARTSNITCH_JWT_SECRET_KEY": SECRET,
+    }
+    if name == "node-socketio":
+        command = ["node", str(PEERS / "node-socketio" / "server.js")]
+    else:
+        command = [
+            str(PEERS / "python-socketio" / ".venv" / "bin" / "python"),
+            str(PEERS / "python-socketio" / "server.py"),
+        ]
+    process = await asyncio.create_subprocess_exec(*command, env=env, stdout=asyncio.subprocess.DEVNULL)
+    server = Server(name, f"http://127.0.0.1:{port}", process)
+    await wait_http(server.url + "/health", process)
+    return server
+
+
+def peer_version(name: str) -> str:
+    with contextlib.suppress(OSError, KeyError, ValueError):
+        if name == "node-socketio":
+            return (
+                "socket.io "
+                + json.loads((PEERS / "node-socketio" / "node_modules" / "socket.io" / "package.json").read_text())[
+                    "version"
+                ]
+            )
+        return "python-socketio " + next(
+            line.split("==")[1]
+            for line in (PEERS / "python-socketio" / "requirements.txt").read_text().splitlines()
+            if line.startswith("python-socketio==")
+        )
+    return "unknown"
+
+
+@dataclass
+class Backing:
+    """PostgreSQL (for the hub) and Redis (for everyone), fresh for one run."""
+
+    database_url: str
+    redis_url: str
+
+
+@contextlib.asynccontextmanager
+async def backing() -> AsyncIterator[Backing]:
+    with postgres_server() as admin, redis_server() as redis_url:
+        dsn = admin.replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(dsn)
+        await connection.execute("CREATE DATABASE loadtest")
+        await connection.close()
+        yield Backing(admin.rsplit("/", 1)[0] + "/loadtest", redis_url)
+
+
+async def seed_users(env: dict[str, str], database_url: str, count: int) -> list[tuple[str, str]]:
+    """Create ``count`` users through the CLI and mint a token for each: [(user id, access token)]."""
+    hub_cli(env, "migrate")
+    hub_cli(
+        env,
+        "seed",
+        "--users",
+        str(count),
+        "--products",
+        "40",
+        "--price-rows",
+        "2000",
+        "--purchases",
+        str(max(10, count // 50)),
+        "--seed",
+        "7",
+    )
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        ids = [row[0] for row in await connection.fetch("SELECT id FROM users ORDER BY id LIMIT $1", count)]
+    finally:
+        await connection.close()
+    tokens: list[str] = []
+    for start in range(0, len(ids), 2000):
+        tokens.extend(hub_cli(env, "token", "--ttl", "86400", "--", *ids[start : start + 2000]).split())
+    return list(zip(ids, tokens, strict=True))
+
+
+async def product_ids(database_url: str, count: int) -> list[str]:
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await connection.fetch(
+            "SELECT normalized_product_id::text FROM price_history GROUP BY 1 ORDER BY count(*) DESC LIMIT $1", count
+        )
+    finally:
+        await connection.close()
+    return [row[0] for row in rows]
+
+
+# --- the load generator ------------------------------------------------------------------------------------
+
+
+class LoadGen:
+    """The Node load generator process (loadtest/client/loadgen.js)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls) -> LoadGen:
+        if not (LOADGEN.parent / "node_modules" / "ws").exists():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=LOADGEN.parent, check=True)
+        process = await asyncio.create_subprocess_exec(
+            "node",
+            "--max-old-space-size=4096",
+            str(LOADGEN),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,
+        )
+        return cls(process)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def send(self, command: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(orjson.dumps(command) + b"\n")
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError("the load generator exited")
+        reply: dict[str, Any] = json.loads(line)
+        if reply.get("ev") == "error":
+            raise RuntimeError(reply["message"])
+        return reply
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.send({"cmd": "close"}, timeout=10)
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+
+def user_targets(users: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [{"ns": f"/users/{user_id}", "auth": {"token": token}} for user_id, token in users]
+
+
+# --- the publisher: the platform's plain PUBLISH, identical for every server ----------------------------------
+
+
+def envelope(event_type: str, payload: dict[str, Any]) -> bytes:
+    return orjson.dumps(
+        {
+            "event_type": event_type,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+            "service": "loadtest",
+            "payload": payload,
+        }
+    )
+
+
+class Publisher:
+    """PUBLISHes pre-built envelopes over a raw pipelined Redis connection: a few µs per message, so the
+    publisher costs the shared CPU as little as possible (replies are counted, not parsed)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.replies = 0
+        self._task = asyncio.ensure_future(self._count())
+
+    @classmethod
+    async def connect(cls, redis_url: str) -> Publisher:
+        host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
+        host, _, port = host_port.rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        return cls(reader, writer)
+
+    async def _count(self) -> None:
+        while True:
+            data = await self.reader.read(1 << 16)
+            if not data:
+                return
+            self.replies += data.count(b"\r\n")
+
+    def publish(self, channel: bytes, messages: Sequence[bytes]) -> None:
+        head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(channel), channel)
+        self.writer.write(b"".join(head + b"$%d\r\n%s\r\n" % (len(m), m) for m in messages))
+
+    async def settle(self, expected: int, timeout: float = 10) -> None:
+        await self.writer.drain()
+        deadline = time.monotonic() + timeout
+        while self.replies < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        self.writer.close()
+
+
+def sync_event_maker(users: Sequence[str]) -> Any:
+    """n -> a cartsnitch.sync.progress envelope for users[n % len(users)] carrying ``ts`` (Unix ns) now."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()).encode()
+    prefix = (
+        b'{"event_type":"cartsnitch.sync.progress","timestamp":"'
+        + stamp
+        + b'","service":"loadtest","payload":{"user_id":"'
+    )
+    middle = (
+        b'","store_slug":"kroger","job_id":"load","status":"running","progress":0.5,"items_synced":1,"message":"","ts":'
+    )
+    encoded = [u.encode() for u in users]
+    count = len(encoded)
+
+    def make(n: int) -> bytes:
+        return prefix + encoded[n % count] + middle + str(time.time_ns()).encode() + b"}}"
+
+    return make
+
+
+async def publish_at(
+    publisher: Publisher, rate: float, seconds: float, make: Any, *, channel: str, tick: float = 0.002
+) -> int:
+    """PUBLISH ``make(n)`` at ``rate`` per second for ``seconds``; returns how many were published."""
+    total = int(rate * seconds)
+    name = channel.encode()
+    base = publisher.replies
+    started = time.monotonic()
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.monotonic() - started) * rate) + 1)
+        if due > sent:
+            publisher.publish(name, [make(n) for n in range(sent, due)])
+            sent = due
+        await asyncio.sleep(tick)
+        if time.monotonic() - started > seconds * 3 + 10:
+            break  # the publisher cannot keep up; report what it managed
+    await publisher.settle(base + sent)
+    return sent

@@ -1,0 +1,206 @@
+"""(a) Per-user event fan-out: N sockets, one per user; events PUBLISHed the platform's way, round-robin over the
+users; a rate search for the highest rate whose p99 publish->receive latency stays under 100 ms with no loss.
+
+Ramp: sockets connect at 2,000/s. Each rate step publishes for STEP_SECONDS, then waits up to DRAIN_SECONDS.
+A warm-up step at WARMUP_RATE is not counted. Rates: from START_RATE doubling until a step fails, then BISECT_STEPS bisections between the last pass and the
+first failure. Also reports server CPU per delivered event at the best rate.
+
+    python -m loadtest.scenarios.fanout --target hub --sockets 1000,10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from redis.asyncio import Redis
+
+from loadtest.common import (
+    Backing,
+    LoadGen,
+    Publisher,
+    Server,
+    backing,
+    cpu_seconds,
+    hub_env,
+    machine,
+    publish_at,
+    record,
+    rss_bytes,
+    seed_users,
+    start_hub,
+    start_peer,
+    sync_event_maker,
+    user_targets,
+)
+
+CONNECT_RATE = 2000
+STEP_SECONDS = 5.0
+DRAIN_SECONDS = 3.0
+START_RATE = 2000
+WARMUP_RATE = 500
+MAX_RATE = 64000
+BISECT_STEPS = 3
+P99_LIMIT_MS = 100.0
+TARGETS = ("hub", "node-socketio", "python-socketio")
+
+
+async def start_target(name: str, where: Backing) -> Server:
+    if name == "hub":
+        return await start_hub(hub_env(where.database_url, where.redis_url))
+    return await start_peer(name, where.redis_url)
+
+
+async def redis_cpu(redis: Redis) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+async def step(
+    gen: LoadGen, server: Server, publisher: Publisher, redis: Redis, users: list[str], rate: float
+) -> dict[str, Any]:
+    await gen.send({"cmd": "window"})
+    cpu_before = cpu_seconds(server.pid)
+    gen_cpu_before = cpu_seconds(gen.pid)
+    count = len(users)
+    publisher_cpu_before = cpu_seconds(os.getpid())
+    redis_cpu_before = await redis_cpu(redis)
+    sent = await publish_at(publisher, rate, STEP_SECONDS, sync_event_maker(users), channel="cartsnitch.sync.progress")
+    waited = 0.0
+    received = 0
+    window: dict[str, Any] = {}
+    latencies: list[dict[str, Any]] = []
+    while waited < DRAIN_SECONDS:
+        await asyncio.sleep(0.5)
+        waited += 0.5
+        window = await gen.send({"cmd": "window"})
+        received += window["received"]
+        latencies.append(window)
+        if received >= sent:
+            break
+    cpu = cpu_seconds(server.pid) - cpu_before
+    publisher_cpu = cpu_seconds(os.getpid()) - publisher_cpu_before
+    redis_busy = await redis_cpu(redis) - redis_cpu_before
+    gen_cpu = cpu_seconds(gen.pid) - gen_cpu_before
+    p99s = [w["p99"] for w in latencies if w["p99"] is not None]
+    p50s = [w["p50"] for w in latencies if w["p50"] is not None]
+    result = {
+        "rate": rate,
+        "published": sent,
+        "received": received,
+        "lost": max(0, sent - received),
+        "deliveries_per_s": received / STEP_SECONDS,
+        "p50_ms": max(p50s) if p50s else None,
+        "p99_ms": max(p99s) if p99s else None,
+        "server_cpu_us_per_delivery": cpu * 1e6 / max(1, received),
+        "loadgen_cpu_pct": 100 * gen_cpu / (STEP_SECONDS + waited),
+        "server_cpu_pct": 100 * cpu / (STEP_SECONDS + waited),
+        "publisher_cpu_pct": 100 * publisher_cpu / (STEP_SECONDS + waited),
+        "redis_cpu_pct": 100 * redis_busy / (STEP_SECONDS + waited),
+    }
+    result["ok"] = (
+        result["lost"] == 0
+        and result["p99_ms"] is not None
+        and result["p99_ms"] < P99_LIMIT_MS
+        and sent >= rate * STEP_SECONDS * 0.98
+    )
+    print(
+        f"  {server.name} rate {rate:>7.0f}/s: delivered {result['deliveries_per_s']:>8.0f}/s "
+        f"p50 {result['p50_ms'] or 0:6.1f} ms p99 {result['p99_ms'] or 0:7.1f} ms lost {result['lost']} "
+        f"cpu/delivery {result['server_cpu_us_per_delivery']:.0f} µs server {result['server_cpu_pct']:.0f}% "
+        f"loadgen {result['loadgen_cpu_pct']:.0f}% publisher {result['publisher_cpu_pct']:.0f}% "
+        f"redis {result['redis_cpu_pct']:.0f}% "
+        f"{'ok' if result['ok'] else 'FAIL'}",
+        flush=True,
+    )
+    return result
+
+
+async def search(gen: LoadGen, server: Server, publisher: Publisher, redis: Redis, users: list[str]) -> dict[str, Any]:
+    print(f"  {server.name} warm-up (not counted)", flush=True)
+    await step(gen, server, publisher, redis, users, WARMUP_RATE)
+    best: dict[str, Any] | None = None
+    rate = float(START_RATE)
+    failed_at: float | None = None
+    while rate <= MAX_RATE:
+        result = await step(gen, server, publisher, redis, users, rate)
+        if not result["ok"]:
+            failed_at = rate
+            break
+        best = result
+        rate *= 2
+    if failed_at is not None:
+        low = best["rate"] if best else 0.0
+        high = failed_at
+        for _ in range(BISECT_STEPS):
+            middle = (low + high) / 2
+            if middle < 100:
+                break
+            result = await step(gen, server, publisher, redis, users, middle)
+            if result["ok"]:
+                best, low = result, middle
+            else:
+                high = middle
+            await asyncio.sleep(1)
+    return best or {"rate": 0, "deliveries_per_s": 0, "ok": False}
+
+
+async def run(target: str, sockets: int, where: Backing, users: list[tuple[str, str]]) -> dict[str, Any]:
+    server = await start_target(target, where)
+    gen = await LoadGen.start()
+    publisher = await Publisher.connect(where.redis_url)
+    redis = Redis.from_url(where.redis_url)
+    try:
+        rss_before = rss_bytes(server.pid)
+        connected = await gen.send(
+            {
+                "cmd": "connect",
+                "url": server.url,
+                "targets": user_targets(users[:sockets]),
+                "rate": CONNECT_RATE,
+                "deflate": True,
+            }
+        )
+        await asyncio.sleep(2)
+        idle_per_socket = (rss_bytes(server.pid) - rss_before) / max(1, connected["ok"])
+        print(
+            f"{target}: {connected['ok']} sockets in {connected['seconds']:.1f} s "
+            f"({idle_per_socket / 1024:.1f} KiB/socket idle)",
+            flush=True,
+        )
+        best = await search(gen, server, publisher, redis, [user_id for user_id, _ in users[:sockets]])
+        return {
+            "target": target,
+            "sockets": sockets,
+            "connected": connected["ok"],
+            "connect_seconds": connected["seconds"],
+            "idle_kib_per_socket": idle_per_socket / 1024,
+            **best,
+        }
+    finally:
+        await publisher.close()
+        await redis.aclose()
+        await gen.close()
+        await server.stop()
+
+
+async def main(targets: list[str], socket_counts: list[int]) -> list[dict[str, Any]]:
+    results = []
+    async with backing() as where:
+        users = await seed_users(hub_env(where.database_url, where.redis_url), where.database_url, max(socket_counts))
+        for sockets in socket_counts:
+            for target in targets:
+                result = await run(target, sockets, where, users)
+                record("fanout", {"machine": machine(), **result})
+                results.append(result)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default=",".join(TARGETS))
+    parser.add_argument("--sockets", default="1000,10000")
+    args = parser.parse_args()
+    asyncio.run(main(args.target.split(","), [int(n) for n in args.sockets.split(",")]))
