@@ -142,7 +142,11 @@ def cmd_seed(args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except (seed.SeedError, ValueError) as exc:
+        print(f"cannot seed: {exc}", file=sys.stderr)
+        return 2
     print(report.summary())
     return 0
 
@@ -303,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.set_defaults(func=cmd_publish)
 
-    token = sub.add_parser("token", help="print an access token per user id (operators, load tests)")
+    token = sub.add_parser(
+        "token",
+        help="print an access token per user id (operators, load tests); put the ids "
+        "after -- when one starts with a dash",
+    )
     token.add_argument("user_ids", nargs="+", metavar="USER_ID")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.set_defaults(func=cmd_token)

@@ -333,7 +333,7 @@ class RedisBus:
                 reply = await self._blocking.xreadgroup(
                     bus.INGEST_GROUP, self.consumer, {bus.INGEST_STREAM: ">"}, count=100, block=2000
                 )
-                for _stream, entries in reply or []:
+                for _stream, entries in cast(list[tuple[bytes, list[Any]]], reply or []):
                     await self._handle_entries(entries)
             except asyncio.CancelledError:
                 raise
@@ -421,19 +421,27 @@ class LocalBus:
         self._audiences: set[str] = set()
         self._lock = asyncio.Lock()
         self._epoch = ""
+        self._epoch_lock = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._seq = 0
         self._writes: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        async with self.sessionmaker.begin() as session:
-            meta = await session.get(HubMeta, EPOCH_META)
-            if meta is None:
-                meta = HubMeta(key=EPOCH_META, value=new_epoch())
-                session.add(meta)
-            self._epoch = meta.value
+        # the epoch is read on first use, so the process starts (and reports not ready) while the database is down
         self._tasks = [asyncio.ensure_future(self._ingest_loop()), asyncio.ensure_future(self._age_loop())]
+
+    async def _current_epoch(self) -> str:
+        if not self._epoch:
+            async with self._epoch_lock:
+                if not self._epoch:
+                    async with self.sessionmaker.begin() as session:
+                        meta = await session.get(HubMeta, EPOCH_META)
+                        if meta is None:
+                            meta = HubMeta(key=EPOCH_META, value=new_epoch())
+                            session.add(meta)
+                        self._epoch = meta.value
+        return self._epoch
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -457,6 +465,7 @@ class LocalBus:
     async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]:
         # Serialised: ids are assigned and events dispatched in one order, so no subscriber sees them swapped.
         async with self._lock:
+            epoch = await self._current_epoch()
             now = datetime.now(UTC)
             async with self.sessionmaker.begin() as session:
                 ids = []
@@ -469,7 +478,7 @@ class LocalBus:
                     ids.append(result.scalar_one())
             out = []
             for (audience, envelope_json), row_id in zip(items, ids, strict=True):
-                event_id = str(EventId(row_id, 0, self._epoch))
+                event_id = str(EventId(row_id, 0, epoch))
                 out.append(event_id)
                 if audience in self._audiences:
                     self.on_live(audience, bus.with_id(event_id, envelope_json))
@@ -486,9 +495,10 @@ class LocalBus:
         return "ingest-" + entry_id
 
     async def read(self, audience: str, after: EventId | None, limit: int) -> History:
+        epoch = await self._current_epoch()
         async with self.sessionmaker() as session:
             if after is not None:
-                if after.epoch != self._epoch:
+                if after.epoch != epoch:
                     return History(resync="history_lost")
                 mark = await session.get(HubEventMark, audience)
                 if mark is not None and after.ms < mark.max_deleted_id:
@@ -499,7 +509,7 @@ class LocalBus:
             rows = (await session.execute(stmt.order_by(HubEvent.id).limit(limit))).all()
         out = []
         for row_id, envelope_json in rows:
-            event_id = EventId(row_id, 0, self._epoch)
+            event_id = EventId(row_id, 0, epoch)
             out.append((event_id, bus.with_id(str(event_id), envelope_json)))
         return History(out)
 

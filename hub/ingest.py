@@ -60,7 +60,8 @@ def check_envelope(data: Any) -> tuple[EventType, dict[str, Any], str, str]:
     if not isinstance(data, Mapping):
         raise InvalidPayload([{"field": "envelope", "message": "must be a JSON object", "type": "dict_type"}])
     errors: list[dict[str, str]] = []
-    kind = parse_event_type(data.get("event_type")) if isinstance(data.get("event_type"), str) else None
+    name = data.get("event_type")
+    kind = parse_event_type(name) if isinstance(name, str) else None
     if kind is None:
         errors.append({"field": "event_type", "message": "is not a catalog event type", "type": "enum"})
     service = data.get("service", "unknown")

@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import socketio
+
 from channels import bus, rooms
 from channels.bus import EventId, parse_event_id
 from channels.errors import Problem, ProblemType
 from channels.events import ClientCommand, ControlEvent
 from hub.control import control_envelope
-from hub.engine import LeanEngine, Outbound
+from hub.engine import EngineSocket, LeanEngine, Outbound
 from hub.fanout import EventBus, id_of
 from hub.identity import Authenticator, Principal
 from hub.metrics import Metrics
@@ -156,7 +158,9 @@ class Connection:
         "warned",
     )
 
-    def __init__(self, sid: str, namespace: str, engine_socket: Any, principal: Principal | None, burst: int) -> None:
+    def __init__(
+        self, sid: str, namespace: str, engine_socket: EngineSocket, principal: Principal | None, burst: int
+    ) -> None:
         self.sid = sid
         self.namespace = namespace
         self.engine_socket = engine_socket
@@ -175,10 +179,9 @@ def _problem(kind: ProblemType, detail: str) -> dict[str, Any]:
 
 
 def _refusal(kind: ProblemType, detail: str) -> Exception:
-    import socketio
-
     # the client's connect_error carries {message, data}: the problem object is the data
-    return socketio.exceptions.ConnectionRefusedError(kind.title, _problem(kind, detail))
+    refusal: Exception = socketio.exceptions.ConnectionRefusedError(kind.title, _problem(kind, detail))
+    return refusal
 
 
 class Hub:
@@ -264,9 +267,9 @@ class Hub:
             ready.set_result(None)
             return
         members[id(subscriber)] = subscriber
-        ready = self._ready.get(audience)
-        if ready is not None and not ready.done():
-            await asyncio.shield(ready)
+        pending = self._ready.get(audience)
+        if pending is not None and not pending.done():
+            await asyncio.shield(pending)
 
     def remove(self, subscriber: Subscriber) -> None:
         members = self._audiences.get(subscriber.audience)

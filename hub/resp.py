@@ -29,7 +29,7 @@ class ReplyError(Exception):
 
 async def open_connection(url: str, factory: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
     """Connect ``factory()`` to the Redis at ``url`` (tcp, tls or unix socket)."""
-    options = parse_url(url)
+    options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     loop = asyncio.get_running_loop()
     if "path" in options:
         _, protocol = await asyncio.wait_for(loop.create_unix_connection(factory, options["path"]), CONNECT_TIMEOUT)
@@ -43,7 +43,7 @@ async def open_connection(url: str, factory: Callable[[], asyncio.Protocol]) -> 
 
 
 def auth_command(url: str) -> bytes | None:
-    options = parse_url(url)
+    options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     if not options.get("password"):
         return None
     if options.get("username"):

@@ -62,8 +62,11 @@ def constant_time_equals(a: str | None, b: str | None) -> bool:
 
 
 def random_id(nbytes: int = 24) -> str:
-    """A URL-safe random id (32 characters for 24 bytes)."""
-    return secrets.token_urlsafe(nbytes)
+    """A URL-safe random id (32 characters for 24 bytes) that does not start with ``-`` (so a command line never
+    mistakes it for an option)."""
+    while (value := secrets.token_urlsafe(nbytes)).startswith("-"):
+        pass
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,6 @@ import aiohttp
 import asyncpg
 import orjson
 from cryptography.fernet import Fernet
-from redis.asyncio import Redis
 
 from tests.services import free_port, postgres_server, redis_server
 

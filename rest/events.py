@@ -50,8 +50,11 @@ class EventsQuery(BaseModel):
 class EventsPage(BaseModel):
     events: list[Envelope]
     next: str | None = Field(description="pass it as `after` for the following events")
-    resync: str | None = Field(None, description="set when `after` is older than the retained history: reload "
-                                                 "through the REST API, then continue from `next`")
+    resync: str | None = Field(
+        None,
+        description="set when `after` is older than the retained history: reload "
+        "through the REST API, then continue from `next`",
+    )
 
 
 class StreamQuery(BaseModel):
@@ -69,12 +72,18 @@ def _parse_after(raw: str | None, field: str) -> EventId | None:
         return None
     event_id = parse_event_id(raw)
     if event_id is None:
-        raise validation_error([{"field": field, "message": "is not an event id this hub issued", "type": "value_error"}])
+        raise validation_error(
+            [{"field": field, "message": "is not an event id this hub issued", "type": "value_error"}]
+        )
     return event_id
 
 
-@routes.get(f"{API}/me/events", summary="Events after an id (long-polls up to `wait` seconds when there are none)",
-            query=EventsQuery, response=EventsPage)
+@routes.get(
+    f"{API}/me/events",
+    summary="Events after an id (long-polls up to `wait` seconds when there are none)",
+    query=EventsQuery,
+    response=EventsPage,
+)
 async def list_my_events(request: web.Request) -> web.Response:
     principal = await require_user(request)
     query = parse_query(request, EventsQuery)
@@ -112,8 +121,9 @@ def _sse(event: str, data: str, event_id: str | None = None) -> bytes:
 
 
 async def _stream(request: web.Request, subscriber: StreamSubscriber, first: list[bytes]) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     await response.prepare(request)
     hub = request.app[keys.hub]
     try:
@@ -137,8 +147,12 @@ async def _stream(request: web.Request, subscriber: StreamSubscriber, first: lis
     return response
 
 
-@routes.get(f"{API}/me/events/stream", summary="Server-Sent Events of the user's events (resumes from Last-Event-ID)",
-            query=StreamQuery, content_type="text/event-stream")
+@routes.get(
+    f"{API}/me/events/stream",
+    summary="Server-Sent Events of the user's events (resumes from Last-Event-ID)",
+    query=StreamQuery,
+    content_type="text/event-stream",
+)
 async def stream_my_events(request: web.Request) -> web.StreamResponse:
     principal = await require_user(request)
     query = parse_query(request, StreamQuery)
@@ -147,19 +161,36 @@ async def stream_my_events(request: web.Request) -> web.StreamResponse:
     subscriber = StreamSubscriber(bus.user_audience(principal.user_id), after, STREAM_QUEUE_BYTES)
     first = []
     if raw and after is None:
-        first.append(_sse(ControlEvent.RESYNC.value, dumps(control_envelope(
-            ControlEvent.RESYNC, {"reason": "invalid_last_event_id"})).decode()))
+        first.append(
+            _sse(
+                ControlEvent.RESYNC.value,
+                dumps(control_envelope(ControlEvent.RESYNC, {"reason": "invalid_last_event_id"})).decode(),
+            )
+        )
     return await _stream(request, subscriber, first)
 
 
-@routes.get(f"{API}/public/stream", summary="Server-Sent Events of a public room (a snapshot first)", auth="none",
-            query=PublicStreamQuery, content_type="text/event-stream", errors=(404,))
+@routes.get(
+    f"{API}/public/stream",
+    summary="Server-Sent Events of a public room (a snapshot first)",
+    auth="none",
+    query=PublicStreamQuery,
+    content_type="text/event-stream",
+    errors=(404,),
+)
 async def stream_public_room(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, PublicStreamQuery)
     room = rooms.parse_public_room(query.room)
     if room is None:
-        raise validation_error([{"field": "room", "message": "must be trend:<product_id>, inflation or "
-                                 "store-comparison", "type": "value_error"}])
+        raise validation_error(
+            [
+                {
+                    "field": "room",
+                    "message": "must be trend:<product_id>, inflation or store-comparison",
+                    "type": "value_error",
+                }
+            ]
+        )
     hub = request.app[keys.hub]
     snapshot = await hub.snapshot(room) if hub.snapshot is not None else None
     if snapshot is None:

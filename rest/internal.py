@@ -45,18 +45,29 @@ class EventAccepted(BaseModel):
     id: str = Field(description="the event id (for events the hub expands, the id of its queue entry)")
 
 
-@routes.post("/internal/events", summary="Publish one catalog event", auth="service", body=EventIn,
-             response=EventAccepted, status=202, errors=(503,))
+@routes.post(
+    "/internal/events",
+    summary="Publish one catalog event",
+    auth="service",
+    body=EventIn,
+    response=EventAccepted,
+    status=202,
+    errors=(503,),
+)
 async def publish_event(request: web.Request) -> web.Response:
     require_service(request)
     body = await parse_body(request, EventIn)
     try:
-        event_id = await request.app[keys.ingest].publish(body.event_type, body.payload, service=body.service,
-                                                          timestamp=body.timestamp, source="http")
+        event_id = await request.app[keys.ingest].publish(
+            body.event_type, body.payload, service=body.service, timestamp=body.timestamp, source="http"
+        )
     except InvalidPayload as exc:
         request.app[keys.metrics].events_invalid.labels("http").inc()
-        errors = [{**e, "field": e["field"] if e["field"] in _ENVELOPE_FIELDS else f"payload.{e['field']}"}
-                  for e in exc.errors]
-        raise AppError(ProblemType.INVALID_PAYLOAD, f"the {body.event_type.value} event fails its schema",
-                       errors=errors) from None
+        errors = [
+            {**e, "field": e["field"] if e["field"] in _ENVELOPE_FIELDS else f"payload.{e['field']}"}
+            for e in exc.errors
+        ]
+        raise AppError(
+            ProblemType.INVALID_PAYLOAD, f"the {body.event_type.value} event fails its schema", errors=errors
+        ) from None
     return responses.accepted(EventAccepted(id=event_id))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -38,9 +38,14 @@ class StoreSyncStatus(BaseModel):
     job_id: str | None
 
 
-@routes.post(f"{API}/scraping/{{store_slug}}/sync", summary="Start a sync of a connected store; progress arrives as "
-             "cartsnitch.sync.progress events", response=SyncAccepted, status=202, errors=(404, 409, 502, 503, 504),
-             path_params={"store_slug": "the store's slug, e.g. kroger"})
+@routes.post(
+    f"{API}/scraping/{{store_slug}}/sync",
+    summary="Start a sync of a connected store; progress arrives as cartsnitch.sync.progress events",
+    response=SyncAccepted,
+    status=202,
+    errors=(404, 409, 502, 503, 504),
+    path_params={"store_slug": "the store's slug, e.g. kroger"},
+)
 async def start_sync(request: web.Request) -> web.Response:
     principal = await require_user(request)
     slug = request.match_info["store_slug"]
@@ -56,19 +61,23 @@ async def start_sync(request: web.Request) -> web.Response:
     return responses.accepted(SyncAccepted(job_id=str(job.id), status="queued", message=message, mode=job.mode))
 
 
-@routes.get(f"{API}/scraping/status", summary="Where each connected store's sync stands", response=list[StoreSyncStatus])
+@routes.get(
+    f"{API}/scraping/status", summary="Where each connected store's sync stands", response=list[StoreSyncStatus]
+)
 async def sync_status(request: web.Request) -> web.Response:
     principal = await require_user(request)
     async with request.app[keys.sessionmaker]() as session:
         rows = await syncjobs.latest_jobs(session, user_id=principal.user_id)
     out = []
     for store, account, job in rows:
-        out.append(StoreSyncStatus(
-            store_slug=store.slug,
-            status=job.status if job else "never",  # type: ignore[arg-type]
-            last_sync_at=account.last_sync_at if account else None,
-            items_synced=job.items_synced if job else 0,
-            progress=job.progress if job else 0.0,
-            job_id=str(job.id) if job else None,
-        ))
+        out.append(
+            StoreSyncStatus(
+                store_slug=store.slug,
+                status=cast(SyncStatus, job.status) if job else "never",
+                last_sync_at=account.last_sync_at if account else None,
+                items_synced=job.items_synced if job else 0,
+                progress=job.progress if job else 0.0,
+                job_id=str(job.id) if job else None,
+            )
+        )
     return responses.json(out)

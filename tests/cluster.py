@@ -42,19 +42,24 @@ class HubProcess:
 
 
 def hub_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL",
-                                                                                               "REDIS_URL")}
-    env.update({
-        "CARTSNITCH_DATABASE_URL": settings.database_url,
-        "CARTSNITCH_REDIS_URL": settings.redis_url or "",
-        "CARTSNITCH_DEV_MODE": "false",
-        "CARTSNITCH_JWT_SECRET_KEY": settings.jwt_secret_key,
-        "CARTSNITCH_SERVICE_KEY": settings.service_key or "",
-        "CARTSNITCH_FERNET_KEY": settings.fernet_key or "",
-        "CARTSNITCH_SEED_DEMO_DATA": "false",
-        "CARTSNITCH_RATE_LIMIT_ENABLED": "false",
-        "CARTSNITCH_LOG_LEVEL": "WARNING",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(
+        {
+            "CARTSNITCH_DATABASE_URL": settings.database_url,
+            "CARTSNITCH_REDIS_URL": settings.redis_url or "",
+            "CARTSNITCH_DEV_MODE": "false",
+            "CARTSNITCH_JWT_SECRET_KEY": settings.jwt_secret_key,
+            "CARTSNITCH_SERVICE_KEY": settings.service_key or "",
+            "CARTSNITCH_FERNET_KEY": settings.fernet_key or "",
+            "CARTSNITCH_SEED_DEMO_DATA": "false",
+            "CARTSNITCH_RATE_LIMIT_ENABLED": "false",
+            "CARTSNITCH_LOG_LEVEL": "WARNING",
+        }
+    )
     env.update(extra)
     return env
 
@@ -62,8 +67,17 @@ def hub_env(settings: Settings, **extra: str) -> dict[str, str]:
 async def start_hub(settings: Settings, **extra: str) -> HubProcess:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        env=hub_env(settings, **extra), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env=hub_env(settings, **extra),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     hub = HubProcess(port, process)
     deadline = asyncio.get_running_loop().time() + 30

@@ -26,16 +26,15 @@ async def buyers_of_product(session: AsyncSession, *, product_id: uuid.UUID) -> 
     return list((await session.execute(stmt)).scalars())
 
 
-async def alert_preferences(
-    session: AsyncSession, *, user_ids: Sequence[str]
-) -> dict[str, tuple[Decimal, bool]]:
+async def alert_preferences(session: AsyncSession, *, user_ids: Sequence[str]) -> dict[str, tuple[Decimal, bool]]:
     """(price increase threshold %, shrinkflation enabled) per user; users without settings get the defaults."""
     prefs = {user_id: (DEFAULT_THRESHOLD_PCT, True) for user_id in user_ids}
     if not user_ids:
         return prefs
     rows = await session.execute(
-        select(AlertSettings.user_id, AlertSettings.price_increase_threshold_pct, AlertSettings.shrinkflation_enabled)
-        .where(AlertSettings.user_id.in_(list(user_ids)))
+        select(
+            AlertSettings.user_id, AlertSettings.price_increase_threshold_pct, AlertSettings.shrinkflation_enabled
+        ).where(AlertSettings.user_id.in_(list(user_ids)))
     )
     for user_id, threshold, shrinkflation in rows:
         prefs[user_id] = (threshold, shrinkflation)

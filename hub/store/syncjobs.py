@@ -23,8 +23,11 @@ async def get_account(session: AsyncSession, *, user_id: str, store_id: uuid.UUI
 
 
 async def active_job(session: AsyncSession, *, user_id: str, store_id: uuid.UUID) -> SyncJob | None:
-    stmt = select(SyncJob).where(SyncJob.user_id == user_id, SyncJob.store_id == store_id,
-                                 SyncJob.status.in_(ACTIVE)).limit(1)
+    stmt = (
+        select(SyncJob)
+        .where(SyncJob.user_id == user_id, SyncJob.store_id == store_id, SyncJob.status.in_(ACTIVE))
+        .limit(1)
+    )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -35,23 +38,32 @@ async def insert_job(session: AsyncSession, *, user_id: str, store_id: uuid.UUID
     return job
 
 
-async def update_job(session: AsyncSession, *, job_id: uuid.UUID, status: str, progress: float, items_synced: int,
-                     message: str | None) -> None:
-    values: dict[str, object] = {"status": status, "progress": progress, "items_synced": items_synced,
-                                 "message": message, "updated_at": datetime.now(UTC)}
+async def update_job(
+    session: AsyncSession, *, job_id: uuid.UUID, status: str, progress: float, items_synced: int, message: str | None
+) -> None:
+    values: dict[str, object] = {
+        "status": status,
+        "progress": progress,
+        "items_synced": items_synced,
+        "message": message,
+        "updated_at": datetime.now(UTC),
+    }
     if status in ("succeeded", "failed"):
         values["finished_at"] = datetime.now(UTC)
     await session.execute(update(SyncJob).where(SyncJob.id == job_id).values(**values))
 
 
 async def mark_synced(session: AsyncSession, *, user_id: str, store_id: uuid.UUID, at: datetime) -> None:
-    await session.execute(update(UserStoreAccount)
-                          .where(UserStoreAccount.user_id == user_id, UserStoreAccount.store_id == store_id)
-                          .values(last_sync_at=at, status="active"))
+    await session.execute(
+        update(UserStoreAccount)
+        .where(UserStoreAccount.user_id == user_id, UserStoreAccount.store_id == store_id)
+        .values(last_sync_at=at, status="active")
+    )
 
 
-async def latest_jobs(session: AsyncSession, *, user_id: str) -> list[tuple[Store, UserStoreAccount | None,
-                                                                          SyncJob | None]]:
+async def latest_jobs(
+    session: AsyncSession, *, user_id: str
+) -> list[tuple[Store, UserStoreAccount | None, SyncJob | None]]:
     """Every store the user connected or synced, with the account and the newest job."""
     newest = (
         select(SyncJob.store_id, func.max(SyncJob.created_at).label("created_at"))
@@ -61,16 +73,19 @@ async def latest_jobs(session: AsyncSession, *, user_id: str) -> list[tuple[Stor
     )
     jobs = {
         job.store_id: job
-        for job in (await session.execute(
-            select(SyncJob).join(newest, (SyncJob.store_id == newest.c.store_id)
-                                 & (SyncJob.created_at == newest.c.created_at))
-            .where(SyncJob.user_id == user_id)
-        )).scalars()
+        for job in (
+            await session.execute(
+                select(SyncJob)
+                .join(newest, (SyncJob.store_id == newest.c.store_id) & (SyncJob.created_at == newest.c.created_at))
+                .where(SyncJob.user_id == user_id)
+            )
+        ).scalars()
     }
     accounts = {
         account.store_id: account
-        for account in (await session.execute(
-            select(UserStoreAccount).where(UserStoreAccount.user_id == user_id))).scalars()
+        for account in (
+            await session.execute(select(UserStoreAccount).where(UserStoreAccount.user_id == user_id))
+        ).scalars()
     }
     store_ids = set(jobs) | set(accounts)
     if not store_ids:

@@ -2,8 +2,9 @@
 users; a rate search for the highest rate whose p99 publish->receive latency stays under 100 ms with no loss.
 
 Ramp: sockets connect at 2,000/s. Each rate step publishes for STEP_SECONDS, then waits up to DRAIN_SECONDS.
-A warm-up step at WARMUP_RATE is not counted. Rates: from START_RATE doubling until a step fails, then BISECT_STEPS bisections between the last pass and the
-first failure. Also reports server CPU per delivered event at the best rate.
+A warm-up step at WARMUP_RATE is not counted. Rates: from START_RATE doubling until a step fails, then
+BISECT_STEPS bisections between the last pass and the first failure. Also reports server CPU per delivered event
+at the best rate.
 
     python -m loadtest.scenarios.fanout --target hub --sockets 1000,10000
 """
@@ -64,7 +65,6 @@ async def step(
     await gen.send({"cmd": "window"})
     cpu_before = cpu_seconds(server.pid)
     gen_cpu_before = cpu_seconds(gen.pid)
-    count = len(users)
     publisher_cpu_before = cpu_seconds(os.getpid())
     redis_cpu_before = await redis_cpu(redis)
     sent = await publish_at(publisher, rate, STEP_SECONDS, sync_event_maker(users), channel="cartsnitch.sync.progress")

@@ -8,18 +8,54 @@ from channels.payloads import SCHEMAS, InvalidPayload, build_envelope, json_sche
 
 VALID = {
     EventType.SYNC_PROGRESS: {"user_id": "u1", "store_slug": "kroger", "job_id": "j", "status": "queued"},
-    EventType.RECEIPTS_INGESTED: {"user_id": "u1", "store_slug": "kroger", "purchase_id": "", "purchase_date": "",
-                                  "item_count": 3, "total": "12.50"},
-    EventType.ALERTS_PRICE_INCREASE: {"product_id": "p1", "product_name": "Milk", "store_id": "s1",
-                                      "store_slug": "kroger", "old_price": 3.49, "new_price": 3.99, "change_pct": 14.3,
-                                      "old_date": "2026-10-01", "new_date": "2026-11-01"},
-    EventType.ALERTS_SHRINKFLATION: {"product_id": "p1", "product_name": "Chips", "old_size": 16, "new_size": 14.5,
-                                     "old_unit": "oz", "new_unit": "oz", "price_at_old_size": 3.99,
-                                     "price_at_new_size": 3.99, "confidence": 0.9, "detected_date": "2026-11-01"},
-    EventType.ALERTS_PRICE_TARGET: {"user_id": "u1", "alert_id": "a", "product_id": "p1", "product_name": "Milk",
-                                    "store_slug": "kroger", "target_price": 3, "current_price": 2.99},
-    EventType.PRICES_UPDATED: {"product_id": "p1", "store_id": "s1", "store_slug": "kroger",
-                               "observed_date": "2026-11-26", "regular_price": 3.99, "sale_price": None},
+    EventType.RECEIPTS_INGESTED: {
+        "user_id": "u1",
+        "store_slug": "kroger",
+        "purchase_id": "",
+        "purchase_date": "",
+        "item_count": 3,
+        "total": "12.50",
+    },
+    EventType.ALERTS_PRICE_INCREASE: {
+        "product_id": "p1",
+        "product_name": "Milk",
+        "store_id": "s1",
+        "store_slug": "kroger",
+        "old_price": 3.49,
+        "new_price": 3.99,
+        "change_pct": 14.3,
+        "old_date": "2026-10-01",
+        "new_date": "2026-11-01",
+    },
+    EventType.ALERTS_SHRINKFLATION: {
+        "product_id": "p1",
+        "product_name": "Chips",
+        "old_size": 16,
+        "new_size": 14.5,
+        "old_unit": "oz",
+        "new_unit": "oz",
+        "price_at_old_size": 3.99,
+        "price_at_new_size": 3.99,
+        "confidence": 0.9,
+        "detected_date": "2026-11-01",
+    },
+    EventType.ALERTS_PRICE_TARGET: {
+        "user_id": "u1",
+        "alert_id": "a",
+        "product_id": "p1",
+        "product_name": "Milk",
+        "store_slug": "kroger",
+        "target_price": 3,
+        "current_price": 2.99,
+    },
+    EventType.PRICES_UPDATED: {
+        "product_id": "p1",
+        "store_id": "s1",
+        "store_slug": "kroger",
+        "observed_date": "2026-11-26",
+        "regular_price": 3.99,
+        "sale_price": None,
+    },
     EventType.COUPONS_UPDATED: {"store_slug": "kroger", "coupon_ids": ["c1", "c2"]},
     EventType.PRODUCTS_NORMALIZED: {"product_id": "p1"},
 }
@@ -60,8 +96,13 @@ def test_invalid_payloads_name_the_field(kind: EventType, change: dict[str, obje
 def test_missing_fields_are_all_reported() -> None:
     with pytest.raises(InvalidPayload) as caught:
         validate_payload(EventType.PRICES_UPDATED, {})
-    assert {e["field"] for e in caught.value.errors} == {"product_id", "store_id", "store_slug", "observed_date",
-                                                         "regular_price"}
+    assert {e["field"] for e in caught.value.errors} == {
+        "product_id",
+        "store_id",
+        "store_slug",
+        "observed_date",
+        "regular_price",
+    }
 
 
 def test_unknown_event_and_non_object_payloads() -> None:

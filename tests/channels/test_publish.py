@@ -60,10 +60,23 @@ async def test_history_is_bounded_by_count(redis_url: str) -> None:
 async def test_product_scoped_alerts_go_to_the_ingest_queue(redis_url: str) -> None:
     redis = Redis.from_url(redis_url)
     try:
-        entry = await publish(redis, "cartsnitch.alerts.shrinkflation", {
-            "product_id": "p1", "product_name": "Chips", "old_size": 16, "new_size": 14, "old_unit": "oz",
-            "new_unit": "oz", "price_at_old_size": 3.99, "price_at_new_size": 3.99, "confidence": 0.9,
-            "detected_date": "2026-11-01"}, service="shrinkray")
+        entry = await publish(
+            redis,
+            "cartsnitch.alerts.shrinkflation",
+            {
+                "product_id": "p1",
+                "product_name": "Chips",
+                "old_size": 16,
+                "new_size": 14,
+                "old_unit": "oz",
+                "new_unit": "oz",
+                "price_at_old_size": 3.99,
+                "price_at_new_size": 3.99,
+                "confidence": 0.9,
+                "detected_date": "2026-11-01",
+            },
+            service="shrinkray",
+        )
         assert entry.startswith("ingest-")
         assert await redis.xlen(bus.INGEST_STREAM) == 1
     finally:

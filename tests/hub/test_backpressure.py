@@ -21,8 +21,9 @@ from tests.rawws import RawSocketIO
 
 @pytest.fixture
 async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> TestServer:
-    tight = settings.with_overrides(socket_send_queue_bytes=256 * 1024, socket_inbound_events_per_second=5.0,
-                                    socket_inbound_burst=5)
+    tight = settings.with_overrides(
+        socket_send_queue_bytes=256 * 1024, socket_inbound_events_per_second=5.0, socket_inbound_burst=5
+    )
     return await aiohttp_server(create_app(tight))
 
 
@@ -44,16 +45,28 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_are_not_delayed
             received.set()
 
     fast.on("cartsnitch.sync.progress", on_event, namespace=namespace)
-    await fast.connect(str(server.make_url("/")), namespaces=[namespace], auth={"token": token},
-                       transports=["websocket"])
+    await fast.connect(
+        str(server.make_url("/")), namespaces=[namespace], auth={"token": token}, transports=["websocket"]
+    )
     ingest = server.app[keys.ingest]
     filler = "x" * 1500
     try:
         for n in range(total):
-            await ingest.publish("cartsnitch.sync.progress",
-                                 {"user_id": user.id, "store_slug": "kroger", "job_id": str(n), "status": "running",
-                                  "progress": 0.5, "items_synced": n, "message": filler, "sent_at": time.time()},
-                                 service="test", source="test")
+            await ingest.publish(
+                "cartsnitch.sync.progress",
+                {
+                    "user_id": user.id,
+                    "store_slug": "kroger",
+                    "job_id": str(n),
+                    "status": "running",
+                    "progress": 0.5,
+                    "items_synced": n,
+                    "message": filler,
+                    "sent_at": time.time(),
+                },
+                service="test",
+                source="test",
+            )
             if n % 100 == 0:
                 await asyncio.sleep(0)
         await asyncio.wait_for(received.wait(), 30)
@@ -64,8 +77,10 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_are_not_delayed
     assert metrics.registry.get_sample_value("hub_slow_consumer_disconnects_total") == 1  # the stalled reader
     assert len(latencies) == total
     p99 = statistics.quantiles(latencies, n=100)[98]
-    print(f"\nfast client while another stalled: {total} events, p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p99 {p99 * 1000:.1f} ms")
+    print(
+        f"\nfast client while another stalled: {total} events, p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {p99 * 1000:.1f} ms"
+    )
     assert p99 < 1.0
 
 
@@ -73,8 +88,9 @@ async def test_inbound_events_are_rate_limited(server: TestServer) -> None:
     client = socketio.AsyncClient(reconnection=False)
     await client.connect(str(server.make_url("/")), namespaces=["/public"], transports=["websocket"])
     try:
-        acks = [await client.call("unsubscribe", {"room": "inflation"}, namespace="/public", timeout=5)
-                for _ in range(8)]
+        acks = [
+            await client.call("unsubscribe", {"room": "inflation"}, namespace="/public", timeout=5) for _ in range(8)
+        ]
     finally:
         await client.disconnect()
     assert [ack["ok"] for ack in acks[:5]] == [True] * 5
@@ -88,7 +104,8 @@ async def test_oversized_messages_end_the_connection(server: TestServer) -> None
     gone = asyncio.Event()
     client.on("disconnect", lambda *a: gone.set(), namespace="/public")
     await client.connect(str(server.make_url("/")), namespaces=["/public"], transports=["websocket"])
-    await client.emit("subscribe", {"room": "x" * (server.app[keys.settings].socket_max_payload_bytes + 10)},
-                      namespace="/public")
+    await client.emit(
+        "subscribe", {"room": "x" * (server.app[keys.settings].socket_max_payload_bytes + 10)}, namespace="/public"
+    )
     await asyncio.wait_for(gone.wait(), 5)
     await client.disconnect()

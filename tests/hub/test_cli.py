@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import jwt
 import pytest
@@ -17,11 +16,23 @@ from tests import factories
 from tests.conftest import make_settings
 
 
-def run(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL",
-                                                                                                "REDIS_URL")}
-    return subprocess.run([sys.executable, "-m", "hub.cli", *args], env={**base, **env}, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def run(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -46,7 +57,7 @@ async def test_token_prints_one_token_per_user_in_order(sqlite_url: str) -> None
             second = await factories.create_user(session)
     finally:
         await engine.dispose()
-    result = run(["token", second.id, first.id, "--ttl", "120"], settings_env(settings))
+    result = run(["token", "--ttl", "120", "--", second.id, first.id], settings_env(settings))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2
@@ -54,7 +65,7 @@ async def test_token_prints_one_token_per_user_in_order(sqlite_url: str) -> None
     assert [c["sub"] for c in claims] == [second.id, first.id]
     assert all(c["type"] == "access" and c["exp"] - c["iat"] == 120 for c in claims)
 
-    unknown = run(["token", first.id, "ghost-user"], settings_env(settings))
+    unknown = run(["token", "--", first.id, "ghost-user"], settings_env(settings))
     assert unknown.returncode == 2
     assert "ghost-user" in unknown.stderr
     assert unknown.stdout == ""
@@ -75,9 +86,17 @@ def test_publish_without_a_reachable_hub_says_so(sqlite_url: str) -> None:
     from tests.services import free_port
 
     settings = make_settings(sqlite_url)
-    result = run(["publish", "cartsnitch.sync.progress", "--url", f"http://127.0.0.1:{free_port()}", "--payload",
-                  '{"user_id": "u1", "store_slug": "kroger", "job_id": "j", "status": "queued"}'],
-                 settings_env(settings))
+    result = run(
+        [
+            "publish",
+            "cartsnitch.sync.progress",
+            "--url",
+            f"http://127.0.0.1:{free_port()}",
+            "--payload",
+            '{"user_id": "u1", "store_slug": "kroger", "job_id": "j", "status": "queued"}',
+        ],
+        settings_env(settings),
+    )
     assert result.returncode == 1
     assert "cannot reach the hub" in result.stderr
 
@@ -90,8 +109,9 @@ def test_migrate_creates_the_schema(tmp_path: Path) -> None:
 
 
 def test_invalid_settings_are_listed_and_refused(tmp_path: Path) -> None:
-    result = run(["migrate"], {"CARTSNITCH_DATABASE_URL": "mysql://nope", "CARTSNITCH_PORT": "0",
-                               "CARTSNITCH_DEV_MODE": "maybe"})
+    result = run(
+        ["migrate"], {"CARTSNITCH_DATABASE_URL": "mysql://nope", "CARTSNITCH_PORT": "0", "CARTSNITCH_DEV_MODE": "maybe"}
+    )
     assert result.returncode == 2
     for name in ("CARTSNITCH_DATABASE_URL", "CARTSNITCH_PORT", "CARTSNITCH_DEV_MODE"):
         assert name in result.stderr
@@ -103,3 +123,11 @@ def test_bad_arguments_exit_2(args: list[str], tmp_path: Path) -> None:
     assert result.returncode == 2
 
 
+def test_seed_refuses_a_database_with_data(tmp_path: Path) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path}/seeded.db")
+    sizes = ["--users", "3", "--products", "20", "--price-rows", "200", "--purchases", "5"]
+    first = run(["seed", *sizes], settings_env(settings))
+    assert first.returncode == 0, first.stderr
+    again = run(["seed", *sizes], settings_env(settings))
+    assert again.returncode == 2
+    assert "cannot seed" in again.stderr and "Traceback" not in again.stderr

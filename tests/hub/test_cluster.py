@@ -87,8 +87,7 @@ class Follower:
         if self.last_id():
             auth["last_event_id"] = self.last_id()
         self.lost.clear()
-        await client.connect(hub.url, namespaces=[self.namespace], auth=auth, transports=["websocket"],
-                             wait_timeout=10)
+        await client.connect(hub.url, namespaces=[self.namespace], auth=auth, transports=["websocket"], wait_timeout=10)
         self.client = client
 
     async def wait_for(self, count: int, timeout: float = 30) -> None:
@@ -105,8 +104,15 @@ class Follower:
 
 
 def _payload(user_id: str, n: int) -> dict[str, Any]:
-    return {"user_id": user_id, "store_slug": "kroger", "job_id": f"job-{n}", "status": "running",
-            "progress": 0.5, "items_synced": n, "message": ""}
+    return {
+        "user_id": user_id,
+        "store_slug": "kroger",
+        "job_id": f"job-{n}",
+        "status": "running",
+        "progress": 0.5,
+        "items_synced": n,
+        "message": "",
+    }
 
 
 async def test_a_user_on_two_processes_gets_each_event_once_per_connection(
@@ -118,8 +124,9 @@ async def test_a_user_on_two_processes_gets_each_event_once_per_connection(
     await followers[1].connect(hubs[1])
     redis = Redis.from_url(cluster_settings.redis_url or "")
     try:
-        published = [await publish(redis, "cartsnitch.sync.progress", _payload(user_id, n), service="test")
-                     for n in range(50)]
+        published = [
+            await publish(redis, "cartsnitch.sync.progress", _payload(user_id, n), service="test") for n in range(50)
+        ]
     finally:
         await redis.aclose()
     for follower in followers:
@@ -145,7 +152,8 @@ async def test_failover_after_sigkill_loses_and_duplicates_nothing(
         for n in range(total):
             for user_id, _token in users:
                 published[user_id].append(
-                    await publish(redis, "cartsnitch.sync.progress", _payload(user_id, n), service="test"))
+                    await publish(redis, "cartsnitch.sync.progress", _payload(user_id, n), service="test")
+                )
             if n % 50 == 0:
                 await asyncio.sleep(0.01)
 
@@ -205,8 +213,12 @@ async def test_legacy_publish_gets_one_history_entry_with_two_processes(
     await follower.connect(hubs[1])
     redis = Redis.from_url(cluster_settings.redis_url or "")
     try:
-        envelope = {"event_type": "cartsnitch.sync.progress", "timestamp": "2026-11-26T12:00:00+00:00",
-                    "service": "receiptwitness", "payload": _payload(user_id, 7)}
+        envelope = {
+            "event_type": "cartsnitch.sync.progress",
+            "timestamp": "2026-11-26T12:00:00+00:00",
+            "service": "receiptwitness",
+            "payload": _payload(user_id, 7),
+        }
         receivers = await redis.publish("cartsnitch.sync.progress", json.dumps(envelope))
         assert receivers >= 2  # both processes consume the platform's channel
         await follower.wait_for(1)
@@ -215,7 +227,9 @@ async def test_legacy_publish_gets_one_history_entry_with_two_processes(
     finally:
         await redis.aclose()
     assert len(envelope_ids(follower.events)) == 1
-    ingested = [await hub.metric("hub_events_ingested_total", event_type="cartsnitch.sync.progress", source="redis")
-                for hub in hubs]
+    ingested = [
+        await hub.metric("hub_events_ingested_total", event_type="cartsnitch.sync.progress", source="redis")
+        for hub in hubs
+    ]
     assert sum(ingested) == 1
     await follower.close()

@@ -44,8 +44,9 @@ class Client:
 
         self.sio.on("*", record, namespace=namespace)
         self.sio.on("connect_error", self.errors.append, namespace=namespace)
-        await self.sio.connect(str(server.make_url("/")), namespaces=[namespace], auth=auth,
-                               transports=["websocket"], wait_timeout=5)
+        await self.sio.connect(
+            str(server.make_url("/")), namespaces=[namespace], auth=auth, transports=["websocket"], wait_timeout=5
+        )
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[str, Any]]:
         async def until() -> None:
@@ -76,9 +77,18 @@ async def _publish(server: TestServer, user_id: str, n: int = 1, status: str = "
     for i in range(n):
         event_id = await server.app[keys.ingest].publish(
             "cartsnitch.sync.progress",
-            {"user_id": user_id, "store_slug": "kroger", "job_id": f"j{i}", "status": status, "progress": 0.5,
-             "items_synced": i, "message": "m"},
-            service="test", source="test")
+            {
+                "user_id": user_id,
+                "store_slug": "kroger",
+                "job_id": f"j{i}",
+                "status": status,
+                "progress": 0.5,
+                "items_synced": i,
+                "message": "m",
+            },
+            service="test",
+            source="test",
+        )
         ids.append(event_id)
     return ids
 
@@ -121,14 +131,15 @@ async def test_refusals_carry_problems(server: TestServer, user: Any) -> None:
     assert problem["status"] == 404
 
 
-async def test_resume_replays_in_order_exactly_once_then_live(server: TestServer, user: Any,
-                                                              clients: Callable[[], Client]) -> None:
+async def test_resume_replays_in_order_exactly_once_then_live(
+    server: TestServer, user: Any, clients: Callable[[], Client]
+) -> None:
     token = await factories.access_token(server.app, user.id)
     ids = await _publish(server, user.id, 5)
     client = clients()
     await client.connect(server, f"/users/{user.id}", {"token": token, "last_event_id": ids[1]})
     live = await _publish(server, user.id, 2)
-    events = await client.wait_for(5)
+    await client.wait_for(5)
     await asyncio.sleep(0.2)
     assert [envelope["id"] for _name, envelope in client.events] == ids[2:] + live
 
@@ -142,8 +153,9 @@ async def test_stale_last_event_id_gets_resync(server: TestServer, user: Any, cl
     assert events[0][1]["payload"]["reason"] == "history_lost"
 
 
-async def test_every_connection_of_a_user_gets_each_event_once(server: TestServer, user: Any,
-                                                               clients: Callable[[], Client]) -> None:
+async def test_every_connection_of_a_user_gets_each_event_once(
+    server: TestServer, user: Any, clients: Callable[[], Client]
+) -> None:
     token = await factories.access_token(server.app, user.id)
     first, second = clients(), clients()
     await first.connect(server, f"/users/{user.id}", {"token": token})
@@ -182,8 +194,9 @@ async def test_app_is_a_web_application(server: TestServer) -> None:
     assert isinstance(server.app, web.Application)
 
 
-async def test_trimmed_history_gets_resync(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings,
-                                           clients: Callable[[], Client]) -> None:
+async def test_trimmed_history_gets_resync(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings, clients: Callable[[], Client]
+) -> None:
     server = await aiohttp_server(create_app(settings.with_overrides(history_max_events=5)))
     async with server.app[keys.sessionmaker].begin() as session:
         user = await factories.create_user(session)
@@ -208,8 +221,7 @@ async def test_expiring_token_is_announced_refreshed_and_enforced(
         user = await factories.create_user(session)
     namespace = f"/users/{user.id}"
     client = clients()
-    await client.connect(server, namespace, {"token": await factories.access_token(server.app, user.id,
-                                                                                   ttl_seconds=3)})
+    await client.connect(server, namespace, {"token": await factories.access_token(server.app, user.id, ttl_seconds=3)})
     [(name, envelope)] = await client.wait_for(1, timeout=4)
     assert name == "cartsnitch.auth.expiring"
     assert 0 <= envelope["payload"]["seconds_left"] <= 2
@@ -224,7 +236,8 @@ async def test_expiring_token_is_announced_refreshed_and_enforced(
     lapsing = clients()
     gone = asyncio.Event()
     lapsing.sio.on("disconnect", lambda *a: gone.set(), namespace=namespace)
-    await lapsing.connect(server, namespace, {"token": await factories.access_token(server.app, user.id,
-                                                                                    ttl_seconds=2)})
+    await lapsing.connect(
+        server, namespace, {"token": await factories.access_token(server.app, user.id, ttl_seconds=2)}
+    )
     await asyncio.wait_for(gone.wait(), 6)
     assert [name for name, _ in lapsing.events][-1] == "cartsnitch.session.ended"

@@ -32,9 +32,18 @@ async def _publish(server: TestServer, user_id: str, n: int, start: int = 0) -> 
     return [
         await server.app[keys.ingest].publish(
             "cartsnitch.sync.progress",
-            {"user_id": user_id, "store_slug": "kroger", "job_id": str(i), "status": "running", "progress": 0.1,
-             "items_synced": i, "message": ""},
-            service="test", source="test")
+            {
+                "user_id": user_id,
+                "store_slug": "kroger",
+                "job_id": str(i),
+                "status": "running",
+                "progress": 0.1,
+                "items_synced": i,
+                "message": "",
+            },
+            service="test",
+            source="test",
+        )
         for i in range(start, start + n)
     ]
 
@@ -65,15 +74,17 @@ async def test_long_poll_socket_and_sse_agree(server: TestServer, user: Any) -> 
     seen: list[dict[str, Any]] = []
     client = socketio.AsyncClient(reconnection=False)
     client.on("cartsnitch.sync.progress", seen.append, namespace=namespace)
-    await client.connect(str(server.make_url("/")), namespaces=[namespace], auth={"token": token},
-                         transports=["websocket"])
+    await client.connect(
+        str(server.make_url("/")), namespaces=[namespace], auth={"token": token}, transports=["websocket"]
+    )
     ids = await _publish(server, user.id, 4)
     async with ClientSession() as http:
         response = await http.get(server.make_url("/api/v1/me/events"), headers=headers)
         assert response.status == 200
         page = await response.json()
-        sse = await _sse_events(http, str(server.make_url("/api/v1/me/events/stream")),
-                                {**headers, "Last-Event-ID": ids[0]}, 3)
+        sse = await _sse_events(
+            http, str(server.make_url("/api/v1/me/events/stream")), {**headers, "Last-Event-ID": ids[0]}, 3
+        )
     for _ in range(50):
         if len(seen) == 4:
             break
@@ -94,8 +105,9 @@ async def test_long_poll_resumes_after_an_id_and_waits_for_the_next_event(server
     headers = {"Authorization": f"Bearer {token}"}
     ids = await _publish(server, user.id, 3)
     async with ClientSession() as http:
-        response = await http.get(server.make_url("/api/v1/me/events"), params={"after": ids[0], "limit": "1"},
-                                  headers=headers)
+        response = await http.get(
+            server.make_url("/api/v1/me/events"), params={"after": ids[0], "limit": "1"}, headers=headers
+        )
         page = await response.json()
         assert [e["id"] for e in page["events"]] == [ids[1]]
         assert page["next"] == ids[1]
@@ -106,16 +118,18 @@ async def test_long_poll_resumes_after_an_id_and_waits_for_the_next_event(server
 
         publishing = asyncio.ensure_future(later())
         started = asyncio.get_running_loop().time()
-        response = await http.get(server.make_url("/api/v1/me/events"), params={"after": ids[-1], "wait": "5"},
-                                  headers=headers)
+        response = await http.get(
+            server.make_url("/api/v1/me/events"), params={"after": ids[-1], "wait": "5"}, headers=headers
+        )
         waited = asyncio.get_running_loop().time() - started
         page = await response.json()
         [new_id] = await publishing
         assert [e["id"] for e in page["events"]] == [new_id]
         assert 0.2 < waited < 4
 
-        empty = await http.get(server.make_url("/api/v1/me/events"), params={"after": new_id, "wait": "0.3"},
-                               headers=headers)
+        empty = await http.get(
+            server.make_url("/api/v1/me/events"), params={"after": new_id, "wait": "0.3"}, headers=headers
+        )
         body = await empty.json()
         assert body == {"events": [], "next": new_id, "resync": None}
 
@@ -123,8 +137,7 @@ async def test_long_poll_resumes_after_an_id_and_waits_for_the_next_event(server
 async def test_long_poll_reports_resync_and_validates(server: TestServer, user: Any) -> None:
     headers = await factories.auth_headers(server.app, user.id)
     async with ClientSession() as http:
-        stale = await http.get(server.make_url("/api/v1/me/events"), params={"after": "1-0-aaaaaaaa"},
-                               headers=headers)
+        stale = await http.get(server.make_url("/api/v1/me/events"), params={"after": "1-0-aaaaaaaa"}, headers=headers)
         assert (await stale.json())["resync"] == "history_lost"
         bad = await http.get(server.make_url("/api/v1/me/events"), params={"after": "nope"}, headers=headers)
         assert bad.status == 422

@@ -29,13 +29,21 @@ async def test_publish_records_the_event(client: Client) -> None:
     async with client.app[keys.sessionmaker].begin() as session:
         user = await factories.create_user(session)
     key = {"X-Service-Key": client.app[keys.settings].service_key or ""}
-    response = await client.post("/internal/events", headers=key, json={
-        "event_type": "cartsnitch.sync.progress", "payload": {**PAYLOAD, "user_id": user.id, "extra": [1, 2]},
-        "service": "receiptwitness", "timestamp": "2026-11-26T12:00:00+00:00"})
+    response = await client.post(
+        "/internal/events",
+        headers=key,
+        json={
+            "event_type": "cartsnitch.sync.progress",
+            "payload": {**PAYLOAD, "user_id": user.id, "extra": [1, 2]},
+            "service": "receiptwitness",
+            "timestamp": "2026-11-26T12:00:00+00:00",
+        },
+    )
     assert response.status == 202
     event_id = (await response.json())["id"]
-    page = await (await client.get("/api/v1/me/events", headers=await factories.auth_headers(client.app,
-                                                                                           user.id))).json()
+    page = await (
+        await client.get("/api/v1/me/events", headers=await factories.auth_headers(client.app, user.id))
+    ).json()
     [envelope] = page["events"]
     assert envelope["id"] == event_id
     assert envelope["service"] == "receiptwitness"
@@ -45,9 +53,14 @@ async def test_publish_records_the_event(client: Client) -> None:
 
 async def test_publish_rejects_a_payload_that_fails_its_schema(client: Client) -> None:
     key = {"X-Service-Key": client.app[keys.settings].service_key or ""}
-    response = await client.post("/internal/events", headers=key, json={
-        "event_type": "cartsnitch.sync.progress",
-        "payload": {"user_id": "u 1", "store_slug": "kroger", "status": "exploded", "progress": 3}})
+    response = await client.post(
+        "/internal/events",
+        headers=key,
+        json={
+            "event_type": "cartsnitch.sync.progress",
+            "payload": {"user_id": "u 1", "store_slug": "kroger", "status": "exploded", "progress": 3},
+        },
+    )
     assert response.status == 422
     body = await response.json()
     assert body["type"].endswith("/invalid-payload")
@@ -55,8 +68,15 @@ async def test_publish_rejects_a_payload_that_fails_its_schema(client: Client) -
     assert fields == {"payload.user_id", "payload.job_id", "payload.status", "payload.progress"}
     unknown = await client.post("/internal/events", headers=key, json={"event_type": "cartsnitch.nope", "payload": {}})
     assert unknown.status == 422
-    bad_time = await client.post("/internal/events", headers=key, json={
-        "event_type": "cartsnitch.sync.progress", "payload": {**PAYLOAD, "user_id": "u1"}, "timestamp": "yesterday"})
+    bad_time = await client.post(
+        "/internal/events",
+        headers=key,
+        json={
+            "event_type": "cartsnitch.sync.progress",
+            "payload": {**PAYLOAD, "user_id": "u1"},
+            "timestamp": "yesterday",
+        },
+    )
     assert bad_time.status == 422
     assert (await bad_time.json())["errors"][0]["field"] == "timestamp"
 
@@ -65,6 +85,9 @@ async def test_internal_routes_are_disabled_without_a_service_key(aiohttp_client
     from hub.app import create_app
 
     client = await aiohttp_client(create_app(settings.with_overrides(service_key=None)))
-    response = await client.post("/internal/events", json={"event_type": "cartsnitch.sync.progress", "payload": {}},
-                                 headers={"X-Service-Key": "anything"})
+    response = await client.post(
+        "/internal/events",
+        json={"event_type": "cartsnitch.sync.progress", "payload": {}},
+        headers={"X-Service-Key": "anything"},
+    )
     assert response.status == 503

@@ -38,8 +38,9 @@ async def _events(client: Client, headers: dict[str, str], count: int) -> list[d
     return events
 
 
-async def test_demo_sync_walks_the_job_through_its_states(aiohttp_client: Callable[..., Awaitable[Client]],
-                                                          settings: Settings) -> None:
+async def test_demo_sync_walks_the_job_through_its_states(
+    aiohttp_client: Callable[..., Awaitable[Client]], settings: Settings
+) -> None:
     client = await aiohttp_client(create_app(settings.with_overrides(demo_sync=True)))
     user, _store = await _connected_user(client.app)
     headers = await factories.auth_headers(client.app, user.id)
@@ -95,13 +96,19 @@ async def receiptwitness(
     return await aiohttp_server(app), calls, behaviour
 
 
-async def test_sync_is_forwarded_to_receiptwitness(aiohttp_client: Callable[..., Awaitable[Client]],
-                                                   settings: Settings,
-                                                   receiptwitness: tuple[TestServer, list[Any], dict[str, float]],
-                                                   ) -> None:
+async def test_sync_is_forwarded_to_receiptwitness(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+    settings: Settings,
+    receiptwitness: tuple[TestServer, list[Any], dict[str, float]],
+) -> None:
     upstream, calls, behaviour = receiptwitness
-    client = await aiohttp_client(create_app(settings.with_overrides(
-        receiptwitness_url=str(upstream.make_url("")).rstrip("/"), upstream_timeout_seconds=0.5)))
+    client = await aiohttp_client(
+        create_app(
+            settings.with_overrides(
+                receiptwitness_url=str(upstream.make_url("")).rstrip("/"), upstream_timeout_seconds=0.5
+            )
+        )
+    )
     user, _store = await _connected_user(client.app)
     headers = await factories.auth_headers(client.app, user.id)
     ok = await client.post("/api/v1/scraping/kroger/sync", headers=headers)
@@ -127,14 +134,17 @@ async def test_sync_is_forwarded_to_receiptwitness(aiohttp_client: Callable[...,
     assert [e["payload"]["status"] for e in events] == ["queued", "queued", "failed", "queued", "failed"]
 
 
-async def test_sync_fails_cleanly_when_receiptwitness_is_down(aiohttp_client: Callable[..., Awaitable[Client]],
-                                                               settings: Settings) -> None:
+async def test_sync_fails_cleanly_when_receiptwitness_is_down(
+    aiohttp_client: Callable[..., Awaitable[Client]], settings: Settings
+) -> None:
     from tests.services import free_port
 
-    client = await aiohttp_client(create_app(settings.with_overrides(
-        receiptwitness_url=f"http://127.0.0.1:{free_port()}")))
+    client = await aiohttp_client(
+        create_app(settings.with_overrides(receiptwitness_url=f"http://127.0.0.1:{free_port()}"))
+    )
     user, _store = await _connected_user(client.app)
-    response = await client.post("/api/v1/scraping/kroger/sync", headers=await factories.auth_headers(client.app,
-                                                                                                      user.id))
+    response = await client.post(
+        "/api/v1/scraping/kroger/sync", headers=await factories.auth_headers(client.app, user.id)
+    )
     assert response.status == 503
     assert response.headers["Content-Type"].startswith("application/problem+json")
