@@ -6,13 +6,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Float, Numeric, Select, case, cast, func, literal, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from hub.store.models import PriceHistory, Store
+from hub.store.models import NormalizedProduct, PriceHistory, Store
 
 
 def effective_price() -> ColumnElement[Any]:
@@ -85,3 +86,309 @@ async def latest_prices(
     )
     rows = (await session.execute(stmt)).all()
     return [LatestPrice(*row) for row in rows]
+
+
+Category = Literal[
+    "produce",
+    "dairy",
+    "meat",
+    "bakery",
+    "frozen",
+    "pantry",
+    "beverages",
+    "snacks",
+    "household",
+    "personal_care",
+    "other",
+]
+CATEGORIES: tuple[str, ...] = get_args(Category)
+UNCATEGORIZED = "other"
+CENT = Decimal("0.01")
+
+
+def _as_float(expr: ColumnElement[Any]) -> ColumnElement[float]:
+    """SQLite keeps whole-number prices as integers, and integer division truncates there."""
+    return cast(expr, Float)
+
+
+def latest_price_rows(product_ids: Sequence[uuid.UUID]) -> Select[*tuple[Any, ...]]:
+    """The newest observation per (product, store) of the given products, to aggregate over (as a subquery or
+    a CTE)."""
+    ranked = (
+        select(
+            PriceHistory.normalized_product_id.label("product_id"),
+            PriceHistory.store_id.label("store_id"),
+            effective_price().label("price"),
+            PriceHistory.regular_price.label("regular_price"),
+            PriceHistory.observed_date.label("observed_date"),
+            func.row_number()
+            .over(
+                partition_by=(PriceHistory.normalized_product_id, PriceHistory.store_id),
+                order_by=(PriceHistory.observed_date.desc(), PriceHistory.id.desc()),
+            )
+            .label("rank"),
+        )
+        .where(PriceHistory.normalized_product_id.in_(list(product_ids)))
+        .subquery()
+    )
+    return select(
+        ranked.c.product_id, ranked.c.store_id, ranked.c.price, ranked.c.regular_price, ranked.c.observed_date
+    ).where(ranked.c.rank == 1)
+
+
+async def product_names(session: AsyncSession, *, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The canonical name of each of the products that exist."""
+    if not product_ids:
+        return {}
+    rows = await session.execute(
+        select(NormalizedProduct.id, NormalizedProduct.canonical_name).where(
+            NormalizedProduct.id.in_(list(product_ids))
+        )
+    )
+    return {product_id: name for product_id, name in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTrend:
+    """One product's (or one category's) prices over a window; ``key`` is the product id or the category."""
+
+    key: str
+    product_id: uuid.UUID | None
+    product_name: str | None
+    category: str
+    first_price: Decimal
+    last_price: Decimal
+    min_price: Decimal
+    max_price: Decimal
+    avg_price: Decimal
+    change_pct: Decimal | None
+    observations: int
+    last_observed: date
+
+
+def _money(value: Any) -> Decimal:
+    """A SQL result (Decimal on PostgreSQL, float on SQLite) to cents."""
+    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _pct(value: Any) -> Decimal | None:
+    return None if value is None else _money(value)
+
+
+def _change_pct(old: ColumnElement[Any], new: ColumnElement[Any]) -> ColumnElement[Any]:
+    return case((old > 0, (_as_float(new) - _as_float(old)) * 100 / _as_float(old)), else_=None)
+
+
+async def price_trends(
+    session: AsyncSession,
+    *,
+    since: date,
+    category: str | None,
+    group_by: Literal["product", "category"],
+    limit: int,
+    offset: int = 0,
+    after: tuple[date, uuid.UUID | str] | None = None,
+) -> list[PriceTrend]:
+    """Per product (or per category) over the observations since ``since``: the first and last price (the mean
+    effective price on the first and on the last day observed), min, max, mean, the change between first and last,
+    and how many observations. A category's first and last prices are the means of its products' first and last
+    prices. Most recently observed first; ``limit`` + 1 rows are fetched so the caller can tell a next page."""
+    price = effective_price()
+    observations = (
+        select(
+            PriceHistory.normalized_product_id.label("product_id"),
+            NormalizedProduct.canonical_name.label("product_name"),
+            func.coalesce(NormalizedProduct.category, UNCATEGORIZED).label("category"),
+            PriceHistory.observed_date.label("observed_date"),
+            price.label("price"),
+            func.min(PriceHistory.observed_date)
+            .over(partition_by=PriceHistory.normalized_product_id)
+            .label("first_date"),
+            func.max(PriceHistory.observed_date)
+            .over(partition_by=PriceHistory.normalized_product_id)
+            .label("last_date"),
+        )
+        .join(NormalizedProduct, NormalizedProduct.id == PriceHistory.normalized_product_id)
+        .where(PriceHistory.observed_date >= since)
+    )
+    if category is not None:
+        if category == UNCATEGORIZED:
+            observations = observations.where(
+                (NormalizedProduct.category == category) | NormalizedProduct.category.is_(None)
+            )
+        else:
+            observations = observations.where(NormalizedProduct.category == category)
+    obs = observations.subquery()
+    per_product = (
+        select(
+            obs.c.product_id,
+            obs.c.product_name,
+            obs.c.category,
+            func.avg(case((obs.c.observed_date == obs.c.first_date, obs.c.price))).label("first_price"),
+            func.avg(case((obs.c.observed_date == obs.c.last_date, obs.c.price))).label("last_price"),
+            func.min(obs.c.price).label("min_price"),
+            func.max(obs.c.price).label("max_price"),
+            func.sum(obs.c.price).label("total"),
+            func.count().label("observations"),
+            func.max(obs.c.observed_date).label("last_observed"),
+        )
+        .group_by(obs.c.product_id, obs.c.product_name, obs.c.category)
+        .subquery()
+    )
+    if group_by == "product":
+        grouped = select(
+            per_product.c.product_id,
+            per_product.c.product_name,
+            per_product.c.category,
+            per_product.c.first_price,
+            per_product.c.last_price,
+            per_product.c.min_price,
+            per_product.c.max_price,
+            (_as_float(per_product.c.total) / per_product.c.observations).label("avg_price"),
+            per_product.c.observations,
+            per_product.c.last_observed,
+        )
+    else:
+        grouped = select(
+            null().label("product_id"),
+            null().label("product_name"),
+            per_product.c.category,
+            func.avg(per_product.c.first_price).label("first_price"),
+            func.avg(per_product.c.last_price).label("last_price"),
+            func.min(per_product.c.min_price).label("min_price"),
+            func.max(per_product.c.max_price).label("max_price"),
+            (_as_float(func.sum(per_product.c.total)) / func.sum(per_product.c.observations)).label("avg_price"),
+            func.sum(per_product.c.observations).label("observations"),
+            func.max(per_product.c.last_observed).label("last_observed"),
+        ).group_by(per_product.c.category)
+    trends = grouped.subquery()
+    stmt = select(
+        trends.c.product_id,
+        trends.c.product_name,
+        trends.c.category,
+        trends.c.first_price,
+        trends.c.last_price,
+        trends.c.min_price,
+        trends.c.max_price,
+        trends.c.avg_price,
+        _change_pct(trends.c.first_price, trends.c.last_price).label("change_pct"),
+        trends.c.observations,
+        trends.c.last_observed,
+    )
+    key = trends.c.category if group_by == "category" else trends.c.product_id
+    if after is not None:
+        last_observed, last_key = after
+        stmt = stmt.where(
+            (trends.c.last_observed < last_observed) | ((trends.c.last_observed == last_observed) & (key < last_key))
+        )
+    stmt = stmt.order_by(trends.c.last_observed.desc(), key.desc()).offset(offset).limit(limit + 1)
+    rows = (await session.execute(stmt)).all()
+    return [
+        PriceTrend(
+            key=str(row.product_id) if group_by == "product" else row.category,
+            product_id=row.product_id,
+            product_name=row.product_name,
+            category=row.category,
+            first_price=_money(row.first_price),
+            last_price=_money(row.last_price),
+            min_price=_money(row.min_price),
+            max_price=_money(row.max_price),
+            avg_price=_money(row.avg_price),
+            change_pct=_pct(row.change_pct),
+            observations=int(row.observations),
+            last_observed=row.last_observed,
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceIncrease:
+    product_id: uuid.UUID
+    product_name: str
+    store_id: uuid.UUID
+    store_name: str
+    old_price: Decimal
+    new_price: Decimal
+    increase_pct: Decimal
+    detected_at: date
+
+
+async def price_increases(
+    session: AsyncSession,
+    *,
+    since: date,
+    min_pct: Decimal,
+    limit: int,
+    offset: int = 0,
+    after: tuple[date, uuid.UUID, uuid.UUID] | None = None,
+) -> list[PriceIncrease]:
+    """Per (product, store) observed since ``since``: its newest observation against the one before it (which may
+    be older than ``since``), kept when the effective price rose by at least ``min_pct`` percent. Newest first
+    (then product id, store id, descending); ``limit`` + 1 rows."""
+    price = effective_price()
+    pair = (PriceHistory.normalized_product_id, PriceHistory.store_id)
+    recent = aliased(PriceHistory)
+    seen_recently = (
+        select(recent.id)
+        .where(
+            recent.normalized_product_id == PriceHistory.normalized_product_id,
+            recent.store_id == PriceHistory.store_id,
+            recent.observed_date >= since,
+        )
+        .exists()
+    )
+    ranked = (
+        select(
+            PriceHistory.normalized_product_id.label("product_id"),
+            PriceHistory.store_id.label("store_id"),
+            PriceHistory.observed_date.label("observed_date"),
+            price.label("new_price"),
+            func.lag(price)
+            .over(partition_by=pair, order_by=(PriceHistory.observed_date, PriceHistory.id))
+            .label("old_price"),
+            func.row_number()
+            .over(partition_by=pair, order_by=(PriceHistory.observed_date.desc(), PriceHistory.id.desc()))
+            .label("rank"),
+        )
+        .where(seen_recently)
+        .subquery()
+    )
+    threshold = literal(100 + min_pct, Numeric(12, 4))
+    stmt = (
+        select(
+            ranked.c.product_id,
+            NormalizedProduct.canonical_name,
+            ranked.c.store_id,
+            Store.name,
+            ranked.c.old_price,
+            ranked.c.new_price,
+            _change_pct(ranked.c.old_price, ranked.c.new_price),
+            ranked.c.observed_date,
+        )
+        .join(NormalizedProduct, NormalizedProduct.id == ranked.c.product_id)
+        .join(Store, Store.id == ranked.c.store_id)
+        .where(
+            ranked.c.rank == 1,
+            ranked.c.observed_date >= since,
+            ranked.c.old_price > 0,
+            ranked.c.new_price * 100 >= ranked.c.old_price * threshold,
+        )
+    )
+    if after is not None:
+        day, product_id, store_id = after
+        stmt = stmt.where(
+            (ranked.c.observed_date < day)
+            | ((ranked.c.observed_date == day) & (ranked.c.product_id < product_id))
+            | ((ranked.c.observed_date == day) & (ranked.c.product_id == product_id) & (ranked.c.store_id < store_id))
+        )
+    stmt = (
+        stmt.order_by(ranked.c.observed_date.desc(), ranked.c.product_id.desc(), ranked.c.store_id.desc())
+        .offset(offset)
+        .limit(limit + 1)
+    )
+    rows = (await session.execute(stmt)).all()
+    return [
+        PriceIncrease(product_id, name, store_id, store_name, _money(old), _money(new), _money(pct), day)
+        for product_id, name, store_id, store_name, old, new, pct, day in rows
+    ]
