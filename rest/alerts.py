@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, Literal
+from decimal import Decimal
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     StrictBool,
-    WithJsonSchema,
 )
 
 from channels.errors import ProblemType
@@ -28,44 +24,13 @@ from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
 from rest.paging import PageQuery, page_of, respond
-from rest.types import Money
+from rest.types import DecimalIn, Money
 from rest.validation import parse_body, parse_query, path_uuid
 
 routes = RouteTable("alerts")
 
-Percent = Annotated[
-    Decimal,
-    PlainSerializer(lambda value: float(value), return_type=float, when_used="always"),
-    WithJsonSchema({"type": "number"}, mode="serialization"),
-]
-
-
-def _number(value: Any) -> Any:
-    """JSON numbers only, as the schema says: no strings, no booleans."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError("must be a number")
-    return Decimal(str(value))
-
-
-def _rounded(places: str) -> AfterValidator:
-    """Round to the column's precision once the bounds have held on the exact value."""
-    return AfterValidator(lambda value: value.quantize(Decimal(places), rounding=ROUND_HALF_UP))
-
-
-ThresholdIn = Annotated[
-    Decimal,
-    BeforeValidator(_number),
-    Field(ge=Decimal("0.01"), le=Decimal(100)),
-    _rounded("0.01"),
-    WithJsonSchema({"type": "number", "minimum": 0.01, "maximum": 100}, mode="validation"),
-]
-PriceIn = Annotated[
-    Decimal,
-    BeforeValidator(_number),
-    Field(ge=Decimal("0.01"), le=Decimal("99999999.99")),
-    _rounded("0.01"),
-    WithJsonSchema({"type": "number", "minimum": 0.01, "maximum": 99999999.99}, mode="validation"),
-]
+ThresholdIn = Annotated[Decimal, DecimalIn("0.01", "100", "0.01")]
+PriceIn = Annotated[Decimal, DecimalIn("0.01", "99999999.99", "0.01")]
 
 
 class _Strict(BaseModel):
@@ -97,7 +62,7 @@ class AlertSettingsIn(_Strict):
 
 
 class AlertSettingsOut(BaseModel):
-    price_increase_threshold_pct: Percent
+    price_increase_threshold_pct: Money
     shrinkflation_enabled: bool
     email_notifications: bool
 

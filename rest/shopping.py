@@ -7,20 +7,16 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, Literal
+from decimal import Decimal
+from typing import Annotated, Literal
 
 import aiohttp
 from aiohttp import web
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
-    WithJsonSchema,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,7 +29,7 @@ from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
 from rest.paging import PageQuery, page_of, respond
-from rest.types import Money
+from rest.types import DecimalIn, Money
 from rest.validation import parse_body, parse_query, path_uuid
 
 routes = RouteTable("shopping")
@@ -41,32 +37,7 @@ log = logging.getLogger("hub.shopping")
 MAX_ITEMS = 200
 NO_NUL = r"^[^\x00]*$"
 
-Quantity = Annotated[
-    Decimal,
-    PlainSerializer(lambda value: float(value), return_type=float, when_used="always"),
-    WithJsonSchema({"type": "number"}, mode="serialization"),
-]
-
-
-def _number(value: Any) -> Any:
-    """JSON numbers only, as the schema says: no strings, no booleans."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise ValueError("must be a number")
-    return Decimal(str(value))
-
-
-def _rounded(places: str) -> AfterValidator:
-    """Round to the column's precision once the bounds have held on the exact value."""
-    return AfterValidator(lambda value: value.quantize(Decimal(places), rounding=ROUND_HALF_UP))
-
-
-QuantityIn = Annotated[
-    Decimal,
-    BeforeValidator(_number),
-    Field(ge=Decimal("0.001"), le=Decimal(9999)),
-    _rounded("0.001"),
-    WithJsonSchema({"type": "number", "minimum": 0.001, "maximum": 9999}, mode="validation"),
-]
+QuantityIn = Annotated[Decimal, DecimalIn("0.001", "9999", "0.001")]
 
 
 class _Strict(BaseModel):
@@ -88,7 +59,7 @@ class ListItemOut(BaseModel):
     id: uuid.UUID
     product_id: uuid.UUID | None
     name: str
-    quantity: Quantity
+    quantity: Money
 
 
 class ShoppingListOut(BaseModel):
@@ -110,7 +81,7 @@ class OptimizeIn(_Strict):
 class TripItemOut(BaseModel):
     product_id: uuid.UUID | None
     name: str
-    quantity: Quantity
+    quantity: Money
     unit_price: Money
     line_total: Money
 
@@ -139,7 +110,7 @@ class SingleStoreOut(BaseModel):
 class UnpricedItemOut(BaseModel):
     product_id: uuid.UUID | None
     name: str
-    quantity: Quantity
+    quantity: Money
     reason: Literal["unknown_product", "no_price", "store_limit"] | None = Field(
         None, description="no product matched the name; no candidate store prices it; left out by max_stores"
     )

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.store.keyset import newest_first
 from hub.store.models import (
     AlertRead,
     AlertSettings,
@@ -464,9 +465,8 @@ async def list_targets(
     session: AsyncSession, *, user_id: str, limit: int, offset: int = 0, after: tuple[datetime, uuid.UUID] | None = None
 ) -> list[TargetAlert]:
     target = PriceTargetAlert
-    stmt = _targets(user_id).order_by(target.created_at.desc(), target.id.desc()).limit(limit).offset(offset)
-    if after is not None:
-        stmt = stmt.where(or_(target.created_at < after[0], and_(target.created_at == after[0], target.id < after[1])))
+    stmt = newest_first(session, _targets(user_id), created=target.created_at, key=target.id, after=after)
+    stmt = stmt.limit(limit).offset(offset)
     return [TargetAlert(*row) for row in (await session.execute(stmt)).all()]
 
 

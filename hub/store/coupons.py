@@ -8,10 +8,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.store.models import Coupon, Purchase, PurchaseItem, Store, UTCDateTime
+from hub.store.keyset import newest_first
+from hub.store.models import Coupon, Purchase, PurchaseItem, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +38,6 @@ def valid_on(day: date) -> ColumnElement[bool]:
         or_(Coupon.valid_from.is_(None), Coupon.valid_from <= day),
         or_(Coupon.valid_to.is_(None), Coupon.valid_to >= day),
     )
-
-
-def _created_order(dialect: str, created_at: Any) -> Any:
-    # SQLite keeps timestamps as text whose format depends on the writer; julianday compares the instants.
-    return func.julianday(created_at) if dialect == "sqlite" else created_at
 
 
 def _rows() -> Select[*tuple[Any, ...]]:
@@ -70,13 +66,8 @@ async def _page(
     offset: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> list[CouponRow]:
-    dialect = session.get_bind().dialect.name
-    created = _created_order(dialect, Coupon.created_at)
-    if after is not None:
-        after_created, after_id = after
-        bound = _created_order(dialect, literal(after_created, UTCDateTime()))
-        stmt = stmt.where(tuple_(created, Coupon.id) < tuple_(bound, literal(after_id, Coupon.id.type)))
-    stmt = stmt.order_by(created.desc(), Coupon.id.desc()).offset(offset).limit(limit + 1)
+    stmt = newest_first(session, stmt, created=Coupon.created_at, key=Coupon.id, after=after)
+    stmt = stmt.offset(offset).limit(limit + 1)
     return [CouponRow(*row) for row in (await session.execute(stmt)).all()]
 
 

@@ -6,13 +6,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, exists, func, literal, or_, select, tuple_, type_coerce
+from sqlalchemy import ColumnElement, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.store.models import NormalizedProduct, PriceHistory, Store, UTCDateTime
+from hub.store.keyset import newest_first
+from hub.store.models import NormalizedProduct, PriceHistory, Store
 from hub.store.prices import effective_price
 
 
@@ -26,12 +26,6 @@ class PricePoint:
 
 def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
-
-
-def _created_order(dialect: str, created_at: SQLColumnExpression[datetime]) -> SQLColumnExpression[Any]:
-    # SQLite keeps timestamps as text whose format depends on the writer (CURRENT_TIMESTAMP has no fraction,
-    # SQLAlchemy writes microseconds), so text comparison would misplace equal instants; julianday compares values.
-    return func.julianday(created_at) if dialect == "sqlite" else created_at
 
 
 def _has_upc(dialect: str, upc: str) -> ColumnElement[bool]:
@@ -73,14 +67,8 @@ async def search_products(
                 PriceHistory.normalized_product_id == NormalizedProduct.id, PriceHistory.store_id == store_id
             )
         )
-    created = _created_order(dialect, NormalizedProduct.created_at)
-    if after is not None:
-        after_created, after_id = after
-        bound = _created_order(dialect, literal(after_created, UTCDateTime()))
-        stmt = stmt.where(
-            tuple_(created, NormalizedProduct.id) < tuple_(bound, literal(after_id, NormalizedProduct.id.type))
-        )
-    stmt = stmt.order_by(created.desc(), NormalizedProduct.id.desc()).offset(offset).limit(limit)
+    stmt = newest_first(session, stmt, created=NormalizedProduct.created_at, key=NormalizedProduct.id, after=after)
+    stmt = stmt.offset(offset).limit(limit)
     return list((await session.execute(stmt)).scalars())
 
 

@@ -10,10 +10,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, literal, or_, select, union_all, update
+from sqlalchemy import case, delete, exists, func, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.optimizer import CouponOffer, Line, Problem, StoreRef
+from hub.store.keyset import newest_first
 from hub.store.models import Coupon, NormalizedProduct, PriceHistory, ShoppingList, ShoppingListItem, Store
 from hub.store.prices import latest_prices
 
@@ -71,20 +72,14 @@ async def list_shopping_lists(
     offset: int = 0,
     after: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[SavedList]:
-    stmt = (
-        select(ShoppingList)
-        .where(ShoppingList.user_id == user_id)
-        .order_by(ShoppingList.created_at.desc(), ShoppingList.id.desc())
-        .limit(limit)
-        .offset(offset)
+    stmt = newest_first(
+        session,
+        select(ShoppingList).where(ShoppingList.user_id == user_id),
+        created=ShoppingList.created_at,
+        key=ShoppingList.id,
+        after=after,
     )
-    if after is not None:
-        stmt = stmt.where(
-            or_(
-                ShoppingList.created_at < after[0],
-                and_(ShoppingList.created_at == after[0], ShoppingList.id < after[1]),
-            )
-        )
+    stmt = stmt.limit(limit).offset(offset)
     return await _with_items(session, list((await session.execute(stmt)).scalars()))
 
 

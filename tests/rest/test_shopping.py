@@ -360,7 +360,7 @@ async def clipartist(
         if fake.mode == "error":
             return web.json_response({"detail": "boom"}, status=500)
         if fake.mode == "slow":
-            await asyncio.sleep(2)
+            await asyncio.sleep(4)
         if fake.mode == "garbage":
             return web.json_response({"trips": "none"})
         return web.json_response(CLIPARTIST_PLAN)
@@ -418,4 +418,4 @@ async def test_optimize_falls_back_when_clipartist_fails(clipartist: tuple[Clien
     plan = await response.json()
     assert plan["optimizer"] == "local"
     assert [t["store_name"] for t in plan["trips"]] == ["Local Mart"] and plan["total_cost"] == 6.0
-    assert asyncio.get_running_loop().time() - started < 1.5  # the upstream timeout, not the slow answer
+    assert asyncio.get_running_loop().time() - started < 3  # the 0.5 s upstream timeout, not the 4 s answer
