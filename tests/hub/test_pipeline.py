@@ -1,0 +1,232 @@
+"""The event pipeline end to end: trend rooms with snapshots, cache invalidation, target prices that fire once,
+product-scoped alerts to buyers, coupon updates to the users they concern."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select
+
+from hub import keys
+from hub.app import create_app
+from hub.settings import Settings
+from hub.store.models import AlertSettings, PriceTargetAlert
+from tests import factories
+
+TODAY = date.today()
+
+
+@pytest.fixture
+async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> TestServer:
+    return await aiohttp_server(create_app(settings))
+
+
+@pytest.fixture
+async def world(server: TestServer) -> dict[str, Any]:
+    """Two stores, a product with prices, a buyer (with a target price) and a user who never bought it."""
+    async with server.app[keys.sessionmaker].begin() as session:
+        kroger = await factories.create_store(session, slug="kroger", name="Kroger")
+        target = await factories.create_store(session, slug="target", name="Target")
+        cereal = await factories.create_product(session, canonical_name="Toasted Oats 18 oz", category="pantry")
+        for days, price in ((20, "4.29"), (10, "4.49")):
+            await factories.create_price(session, product=cereal, store=kroger, observed=TODAY - timedelta(days=days),
+                                         regular=price)
+        await factories.create_price(session, product=cereal, store=target, observed=TODAY - timedelta(days=5),
+                                     regular="4.39")
+        buyer = await factories.create_user(session)
+        bystander = await factories.create_user(session)
+        picky = await factories.create_user(session)
+        for user in (buyer, picky):
+            await factories.create_purchase(session, user=user, store=kroger, purchased=TODAY - timedelta(days=3),
+                                            items=[(cereal, "1", "4.49")])
+        session.add(AlertSettings(user_id=picky.id, price_increase_threshold_pct=Decimal("50"),
+                                  shrinkflation_enabled=False, email_notifications=False))
+        session.add(PriceTargetAlert(user_id=buyer.id, normalized_product_id=cereal.id, target_price=Decimal("3.99")))
+    return {"kroger": kroger, "target": target, "cereal": cereal, "buyer": buyer, "bystander": bystander,
+            "picky": picky}
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self.changed = asyncio.Event()
+
+    async def connect(self, server: TestServer, namespace: str, auth: dict[str, Any] | None = None) -> None:
+        def record(event: str, *args: Any) -> None:
+            self.events.append((event, args[0] if args else None))
+            self.changed.set()
+
+        self.sio.on("*", record, namespace=namespace)
+        await self.sio.connect(str(server.make_url("/")), namespaces=[namespace], auth=auth,
+                               transports=["websocket"])
+
+    async def wait_for(self, count: int, timeout: float = 5) -> list[tuple[str, Any]]:
+        async def until() -> None:
+            while len(self.events) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(until(), timeout)
+        return self.events
+
+
+async def _publish(server: TestServer, event_type: str, payload: dict[str, Any]) -> str:
+    return await server.app[keys.ingest].publish(event_type, payload, service="test", source="test")
+
+
+async def _get(server: TestServer, path: str, **headers: str) -> Any:
+    async with aiohttp.ClientSession() as http, http.get(server.make_url(path), headers=headers) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def test_trend_room_snapshot_matches_rest_and_price_updates_arrive_with_a_fresh_one(
+    server: TestServer, world: dict[str, Any]
+) -> None:
+    cereal, kroger = world["cereal"], world["kroger"]
+    room = f"trend:{cereal.id}"
+    listener = Listener()
+    await listener.connect(server, "/public")
+    try:
+        ack = await listener.sio.call("subscribe", {"room": room}, namespace="/public", timeout=5)
+        assert ack["ok"] is True
+        assert ack["snapshot"] == await _get(server, f"/api/v1/public/trends/{cereal.id}")
+        before = await _get(server, f"/api/v1/public/trends/{cereal.id}")  # now cached
+        async with server.app[keys.sessionmaker].begin() as session:
+            await factories.create_price(session, product=cereal, store=kroger, observed=TODAY, regular="3.89")
+        assert await _get(server, f"/api/v1/public/trends/{cereal.id}") == before  # the cache still answers
+        await _publish(server, "cartsnitch.prices.updated", {
+            "product_id": str(cereal.id), "store_id": str(kroger.id), "store_slug": "kroger",
+            "observed_date": TODAY.isoformat(), "regular_price": 3.89, "sale_price": None})
+        [(name, envelope)] = await listener.wait_for(1)
+    finally:
+        await listener.sio.disconnect()
+    assert name == "cartsnitch.prices.updated"
+    assert envelope["payload"]["regular_price"] == 3.89
+    fresh = await _get(server, f"/api/v1/public/trends/{cereal.id}")
+    assert fresh != before  # the event invalidated the cache
+    assert envelope["payload"]["snapshot"] == fresh
+    assert fresh["data_points"][-1]["price"] == 3.89
+
+
+async def test_a_met_target_price_fires_once(server: TestServer, world: dict[str, Any]) -> None:
+    buyer, cereal, kroger = world["buyer"], world["cereal"], world["kroger"]
+    headers = await factories.auth_headers(server.app, buyer.id)
+    listener = Listener()
+    await listener.connect(server, f"/users/{buyer.id}", {"token": headers["Authorization"].split()[1]})
+    update = {"product_id": str(cereal.id), "store_id": str(kroger.id), "store_slug": "kroger",
+              "observed_date": TODAY.isoformat(), "regular_price": 4.29, "sale_price": 3.79}
+    try:
+        await _publish(server, "cartsnitch.prices.updated", update)
+        [(name, envelope)] = await listener.wait_for(1)
+        await _publish(server, "cartsnitch.prices.updated", {**update, "sale_price": 3.49})
+        await asyncio.sleep(0.5)
+    finally:
+        await listener.sio.disconnect()
+    assert name == "cartsnitch.alerts.price_target"
+    assert envelope["payload"]["current_price"] == 3.79
+    assert envelope["payload"]["target_price"] == 3.99
+    assert envelope["payload"]["store_slug"] == "kroger"
+    assert len(listener.events) == 1  # the second update finds the target triggered already
+    async with server.app[keys.sessionmaker]() as session:
+        target = (await session.execute(select(PriceTargetAlert))).scalar_one()
+    assert target.triggered_at is not None and target.triggered_price == Decimal("3.79")
+    feed = await _get(server, "/api/v1/alerts", Authorization=headers["Authorization"])
+    assert "price_target" in {alert["alert_type"] for alert in feed}
+
+
+async def test_product_alerts_without_a_user_go_to_buyers_by_their_settings(
+    server: TestServer, world: dict[str, Any]
+) -> None:
+    cereal = world["cereal"]
+    shrink = {"product_id": str(cereal.id), "product_name": cereal.canonical_name, "old_size": 18, "new_size": 16,
+              "old_unit": "oz", "new_unit": "oz", "price_at_old_size": 4.49, "price_at_new_size": 4.49,
+              "confidence": 0.9, "detected_date": TODAY.isoformat()}
+    rise = {"product_id": str(cereal.id), "product_name": cereal.canonical_name, "store_id": str(world["kroger"].id),
+            "store_slug": "kroger", "old_price": 4.29, "new_price": 4.49, "change_pct": 4.7,
+            "old_date": (TODAY - timedelta(days=20)).isoformat(), "new_date": TODAY.isoformat()}
+    await _publish(server, "cartsnitch.alerts.shrinkflation", shrink)
+    await _publish(server, "cartsnitch.alerts.price_increase", rise)
+    await _publish(server, "cartsnitch.alerts.price_increase", {**rise, "change_pct": 12.0})
+    await asyncio.sleep(0.5)
+    got = {}
+    for name in ("buyer", "bystander", "picky"):
+        page = await _get(server, "/api/v1/me/events", **await factories.auth_headers(server.app, world[name].id))
+        got[name] = [(e["event_type"], e["payload"].get("change_pct")) for e in page["events"]]
+    assert got["buyer"] == [("cartsnitch.alerts.shrinkflation", None), ("cartsnitch.alerts.price_increase", 12.0)]
+    assert got["bystander"] == []
+    assert got["picky"] == []  # shrinkflation off, threshold 50 %
+
+
+async def test_coupon_updates_reach_the_users_they_concern(server: TestServer, world: dict[str, Any]) -> None:
+    async with server.app[keys.sessionmaker].begin() as session:
+        on_cereal = await factories.create_coupon(session, store=world["kroger"], product=world["cereal"])
+        at_target = await factories.create_coupon(session, store=world["target"])
+    await _publish(server, "cartsnitch.coupons.updated", {"store_slug": "kroger", "coupon_ids": [str(on_cereal.id)]})
+    await _publish(server, "cartsnitch.coupons.updated", {"store_slug": "target", "coupon_ids": [str(at_target.id)]})
+    await asyncio.sleep(0.5)
+    for name, expected in (("buyer", 1), ("picky", 1), ("bystander", 0)):
+        page = await _get(server, "/api/v1/me/events", **await factories.auth_headers(server.app, world[name].id))
+        assert len(page["events"]) == expected, name
+
+
+async def test_aggregate_rooms_answer_with_the_rest_snapshot(server: TestServer, world: dict[str, Any]) -> None:
+    listener = Listener()
+    await listener.connect(server, "/public")
+    try:
+        inflation = await listener.sio.call("subscribe", {"room": "inflation"}, namespace="/public", timeout=10)
+        comparison = await listener.sio.call("subscribe", {"room": "store-comparison"}, namespace="/public",
+                                             timeout=10)
+        unknown_product = await listener.sio.call("subscribe", {"room": "trend:no-such-product"},
+                                                  namespace="/public", timeout=5)
+        left = await listener.sio.call("unsubscribe", {"room": "inflation"}, namespace="/public", timeout=5)
+    finally:
+        await listener.sio.disconnect()
+    assert inflation["ok"] is True
+    assert inflation["snapshot"] == await _get(server, "/api/v1/public/inflation")
+    assert comparison["snapshot"] == await _get(server, "/api/v1/public/store-comparison")
+    assert unknown_product["ok"] is False and unknown_product["problem"]["status"] == 404
+    assert left == {"ok": True, "room": "inflation"}
+
+
+async def test_public_stream_starts_with_the_snapshot_then_streams_the_room(
+    server: TestServer, world: dict[str, Any]
+) -> None:
+    cereal, kroger = world["cereal"], world["kroger"]
+    async with aiohttp.ClientSession() as http, http.get(
+        server.make_url("/api/v1/public/stream"), params={"room": f"trend:{cereal.id}"}
+    ) as response:
+        assert response.status == 200
+        lines: list[str] = []
+
+        async def read_event() -> dict[str, str]:
+            event: dict[str, str] = {}
+            while True:
+                line = (await asyncio.wait_for(response.content.readline(), 10)).decode().rstrip("\n")
+                if not line:
+                    if "data" in event:
+                        return event
+                    continue
+                lines.append(line)
+                if ":" in line and not line.startswith(":"):
+                    key, _, value = line.partition(": ")
+                    event[key] = value
+
+        first = await read_event()
+        await asyncio.sleep(0.2)
+        await _publish(server, "cartsnitch.prices.updated", {
+            "product_id": str(cereal.id), "store_id": str(kroger.id), "store_slug": "kroger",
+            "observed_date": TODAY.isoformat(), "regular_price": 4.59, "sale_price": None})
+        second = await read_event()
+    assert first["event"] == "snapshot"
+    assert second["event"] == "cartsnitch.prices.updated"
+    assert second["id"]
