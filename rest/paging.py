@@ -23,7 +23,9 @@ class PageQuery(BaseModel):
 
     page: int = Field(1, ge=1, le=MAX_PAGE, description="1-based page number (offset paging)")
     page_size: int = Field(20, ge=1, le=100, description="items per page")
-    cursor: str | None = Field(None, max_length=512, description="opaque keyset cursor from a Link rel=next")
+    cursor: str | None = Field(
+        None, max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="opaque keyset cursor from a Link rel=next"
+    )
 
 
 @dataclass(frozen=True, slots=True)

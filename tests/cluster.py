@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -64,27 +65,33 @@ def hub_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-async def start_hub(settings: Settings, **extra: str) -> HubProcess:
+async def start_hub(settings: Settings, log: Path | None = None, **extra: str) -> HubProcess:
+    """A hub process; its log goes to ``log`` when given (read it when a test fails)."""
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env=hub_env(settings, **extra),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    sink = log.open("ab") if log is not None else None
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            env=hub_env(settings, **extra),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=sink if sink is not None else asyncio.subprocess.PIPE,
+        )
+    finally:
+        if sink is not None:
+            sink.close()  # the child keeps its own descriptor
     hub = HubProcess(port, process)
     deadline = asyncio.get_running_loop().time() + 30
     async with aiohttp.ClientSession() as http:
         while True:
             if process.returncode is not None:
-                err = await process.stderr.read() if process.stderr else b""
+                err = await process.stderr.read() if process.stderr else (log.read_bytes() if log else b"")
                 raise AssertionError(f"hub exited: {err.decode()[-3000:]}")
             with contextlib.suppress(aiohttp.ClientError):
                 async with http.get(hub.url + "/ready") as response:

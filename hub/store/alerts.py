@@ -333,6 +333,8 @@ async def _feed(
         parts.append(_shrinkflation(sql, user_id=user_id, only=only))
     if only is None or only.alert_type == PRICE_TARGET:
         parts.append(_targets_hit(sql, user_id=user_id, only=only))
+    if not parts:  # asked for one shrinkflation alert while the user turned shrinkflation alerts off
+        return []
     feed = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("feed")
     is_read = AlertRead.alert_id.is_not(None)
     stmt = (

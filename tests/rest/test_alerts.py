@@ -471,3 +471,20 @@ async def test_trigger_price_targets_fires_each_target_once(client: Client) -> N
         f"{API}/alerts/targets", headers=w.ann_headers, json={"product_id": str(w.cheerios.id), "target_price": 3.0}
     )
     assert response.status == 201  # the earlier target has fired, so a new one may wait
+
+
+async def test_a_shrinkflation_alert_cannot_be_marked_while_shrinkflation_alerts_are_off(client: Client) -> None:
+    async with client.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+        store = await factories.create_store(session)
+        product = await factories.create_product(session)
+        await factories.create_purchase(
+            session, user=user, store=store, purchased=date.today(), items=[(product, "1", "2.00")]
+        )
+        event = await factories.create_shrinkflation(session, product=product)
+    headers = await factories.auth_headers(client.app, user.id)
+    settings = {"price_increase_threshold_pct": 5, "shrinkflation_enabled": False, "email_notifications": False}
+    assert (await client.put(f"{API}/alerts/settings", json=settings, headers=headers)).status == 200
+    response = await client.put(f"{API}/alerts/shr:{event.id}/read", json={"read": True}, headers=headers)
+    assert response.status == 404
+    assert response.headers["Content-Type"].startswith("application/problem+json")
