@@ -37,21 +37,36 @@ async def world(server: TestServer) -> dict[str, Any]:
         target = await factories.create_store(session, slug="target", name="Target")
         cereal = await factories.create_product(session, canonical_name="Toasted Oats 18 oz", category="pantry")
         for days, price in ((20, "4.29"), (10, "4.49")):
-            await factories.create_price(session, product=cereal, store=kroger, observed=TODAY - timedelta(days=days),
-                                         regular=price)
-        await factories.create_price(session, product=cereal, store=target, observed=TODAY - timedelta(days=5),
-                                     regular="4.39")
+            await factories.create_price(
+                session, product=cereal, store=kroger, observed=TODAY - timedelta(days=days), regular=price
+            )
+        await factories.create_price(
+            session, product=cereal, store=target, observed=TODAY - timedelta(days=5), regular="4.39"
+        )
         buyer = await factories.create_user(session)
         bystander = await factories.create_user(session)
         picky = await factories.create_user(session)
         for user in (buyer, picky):
-            await factories.create_purchase(session, user=user, store=kroger, purchased=TODAY - timedelta(days=3),
-                                            items=[(cereal, "1", "4.49")])
-        session.add(AlertSettings(user_id=picky.id, price_increase_threshold_pct=Decimal("50"),
-                                  shrinkflation_enabled=False, email_notifications=False))
+            await factories.create_purchase(
+                session, user=user, store=kroger, purchased=TODAY - timedelta(days=3), items=[(cereal, "1", "4.49")]
+            )
+        session.add(
+            AlertSettings(
+                user_id=picky.id,
+                price_increase_threshold_pct=Decimal("50"),
+                shrinkflation_enabled=False,
+                email_notifications=False,
+            )
+        )
         session.add(PriceTargetAlert(user_id=buyer.id, normalized_product_id=cereal.id, target_price=Decimal("3.99")))
-    return {"kroger": kroger, "target": target, "cereal": cereal, "buyer": buyer, "bystander": bystander,
-            "picky": picky}
+    return {
+        "kroger": kroger,
+        "target": target,
+        "cereal": cereal,
+        "buyer": buyer,
+        "bystander": bystander,
+        "picky": picky,
+    }
 
 
 class Listener:
@@ -66,8 +81,7 @@ class Listener:
             self.changed.set()
 
         self.sio.on("*", record, namespace=namespace)
-        await self.sio.connect(str(server.make_url("/")), namespaces=[namespace], auth=auth,
-                               transports=["websocket"])
+        await self.sio.connect(str(server.make_url("/")), namespaces=[namespace], auth=auth, transports=["websocket"])
 
     async def wait_for(self, count: int, timeout: float = 5) -> list[tuple[str, Any]]:
         async def until() -> None:
@@ -104,9 +118,18 @@ async def test_trend_room_snapshot_matches_rest_and_price_updates_arrive_with_a_
         async with server.app[keys.sessionmaker].begin() as session:
             await factories.create_price(session, product=cereal, store=kroger, observed=TODAY, regular="3.89")
         assert await _get(server, f"/api/v1/public/trends/{cereal.id}") == before  # the cache still answers
-        await _publish(server, "cartsnitch.prices.updated", {
-            "product_id": str(cereal.id), "store_id": str(kroger.id), "store_slug": "kroger",
-            "observed_date": TODAY.isoformat(), "regular_price": 3.89, "sale_price": None})
+        await _publish(
+            server,
+            "cartsnitch.prices.updated",
+            {
+                "product_id": str(cereal.id),
+                "store_id": str(kroger.id),
+                "store_slug": "kroger",
+                "observed_date": TODAY.isoformat(),
+                "regular_price": 3.89,
+                "sale_price": None,
+            },
+        )
         [(name, envelope)] = await listener.wait_for(1)
     finally:
         await listener.sio.disconnect()
@@ -123,8 +146,14 @@ async def test_a_met_target_price_fires_once(server: TestServer, world: dict[str
     headers = await factories.auth_headers(server.app, buyer.id)
     listener = Listener()
     await listener.connect(server, f"/users/{buyer.id}", {"token": headers["Authorization"].split()[1]})
-    update = {"product_id": str(cereal.id), "store_id": str(kroger.id), "store_slug": "kroger",
-              "observed_date": TODAY.isoformat(), "regular_price": 4.29, "sale_price": 3.79}
+    update = {
+        "product_id": str(cereal.id),
+        "store_id": str(kroger.id),
+        "store_slug": "kroger",
+        "observed_date": TODAY.isoformat(),
+        "regular_price": 4.29,
+        "sale_price": 3.79,
+    }
     try:
         await _publish(server, "cartsnitch.prices.updated", update)
         [(name, envelope)] = await listener.wait_for(1)
@@ -148,12 +177,29 @@ async def test_product_alerts_without_a_user_go_to_buyers_by_their_settings(
     server: TestServer, world: dict[str, Any]
 ) -> None:
     cereal = world["cereal"]
-    shrink = {"product_id": str(cereal.id), "product_name": cereal.canonical_name, "old_size": 18, "new_size": 16,
-              "old_unit": "oz", "new_unit": "oz", "price_at_old_size": 4.49, "price_at_new_size": 4.49,
-              "confidence": 0.9, "detected_date": TODAY.isoformat()}
-    rise = {"product_id": str(cereal.id), "product_name": cereal.canonical_name, "store_id": str(world["kroger"].id),
-            "store_slug": "kroger", "old_price": 4.29, "new_price": 4.49, "change_pct": 4.7,
-            "old_date": (TODAY - timedelta(days=20)).isoformat(), "new_date": TODAY.isoformat()}
+    shrink = {
+        "product_id": str(cereal.id),
+        "product_name": cereal.canonical_name,
+        "old_size": 18,
+        "new_size": 16,
+        "old_unit": "oz",
+        "new_unit": "oz",
+        "price_at_old_size": 4.49,
+        "price_at_new_size": 4.49,
+        "confidence": 0.9,
+        "detected_date": TODAY.isoformat(),
+    }
+    rise = {
+        "product_id": str(cereal.id),
+        "product_name": cereal.canonical_name,
+        "store_id": str(world["kroger"].id),
+        "store_slug": "kroger",
+        "old_price": 4.29,
+        "new_price": 4.49,
+        "change_pct": 4.7,
+        "old_date": (TODAY - timedelta(days=20)).isoformat(),
+        "new_date": TODAY.isoformat(),
+    }
     await _publish(server, "cartsnitch.alerts.shrinkflation", shrink)
     await _publish(server, "cartsnitch.alerts.price_increase", rise)
     await _publish(server, "cartsnitch.alerts.price_increase", {**rise, "change_pct": 12.0})
@@ -184,10 +230,10 @@ async def test_aggregate_rooms_answer_with_the_rest_snapshot(server: TestServer,
     await listener.connect(server, "/public")
     try:
         inflation = await listener.sio.call("subscribe", {"room": "inflation"}, namespace="/public", timeout=10)
-        comparison = await listener.sio.call("subscribe", {"room": "store-comparison"}, namespace="/public",
-                                             timeout=10)
-        unknown_product = await listener.sio.call("subscribe", {"room": "trend:no-such-product"},
-                                                  namespace="/public", timeout=5)
+        comparison = await listener.sio.call("subscribe", {"room": "store-comparison"}, namespace="/public", timeout=10)
+        unknown_product = await listener.sio.call(
+            "subscribe", {"room": "trend:no-such-product"}, namespace="/public", timeout=5
+        )
         left = await listener.sio.call("unsubscribe", {"room": "inflation"}, namespace="/public", timeout=5)
     finally:
         await listener.sio.disconnect()
@@ -202,9 +248,10 @@ async def test_public_stream_starts_with_the_snapshot_then_streams_the_room(
     server: TestServer, world: dict[str, Any]
 ) -> None:
     cereal, kroger = world["cereal"], world["kroger"]
-    async with aiohttp.ClientSession() as http, http.get(
-        server.make_url("/api/v1/public/stream"), params={"room": f"trend:{cereal.id}"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(server.make_url("/api/v1/public/stream"), params={"room": f"trend:{cereal.id}"}) as response,
+    ):
         assert response.status == 200
         lines: list[str] = []
 
@@ -223,9 +270,18 @@ async def test_public_stream_starts_with_the_snapshot_then_streams_the_room(
 
         first = await read_event()
         await asyncio.sleep(0.2)
-        await _publish(server, "cartsnitch.prices.updated", {
-            "product_id": str(cereal.id), "store_id": str(kroger.id), "store_slug": "kroger",
-            "observed_date": TODAY.isoformat(), "regular_price": 4.59, "sale_price": None})
+        await _publish(
+            server,
+            "cartsnitch.prices.updated",
+            {
+                "product_id": str(cereal.id),
+                "store_id": str(kroger.id),
+                "store_slug": "kroger",
+                "observed_date": TODAY.isoformat(),
+                "regular_price": 4.59,
+                "sale_price": None,
+            },
+        )
         second = await read_event()
     assert first["event"] == "snapshot"
     assert second["event"] == "cartsnitch.prices.updated"
