@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from hub import keys, resources, socket
 from hub.metrics import Metrics
@@ -13,6 +15,20 @@ from hub.settings import Settings
 from rest import middleware, problems, routes
 
 log = logging.getLogger("hub")
+SOCKETIO_PREFIX = "/" + socket.SOCKETIO_PATH + "/"
+
+
+def _not_for_sockets(wrapped: Middleware) -> Middleware:
+    """The REST middlewares stay out of the Socket.IO endpoint: a websocket lives for hours inside its handler,
+    and every middleware around it would keep a frame alive for as long (a kilobyte a connection)."""
+
+    @web.middleware
+    def skip_sockets(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if request.path.startswith(SOCKETIO_PREFIX):
+            return handler(request)
+        return wrapped(request, handler)
+
+    return skip_sockets
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -22,7 +38,10 @@ def create_app(settings: Settings) -> web.Application:
         log.warning("dev mode: no CARTSNITCH_JWT_SECRET_KEY, using a random one for this process")
         settings = settings.with_overrides(jwt_secret_key=secrets.token_urlsafe(48))
     app = web.Application(
-        middlewares=[middleware.metrics_middleware, problems.middleware, middleware.rate_limit_middleware],
+        middlewares=[
+            _not_for_sockets(m)
+            for m in (middleware.metrics_middleware, problems.middleware, middleware.rate_limit_middleware)
+        ],
         client_max_size=1 << 20,
     )
     app[keys.settings] = settings

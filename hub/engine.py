@@ -79,7 +79,7 @@ class EngineSocket:
         self.server = server
         self.sid = sid
         self.environ = environ
-        self.session: dict[str, Any] = {}
+        self.session: dict[str, Any] | None = None
         self.ws: web.WebSocketResponse | None = None
         self.transport: asyncio.Transport | None = None
         self.ws_writer: asyncio.Queue[bytes | str | None] | None = None
@@ -244,14 +244,17 @@ class LeanEngine:
         return "websocket" if socket.upgraded else "polling"
 
     async def get_session(self, sid: str) -> dict[str, Any]:
-        return self.sockets[sid].session
+        socket = self.sockets[sid]
+        if socket.session is None:
+            socket.session = {}
+        return socket.session
 
     async def save_session(self, sid: str, session: dict[str, Any]) -> None:
         self.sockets[sid].session = session
 
     @contextlib.asynccontextmanager
     async def session(self, sid: str) -> Any:
-        yield self.sockets[sid].session
+        yield await self.get_session(sid)
 
     def generate_id(self) -> str:
         return secrets.token_urlsafe(15)

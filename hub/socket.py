@@ -29,25 +29,30 @@ class _IndexedRooms:
     pending_disconnect: dict[str, list[str]]
 
     def _index(self) -> dict[tuple[str, str], set[Any]]:
+        """(namespace, sid) -> the rooms joined besides the two every client is in (None and its own sid)."""
         index: dict[tuple[str, str], set[Any]] | None = self.__dict__.get("_room_index")
         if index is None:
             index = self.__dict__["_room_index"] = {}
         return index
 
-    def _namespaces(self) -> dict[str, set[str]]:
-        namespaces: dict[str, set[str]] | None = self.__dict__.get("_eio_namespaces")
+    def _namespaces(self) -> dict[str, tuple[str, ...]]:
+        namespaces: dict[str, tuple[str, ...]] | None = self.__dict__.get("_eio_namespaces")
         if namespaces is None:
             namespaces = self.__dict__["_eio_namespaces"] = {}
         return namespaces
 
-    def namespaces_of(self, eio_sid: str) -> set[str]:
-        return set(self._namespaces().get(eio_sid, ()))
+    def namespaces_of(self, eio_sid: str) -> tuple[str, ...]:
+        return self._namespaces().get(eio_sid, ())
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)  # type: ignore[misc]
-        self._index().setdefault((namespace, sid), set()).add(room)
         if room is None:
-            self._namespaces().setdefault(self.rooms[namespace][None][sid], set()).add(namespace)
+            owner = self.rooms[namespace][None][sid]
+            joined = self._namespaces().get(owner, ())
+            if namespace not in joined:
+                self._namespaces()[owner] = (*joined, namespace)
+        elif room != sid:
+            self._index().setdefault((namespace, sid), set()).add(room)
 
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
         super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
@@ -56,22 +61,22 @@ class _IndexedRooms:
             entry.discard(room)
 
     def get_rooms(self, sid: str, namespace: str) -> list[Any]:
-        return [room for room in self._index().get((namespace, sid), ()) if room is not None]
+        if sid not in self.rooms.get(namespace, {}).get(None, {}):
+            return []
+        return [sid, *self._index().get((namespace, sid), ())]
 
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         if namespace not in self.rooms:
             return
         eio_sid = self.rooms[namespace].get(None, {}).get(sid)
-        for room in list(self._index().pop((namespace, sid), ())):
-            if room is not None:
-                super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
-        super().basic_leave_room(sid, namespace, None)  # type: ignore[misc]
+        for room in (*self._index().pop((namespace, sid), ()), sid, None):
+            super().basic_leave_room(sid, namespace, room)  # type: ignore[misc]
         if eio_sid is not None:
-            namespaces = self._namespaces().get(eio_sid)
-            if namespaces is not None:
-                namespaces.discard(namespace)
-                if not namespaces:
-                    del self._namespaces()[eio_sid]
+            remaining = tuple(n for n in self._namespaces().get(eio_sid, ()) if n != namespace)
+            if remaining:
+                self._namespaces()[eio_sid] = remaining
+            else:
+                self._namespaces().pop(eio_sid, None)
         self.callbacks.pop(sid, None)
         for pending in (self.pending_connect, self.pending_disconnect):
             waiting = pending.get(namespace)
