@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import delete, func, insert, select
 
 from channels import bus
@@ -71,6 +71,13 @@ class EventBus(Protocol):
     def subscription_count(self) -> int: ...
 
 
+def redis_client(url: str, *, max_connections: int = 64) -> Redis:
+    """A redis-py client whose pool makes callers wait for a free connection instead of failing (its default
+    refuses the 101st concurrent command: a reconnect storm reads thousands of histories at once)."""
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30, socket_connect_timeout=5)
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
 def id_of(envelope_json: str) -> EventId | None:
     """The id of an envelope whose first member is ``"id"`` (as the bus writes them), without parsing JSON."""
     end = envelope_json.find('"', 7)
@@ -96,8 +103,8 @@ class RedisBus:
         self.max_events = max_events
         self.max_age_seconds = max_age_seconds
         self.consumer = consumer
-        self.redis: Redis = Redis.from_url(url, socket_connect_timeout=5)
-        self._blocking: Redis = Redis.from_url(url, socket_connect_timeout=5)
+        self.redis = redis_client(url)
+        self._blocking = redis_client(url, max_connections=2)
         self.on_live: LiveHandler = _noop_live
         self.on_ingest: IngestHandler = _noop_ingest
         self.on_legacy: LegacyHandler | None = None

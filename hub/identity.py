@@ -17,6 +17,7 @@ from hub.store.engine import Sessionmaker
 
 SESSION_COOKIES = ("__Secure-better-auth.session_token", "better-auth.session_token")
 _FAMILY_CACHE_LIMIT = 100_000
+_BATCH_LIMIT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,9 @@ class Authenticator:
         waiter = self._pending.get(key)
         if waiter is None:
             waiter = self._pending[key] = asyncio.get_running_loop().create_future()
-            if self._flush is None:
-                # checks that arrive together (a reconnect storm) share one query
+            if self._flush is None and not self._batches:
+                # Checks share queries: while one runs, the next ones gather and go together when it is done, so a
+                # reconnect storm costs a few queries rather than one per socket.
                 self._flush = asyncio.get_running_loop().call_soon(self._start_batch)
         live = await asyncio.shield(waiter)
         if live:
@@ -120,10 +122,20 @@ class Authenticator:
 
     def _start_batch(self) -> None:
         self._flush = None
-        batch, self._pending = self._pending, {}
+        if not self._pending:
+            return
+        batch, self._pending = (
+            dict(list(self._pending.items())[:_BATCH_LIMIT]),
+            dict(list(self._pending.items())[_BATCH_LIMIT:]),
+        )
         task = asyncio.ensure_future(self._check_batch(batch))
         self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
+        task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        if self._pending and self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self._start_batch)
 
     async def _check_batch(self, batch: dict[tuple[str, str], asyncio.Future[bool]]) -> None:
         try:

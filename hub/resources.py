@@ -13,7 +13,7 @@ from aiohttp import web
 
 from hub import keys, snapshots
 from hub.cache import Cache
-from hub.fanout import EventBus, LocalBus, RedisBus
+from hub.fanout import EventBus, LocalBus, RedisBus, redis_client
 from hub.identity import Authenticator
 from hub.ingest import Ingest
 from hub.ratelimit import RateLimiter
@@ -44,9 +44,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings]
     client = None
     if settings.redis_url:
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
+        client = redis_client(settings.redis_url)
     app[keys.redis] = client
     app[keys.limiter] = RateLimiter(client)
     app[keys.cache] = Cache(client, settings.cache_ttl_seconds)

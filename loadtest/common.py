@@ -269,15 +269,28 @@ async def seed_users(env: dict[str, str], database_url: str, count: int) -> list
     return list(zip(ids, tokens, strict=True))
 
 
-async def product_ids(database_url: str, count: int) -> list[str]:
+async def priced_product(database_url: str) -> tuple[str, str]:
+    """(product id, store id) of the product with the most price observations."""
     connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        rows = await connection.fetch(
-            "SELECT normalized_product_id::text FROM price_history GROUP BY 1 ORDER BY count(*) DESC LIMIT $1", count
+        row = await connection.fetchrow(
+            "SELECT normalized_product_id::text, min(store_id::text) FROM price_history GROUP BY 1 "
+            "ORDER BY count(*) DESC LIMIT 1"
         )
     finally:
         await connection.close()
-    return [row[0] for row in rows]
+    assert row is not None
+    return row[0], row[1]
+
+
+TARGETS = ("hub", "node-socketio", "python-socketio")
+
+
+async def start_target(name: str, where: Backing) -> Server:
+    """The hub (on the run's PostgreSQL and Redis) or one of the reference servers (on its Redis)."""
+    if name == "hub":
+        return await start_hub(hub_env(where.database_url, where.redis_url))
+    return await start_peer(name, where.redis_url)
 
 
 # --- the load generator ------------------------------------------------------------------------------------
@@ -382,6 +395,33 @@ class Publisher:
     async def close(self) -> None:
         self._task.cancel()
         self.writer.close()
+
+
+def price_event_maker(product_id: str, store_id: str) -> Any:
+    """n -> a cartsnitch.prices.updated envelope for one product carrying ``ts`` (Unix ns) now."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()).encode()
+    today = time.strftime("%Y-%m-%d", time.gmtime()).encode()
+    prefix = (
+        b'{"event_type":"cartsnitch.prices.updated","timestamp":"' + stamp + b'","service":"loadtest",'
+        b'"payload":{"product_id":"'
+        + product_id.encode()
+        + b'","store_id":"'
+        + store_id.encode()
+        + b'","store_slug":"kroger","observed_date":"'
+        + today
+        + b'","regular_price":'
+    )
+
+    def make(n: int) -> bytes:
+        return (
+            prefix
+            + b"%d.%02d" % (3 + n % 3, n % 100)
+            + b',"sale_price":null,"ts":'
+            + str(time.time_ns()).encode()
+            + b"}}"
+        )
+
+    return make
 
 
 def sync_event_maker(users: Sequence[str]) -> Any:

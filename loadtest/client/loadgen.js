@@ -39,6 +39,7 @@ class Client {
 }
 
 const clients = [];
+const RETRY_ROUNDS = 5;
 let latencies = [];
 let received = 0;
 let cpuMark = process.cpuUsage();
@@ -133,7 +134,19 @@ async function connectAll(url, deflate, rate, resume) {
     }));
   }
   await Promise.all(pending);
-  return { ev: 'connected', ok, failed, seconds: (now() - started) / 1000, errors };
+  // Like a real client, retry the ones that failed (refused or reset by an overloaded accept queue), with backoff.
+  let retried = 0;
+  for (let round = 1; round <= RETRY_ROUNDS && failed > 0; round++) {
+    await new Promise((r) => setTimeout(r, 500 * round));
+    const again = clients.filter((c) => !c.connected);
+    failed = 0;
+    retried += again.length;
+    await Promise.all(again.map((c, k) => new Promise((r) => setTimeout(r, k * interval)).then(() =>
+      open(c, url, deflate, resume).then(([good, why]) => {
+        if (good) ok += 1; else { failed += 1; errors[why] = (errors[why] || 0) + 1; }
+      }))));
+  }
+  return { ev: 'connected', ok, failed, retried, seconds: (now() - started) / 1000, errors };
 }
 
 function percentile(sorted, p) {

@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from loadtest.common import (
+    TARGETS,
     Backing,
     LoadGen,
     Publisher,
@@ -31,8 +32,7 @@ from loadtest.common import (
     record,
     rss_bytes,
     seed_users,
-    start_hub,
-    start_peer,
+    start_target,
     sync_event_maker,
     user_targets,
 )
@@ -45,13 +45,6 @@ WARMUP_RATE = 500
 MAX_RATE = 64000
 BISECT_STEPS = 3
 P99_LIMIT_MS = 100.0
-TARGETS = ("hub", "node-socketio", "python-socketio")
-
-
-async def start_target(name: str, where: Backing) -> Server:
-    if name == "hub":
-        return await start_hub(hub_env(where.database_url, where.redis_url))
-    return await start_peer(name, where.redis_url)
 
 
 async def redis_cpu(redis: Redis) -> float:

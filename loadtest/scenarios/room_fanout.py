@@ -1,0 +1,117 @@
+"""(b) Trend-room broadcast: M sockets on /public subscribed to one product's trend room; the platform PUBLISHes
+cartsnitch.prices.updated for that product at RATE per second for SECONDS; every event goes to every member.
+
+Ramp: sockets connect at 2,000/s, then subscribe. Measure: deliveries/s, p50/p99 publish->receive latency, server CPU
+per delivery. The hub does more per event than the reference servers: it records the event in the room's history and
+attaches a fresh trend snapshot (the REST body of /public/trends/<id>) computed from the database.
+
+    python -m loadtest.scenarios.room_fanout --target hub --members 1000,10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from loadtest.common import (
+    TARGETS,
+    Backing,
+    LoadGen,
+    Publisher,
+    backing,
+    cpu_seconds,
+    hub_env,
+    machine,
+    price_event_maker,
+    priced_product,
+    publish_at,
+    record,
+    seed_users,
+    start_target,
+)
+
+CONNECT_RATE = 2000
+RATE = 10.0
+SECONDS = 10.0
+DRAIN_SECONDS = 5.0
+
+
+async def run(target: str, members: int, where: Backing, product: tuple[str, str]) -> dict[str, Any]:
+    server = await start_target(target, where)
+    gen = await LoadGen.start()
+    publisher = await Publisher.connect(where.redis_url)
+    try:
+        connected = await gen.send(
+            {
+                "cmd": "connect",
+                "url": server.url,
+                "rate": CONNECT_RATE,
+                "deflate": True,
+                "targets": [{"ns": "/public"} for _ in range(members)],
+            }
+        )
+        subscribed = await gen.send({"cmd": "subscribe", "room": f"trend:{product[0]}"})
+        await asyncio.sleep(1)
+        await gen.send({"cmd": "window"})
+        cpu_before = cpu_seconds(server.pid)
+        sent = await publish_at(
+            publisher, RATE, SECONDS, price_event_maker(*product), channel="cartsnitch.prices.updated"
+        )
+        received = 0
+        windows = []
+        for _ in range(int(DRAIN_SECONDS * 4)):
+            await asyncio.sleep(0.25)
+            window = await gen.send({"cmd": "window"})
+            received += window["received"]
+            windows.append(window)
+            if received >= sent * subscribed["ok"]:
+                break
+        cpu = cpu_seconds(server.pid) - cpu_before
+    finally:
+        await publisher.close()
+        await gen.close()
+        await server.stop()
+    p99s = [w["p99"] for w in windows if w["p99"] is not None]
+    p50s = [w["p50"] for w in windows if w["p50"] is not None]
+    result = {
+        "target": target,
+        "members": members,
+        "connected": connected["ok"],
+        "subscribed": subscribed["ok"],
+        "published": sent,
+        "expected": sent * subscribed["ok"],
+        "received": received,
+        "deliveries_per_s": received / SECONDS,
+        "p50_ms": max(p50s) if p50s else None,
+        "p99_ms": max(p99s) if p99s else None,
+        "server_cpu_us_per_delivery": cpu * 1e6 / max(1, received),
+    }
+    print(
+        f"{target}: {members} members, {sent} events -> {received}/{result['expected']} deliveries, "
+        f"{result['deliveries_per_s']:.0f}/s, p50 {result['p50_ms'] or 0:.1f} ms, p99 {result['p99_ms'] or 0:.1f} ms, "
+        f"{result['server_cpu_us_per_delivery']:.1f} µs CPU per delivery",
+        flush=True,
+    )
+    return result
+
+
+async def main(targets: list[str], member_counts: list[int]) -> list[dict[str, Any]]:
+    results = []
+    async with backing() as where:
+        await seed_users(hub_env(where.database_url, where.redis_url), where.database_url, 10)
+        product = await priced_product(where.database_url)
+        for members in member_counts:
+            for target in targets:
+                result = await run(target, members, where, product)
+                record("room_fanout", {"machine": machine(), **result})
+                results.append(result)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default=",".join(TARGETS))
+    parser.add_argument("--members", default="1000,10000")
+    args = parser.parse_args()
+    asyncio.run(main(args.target.split(","), [int(n) for n in args.members.split(",")]))
