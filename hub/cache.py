@@ -3,6 +3,7 @@ otherwise. Entries live in scopes (``prices``, ``coupons``, ``products``) that e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,20 +29,41 @@ class Cache:
         self._redis = redis
         self._ttl = ttl_seconds
         self._local: dict[str, dict[str, tuple[float, bytes]]] = {}
+        self._inflight: dict[tuple[str, str, int], asyncio.Future[bytes]] = {}
+        self._generations: dict[str, int] = {}
 
     async def get_or_compute(self, scope: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> bytes:
-        """The cached bytes of ``key`` in ``scope``, computing and storing them on a miss."""
+        """The cached bytes of ``key`` in ``scope``, computing and storing them on a miss. Concurrent misses of one
+        key in this process share a single computation (a thousand subscribers arriving at once cost one query)."""
         cached = await self._get(scope, key)
         if cached is not None:
             return cached
-        value = await compute()
-        await self._set(scope, key, value)
+        generation = self._generations.get(scope, 0)
+        flight = (scope, key, generation)
+        running = self._inflight.get(flight)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[flight] = future
+        try:
+            value = await compute()
+            if self._generations.get(scope, 0) == generation:  # not invalidated while it was computed
+                await self._set(scope, key, value)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here: the waiters (if any) re-raise it
+            raise
+        else:
+            future.set_result(value)
+        finally:
+            self._inflight.pop(flight, None)
         return value
 
     async def invalidate(self, *scopes: str) -> None:
         """Forget every entry of the scopes (on this process and, with Redis, on every process)."""
         for scope in scopes:
             self._local.pop(scope, None)
+            self._generations[scope] = self._generations.get(scope, 0) + 1
         if self._redis is not None and scopes:
             try:
                 await self._redis.delete(*(_scope_key(s) for s in scopes))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from channels import bus, rooms
-from hub import keys
+from hub import cache, keys
 from hub.fanout import EventBus, RedisBus
 from hub.ingest import Ingest
 from hub.realtime import Hub
@@ -17,11 +20,24 @@ TREND_DAYS = 90
 
 
 def wire(app: web.Application, hub: Hub, ingest: Ingest, bus_: EventBus) -> None:
+    async def cached(key: str, compute: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
+        """Snapshots live in the price cache (events invalidate it), one computation for concurrent subscribers."""
+
+        async def encode() -> bytes:
+            return orjson.dumps(await compute())
+
+        raw = await app[keys.cache].get_or_compute(cache.PRICES, f"room:{key}@{date.today().isoformat()}", encode)
+        value: dict[str, Any] | None = orjson.loads(raw)
+        return value
+
     async def trend(product_id: uuid.UUID) -> dict[str, Any] | None:
         from hub.store.public import trend_snapshot
 
-        async with app[keys.sessionmaker]() as session:
-            return await trend_snapshot(session, product_id=product_id, days=TREND_DAYS)
+        async def compute() -> dict[str, Any] | None:
+            async with app[keys.sessionmaker]() as session:
+                return await trend_snapshot(session, product_id=product_id, days=TREND_DAYS)
+
+        return await cached(rooms.trend(str(product_id)), compute)
 
     async def room(name: str) -> dict[str, Any] | None:
         product = rooms.trend_product(name)
@@ -33,12 +49,15 @@ def wire(app: web.Application, hub: Hub, ingest: Ingest, bus_: EventBus) -> None
             return await trend(product_id)
         from hub.store.public import inflation_snapshot, store_comparison_snapshot
 
-        async with app[keys.sessionmaker]() as session:
-            if name == rooms.INFLATION:
-                return await inflation_snapshot(session)
-            if name == rooms.STORE_COMPARISON:
-                return await store_comparison_snapshot(session)
-        return None
+        async def compute() -> dict[str, Any] | None:
+            async with app[keys.sessionmaker]() as session:
+                if name == rooms.INFLATION:
+                    return await inflation_snapshot(session)
+                if name == rooms.STORE_COMPARISON:
+                    return await store_comparison_snapshot(session)
+            return None
+
+        return await cached(name, compute)
 
     async def has_listeners(name: str) -> bool:
         if isinstance(bus_, RedisBus):

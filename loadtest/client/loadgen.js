@@ -118,18 +118,18 @@ function open(client, url, deflate, resume) {
   });
 }
 
-async function connectAll(url, deflate, rate, resume) {
+async function connectAll(batch, url, deflate, rate, resume) {
   const started = now();
   const interval = 1000 / Math.max(1, rate);
   const pending = [];
   const errors = {};
   let ok = 0;
   let failed = 0;
-  for (let k = 0; k < clients.length; k++) {
+  for (let k = 0; k < batch.length; k++) {
     const due = started + k * interval;
     const wait = due - now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    pending.push(open(clients[k], url, deflate, resume).then(([good, why]) => {
+    pending.push(open(batch[k], url, deflate, resume).then(([good, why]) => {
       if (good) ok += 1; else { failed += 1; errors[why] = (errors[why] || 0) + 1; }
     }));
   }
@@ -138,7 +138,7 @@ async function connectAll(url, deflate, rate, resume) {
   let retried = 0;
   for (let round = 1; round <= RETRY_ROUNDS && failed > 0; round++) {
     await new Promise((r) => setTimeout(r, 500 * round));
-    const again = clients.filter((c) => !c.connected);
+    const again = batch.filter((c) => !c.connected);
     failed = 0;
     retried += again.length;
     await Promise.all(again.map((c, k) => new Promise((r) => setTimeout(r, k * interval)).then(() =>
@@ -164,8 +164,9 @@ function emitWithAck(client, event, data) {
 
 async function handle(msg) {
   if (msg.cmd === 'connect') {
-    for (const t of msg.targets) clients.push(new Client(t.ns, t.auth || {}));
-    out(await connectAll(msg.url, msg.deflate !== false, msg.rate || 2000, false));
+    const batch = msg.targets.map((t) => new Client(t.ns, t.auth || {}));
+    clients.push(...batch);
+    out(await connectAll(batch, msg.url, msg.deflate !== false, msg.rate || 2000, false));
   } else if (msg.cmd === 'subscribe') {
     let ok = 0;
     let failed = 0;
@@ -200,7 +201,7 @@ async function handle(msg) {
     });
   } else if (msg.cmd === 'reconnect') {
     for (const c of clients) { c.acks.clear(); if (c.ws) c.ws.terminate(); c.connected = false; }
-    out(await connectAll(msg.url, msg.deflate !== false, msg.rate || 2000, msg.resume !== false));
+    out(await connectAll(clients, msg.url, msg.deflate !== false, msg.rate || 2000, msg.resume !== false));
   } else if (msg.cmd === 'caught_up') {
     const started = now();
     const deadline = started + (msg.timeoutMs || 60000);

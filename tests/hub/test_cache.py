@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from hub.cache import PRICES, Cache
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+    if request.param == "in-process":
+        yield Cache(None, ttl_seconds=60)
+        return
+    client = Redis.from_url(request.getfixturevalue("redis_url"))
+    yield Cache(client, ttl_seconds=60)
+    await client.aclose()
+
+
+async def test_concurrent_misses_share_one_computation(cache: Cache) -> None:
+    calls = 0
+
+    async def compute() -> bytes:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return b"value"
+
+    results = await asyncio.gather(*(cache.get_or_compute(PRICES, "k", compute) for _ in range(50)))
+    assert results == [b"value"] * 50
+    assert calls == 1
+    assert await cache.get_or_compute(PRICES, "k", compute) == b"value"
+    assert calls == 1
+
+
+async def test_invalidation_during_a_computation_is_not_overwritten_by_it(cache: Cache) -> None:
+    started = asyncio.Event()
+
+    async def slow_old() -> bytes:
+        started.set()
+        await asyncio.sleep(0.1)
+        return b"old"
+
+    async def fresh() -> bytes:
+        return b"new"
+
+    stale = asyncio.ensure_future(cache.get_or_compute(PRICES, "k", slow_old))
+    await started.wait()
+    await cache.invalidate(PRICES)
+    assert await cache.get_or_compute(PRICES, "k", fresh) == b"new"  # does not join the stale computation
+    assert await stale == b"old"
+    assert await cache.get_or_compute(PRICES, "k", slow_old) == b"new"  # the stale result was not stored
+
+
+async def test_a_failed_computation_is_not_cached(cache: Cache) -> None:
+    async def boom() -> bytes:
+        raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError):
+        await cache.get_or_compute(PRICES, "k", boom)
+
+    async def ok() -> bytes:
+        return b"fine"
+
+    assert await cache.get_or_compute(PRICES, "k", ok) == b"fine"
