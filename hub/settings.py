@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -13,6 +15,7 @@ DEFAULT_CORS_ORIGINS = ("https://cartsnitch.com", "http://localhost:3000", "http
 _PLACEHOLDER_WORDS = ("change", "placeholder", "secret", "example", "your", "dev", "test", "default", "xxx")
 _JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 MIN_SECRET_LENGTH = 32
+_RANDOM_BITS_PER_CHAR = 4.5
 
 
 class SettingsError(ValueError):
@@ -89,11 +92,21 @@ def normalize_database_url(url: str) -> str:
 
 
 def is_placeholder(secret: str) -> bool:
-    """True for a secret that is empty, short, or an obvious placeholder."""
+    """True for a secret that is empty, short, repetitive, or reads like a placeholder phrase.
+
+    A placeholder word only counts in a low-entropy secret: a random 48-byte token contains "dev" or
+    "xxx" about once in 300 draws and must not be refused for it.
+    """
+    if len(secret) < MIN_SECRET_LENGTH or len(set(secret)) < 8:
+        return True
     lowered = secret.lower()
-    return (
-        len(secret) < MIN_SECRET_LENGTH or any(word in lowered for word in _PLACEHOLDER_WORDS) or len(set(secret)) < 8
-    )
+    return any(word in lowered for word in _PLACEHOLDER_WORDS) and _bits_per_char(secret) < _RANDOM_BITS_PER_CHAR
+
+
+def _bits_per_char(text: str) -> float:
+    """Shannon entropy of the characters of ``text`` (English phrases ~4, random base64url >= 4.7)."""
+    total = len(text)
+    return -sum(n / total * math.log2(n / total) for n in Counter(text).values())
 
 
 def _parse_bool(raw: str) -> bool:
