@@ -99,7 +99,7 @@ def _first_upc(variants: object) -> str | None:
     return None
 
 
-def _product_fields(product: NormalizedProduct) -> dict[str, object]:
+def _product_fields(product: NormalizedProduct | products.Product) -> dict[str, object]:
     return {
         "id": product.id,
         "name": product.canonical_name,

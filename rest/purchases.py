@@ -13,8 +13,7 @@ from channels.errors import ProblemType
 from hub import keys
 from hub.errors import AppError, validation_error
 from hub.store import purchases
-from hub.store.models import PurchaseItem
-from hub.store.purchases import PurchaseRow
+from hub.store.purchases import LineItem, PurchaseRow
 from rest import responses
 from rest.api import API
 from rest.auth import require_user
@@ -101,14 +100,14 @@ def _purchase_out(row: PurchaseRow) -> PurchaseOut:
     return PurchaseOut(**_summary(row))
 
 
-def _line_item_out(item: PurchaseItem) -> LineItemOut:
+def _line_item_out(item: LineItem) -> LineItemOut:
     return LineItemOut(
         id=item.id,
-        product_id=item.normalized_product_id,
-        name=item.product_name_raw,
+        product_id=item.product_id,
+        name=item.name,
         quantity=item.quantity,
         unit_price=item.unit_price,
-        total_price=item.extended_price,
+        total_price=item.total_price,
     )
 
 

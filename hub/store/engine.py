@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import weakref
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-Sessionmaker = async_sessionmaker[AsyncSession]
+TRANSACTIONS = "READ COMMITTED"
+"""PostgreSQL's default: the level every transaction of the hub runs at."""
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, AsyncEngine] = weakref.WeakKeyDictionary()
+"""The autocommit pool under each transactional engine build_engine made (a view of that view could not undo its
+isolation level)."""
 
 
 def build_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An engine for ``database_url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for ``database_url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    On PostgreSQL the pooled connections rest in autocommit, so the pre-ping on checkout is a single ``;`` (in a
+    transaction the driver spends BEGIN, ``;`` and ROLLBACK on it); the engine returned runs transactions as
+    usual, at READ COMMITTED. ``Sessionmaker`` reads straight from the autocommit connections."""
     if database_url.startswith("sqlite"):
         engine = create_async_engine(database_url, connect_args={"timeout": 30})
 
@@ -24,10 +34,38 @@ def build_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(
-        database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+    pool = create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        isolation_level="AUTOCOMMIT",
     )
+    engine = pool.execution_options(isolation_level=TRANSACTIONS)
+    _AUTOCOMMIT[engine.sync_engine] = pool
+    return engine
+
+
+class Sessionmaker:
+    """Sessions for units of work: ``maker.begin()`` is one transaction (every write goes through it), ``maker()``
+    is a session for reads.
+
+    On PostgreSQL a read session runs each statement on its own (autocommit): no BEGIN and ROLLBACK round trips
+    around the reads. It sees what it saw in a transaction, since at READ COMMITTED each statement takes its own
+    snapshot anyway."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        reads = _AUTOCOMMIT.get(engine.sync_engine, engine)
+        self._transactions = async_sessionmaker(engine, expire_on_commit=False)
+        self._reads = async_sessionmaker(reads, expire_on_commit=False)
+
+    def __call__(self) -> AsyncSession:
+        return self._reads()
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return self._transactions.begin()
 
 
 def build_sessionmaker(engine: AsyncEngine) -> Sessionmaker:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return Sessionmaker(engine)

@@ -232,7 +232,8 @@ class PurchaseItem(Timestamps, Base):
 class PriceHistory(Timestamps, Base):
     __tablename__ = "price_history"
     __table_args__ = (
-        Index("ix_price_history_product_store_date", "normalized_product_id", "store_id", "observed_date"),
+        # the newest observation of a product at a store (latest_prices) is one probe, id breaking date ties
+        Index("ix_price_history_product_store_date_id", "normalized_product_id", "store_id", "observed_date", "id"),
         Index("ix_price_history_observed_date", "observed_date"),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,29 +10,41 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Float, Numeric, Select, case, cast, func, literal, null, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Numeric,
+    Select,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from hub.store.models import NormalizedProduct, PriceHistory, Store
 
 
-def effective_price() -> ColumnElement[Any]:
-    """What a shopper pays at the shelf: the lowest of the regular, sale and loyalty prices that are set."""
+def effective_price(prices: Any = PriceHistory) -> ColumnElement[Any]:
+    """What a shopper pays at the shelf: the lowest of the regular, sale and loyalty prices that are set.
+    ``prices`` is the PriceHistory entity or its table's columns (``PRICES``, for Core statements)."""
     sale_or_regular = case(
-        (
-            PriceHistory.sale_price.is_not(None) & (PriceHistory.sale_price < PriceHistory.regular_price),
-            PriceHistory.sale_price,
-        ),
-        else_=PriceHistory.regular_price,
+        (prices.sale_price.is_not(None) & (prices.sale_price < prices.regular_price), prices.sale_price),
+        else_=prices.regular_price,
     )
     return case(
-        (
-            PriceHistory.loyalty_price.is_not(None) & (PriceHistory.loyalty_price < sale_or_regular),
-            PriceHistory.loyalty_price,
-        ),
+        (prices.loyalty_price.is_not(None) & (prices.loyalty_price < sale_or_regular), prices.loyalty_price),
         else_=sale_or_regular,
     )
+
+
+PRICES = PriceHistory.__table__.c
+STORES = Store.__table__.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +58,41 @@ class LatestPrice:
     observed_date: date
 
 
+@functools.cache
+def _latest_statement(at_stores: bool) -> Select[*tuple[Any, ...]]:
+    """For each asked product at each store, the id of its newest observation (one probe of the (product, store,
+    observed_date, id) index, where ranking all its observations read and sorted each of them), then that row.
+    Built once per shape, as a Core statement with bound parameters: building it costs more than running it."""
+    products = NormalizedProduct.__table__
+    newest = PriceHistory.__table__.alias("newest")
+    newest_id = (
+        select(newest.c.id)
+        .where(newest.c.normalized_product_id == products.c.id, newest.c.store_id == STORES.id)
+        .order_by(newest.c.observed_date.desc(), newest.c.id.desc())
+        .limit(1)
+        .correlate(products, Store.__table__)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(
+            PRICES.normalized_product_id,
+            PRICES.store_id,
+            STORES.name,
+            STORES.slug,
+            effective_price(PRICES),
+            PRICES.regular_price,
+            PRICES.observed_date,
+        )
+        .select_from(products)
+        .join(Store.__table__, true())
+        .join(PriceHistory.__table__, PRICES.id == newest_id)
+        .where(products.c.id.in_(bindparam("product_ids", expanding=True)))
+    )
+    if at_stores:
+        stmt = stmt.where(STORES.id.in_(bindparam("store_ids", expanding=True)))
+    return stmt.order_by(PRICES.normalized_product_id, STORES.name)
+
+
 async def latest_prices(
     session: AsyncSession,
     *,
@@ -54,37 +102,10 @@ async def latest_prices(
     """The newest observation per (product, store) for the given products, with its effective price."""
     if not product_ids:
         return []
-    ranked = select(
-        PriceHistory.normalized_product_id.label("product_id"),
-        PriceHistory.store_id.label("store_id"),
-        effective_price().label("price"),
-        PriceHistory.regular_price.label("regular_price"),
-        PriceHistory.observed_date.label("observed_date"),
-        func.row_number()
-        .over(
-            partition_by=(PriceHistory.normalized_product_id, PriceHistory.store_id),
-            order_by=(PriceHistory.observed_date.desc(), PriceHistory.id.desc()),
-        )
-        .label("rank"),
-    ).where(PriceHistory.normalized_product_id.in_(list(product_ids)))
+    params: dict[str, Any] = {"product_ids": list(product_ids)}
     if store_ids is not None:
-        ranked = ranked.where(PriceHistory.store_id.in_(list(store_ids)))
-    sub = ranked.subquery()
-    stmt = (
-        select(
-            sub.c.product_id,
-            sub.c.store_id,
-            Store.name,
-            Store.slug,
-            sub.c.price,
-            sub.c.regular_price,
-            sub.c.observed_date,
-        )
-        .join(Store, Store.id == sub.c.store_id)
-        .where(sub.c.rank == 1)
-        .order_by(sub.c.product_id, Store.name)
-    )
-    rows = (await session.execute(stmt)).all()
+        params["store_ids"] = list(store_ids)
+    rows = (await session.execute(_latest_statement(store_ids is not None), params)).all()
     return [LatestPrice(*row) for row in rows]
 
 

@@ -14,12 +14,12 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Integer, case, cast, extract, func, select
+from sqlalchemy import Date, Integer, bindparam, case, cast, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import cpi
 from hub.store.models import NormalizedProduct, PriceHistory, Store
-from hub.store.prices import effective_price, latest_price_rows
+from hub.store.prices import PRICES, STORES, effective_price, latest_price_rows
 
 MAX_COMPARED_PRODUCTS = 20
 Period = Literal["all-time", "1y", "6m", "3m", "1m"]
@@ -35,24 +35,34 @@ def _cents(value: Decimal | float) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
+_PRODUCTS = NormalizedProduct.__table__.c
+# One round trip: the product's name on every row, its observations (none: one row of nulls) joined on.
+_TREND = (
+    select(_PRODUCTS.canonical_name, PRICES.observed_date, effective_price(PRICES), PRICES.store_id, STORES.name)
+    .select_from(NormalizedProduct.__table__)
+    .outerjoin(
+        PriceHistory.__table__,
+        (PRICES.normalized_product_id == _PRODUCTS.id) & (PRICES.observed_date >= bindparam("since", type_=Date)),
+    )
+    .outerjoin(Store.__table__, STORES.id == PRICES.store_id)
+    .where(_PRODUCTS.id == bindparam("product_id"))
+    .order_by(PRICES.observed_date, STORES.name, PRICES.store_id, PRICES.id)
+)
+
+
 async def trend_snapshot(session: AsyncSession, *, product_id: uuid.UUID, days: int) -> dict[str, Any] | None:
     """Every observation of the product in the last ``days`` days, oldest first; None for an unknown product."""
-    product = await session.get(NormalizedProduct, product_id)
-    if product is None:
-        return None
     since = date.today() - timedelta(days=days)
-    rows = await session.execute(
-        select(PriceHistory.observed_date, effective_price(), PriceHistory.store_id, Store.name)
-        .join(Store, Store.id == PriceHistory.store_id)
-        .where(PriceHistory.normalized_product_id == product_id, PriceHistory.observed_date >= since)
-        .order_by(PriceHistory.observed_date, Store.name, PriceHistory.store_id, PriceHistory.id)
-    )
+    rows = (await session.execute(_TREND, {"product_id": product_id, "since": since})).all()
+    if not rows:
+        return None
     return {
-        "product_id": str(product.id),
-        "product_name": product.canonical_name,
+        "product_id": str(product_id),
+        "product_name": rows[0][0],
         "data_points": [
             {"date": day.isoformat(), "price": _number(price), "store_id": str(store_id), "store_name": store_name}
-            for day, price, store_id, store_name in rows
+            for _, day, price, store_id, store_name in rows
+            if day is not None
         ],
     }
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Subquery,
     Uuid,
+    bindparam,
     cast,
     func,
     literal,
@@ -31,8 +33,9 @@ from hub.store.models import NormalizedProduct, Purchase, PurchaseItem, Store
 Period = Literal["month", "week", "year"]
 
 
-@dataclass(frozen=True, slots=True)
-class PurchaseRow:
+# Rows of the hot reads are NamedTuples: a page builds 20 of them, and a frozen dataclass sets each field through
+# object.__setattr__ (a few per cent of a request's CPU time).
+class PurchaseRow(NamedTuple):
     id: uuid.UUID
     store_id: uuid.UUID
     store_name: str
@@ -46,6 +49,15 @@ class PurchaseRow:
     store_location_id: uuid.UUID | None
 
 
+class LineItem(NamedTuple):
+    id: uuid.UUID
+    product_id: uuid.UUID | None
+    name: str  # as printed on the receipt
+    quantity: Decimal
+    unit_price: Decimal
+    total_price: Decimal
+
+
 @dataclass(frozen=True, slots=True)
 class SpendingStats:
     total_spent: Decimal
@@ -55,27 +67,33 @@ class SpendingStats:
     by_period: dict[str, Decimal]
 
 
+_PURCHASES = Purchase.__table__.c
+_ITEMS = PurchaseItem.__table__.c
+
+
 def _purchases() -> Select[*tuple[Any, ...]]:
     return select(
-        Purchase.id,
-        Purchase.store_id,
-        Purchase.purchase_date,
-        Purchase.total,
-        Purchase.subtotal,
-        Purchase.tax,
-        Purchase.savings_total,
-        Purchase.receipt_id,
-        Purchase.store_location_id,
+        _PURCHASES.id,
+        _PURCHASES.store_id,
+        _PURCHASES.purchase_date,
+        _PURCHASES.total,
+        _PURCHASES.subtotal,
+        _PURCHASES.tax,
+        _PURCHASES.savings_total,
+        _PURCHASES.receipt_id,
+        _PURCHASES.store_location_id,
     )
 
 
 def _with_details(chosen: Subquery) -> Select[*tuple[Any, ...]]:
     """The chosen purchases with their store name and item count, both computed for those rows only."""
-    item_count = select(func.count(PurchaseItem.id)).where(PurchaseItem.purchase_id == chosen.c.id).scalar_subquery()
+    item_count = (
+        select(func.count()).select_from(PurchaseItem.__table__).where(_ITEMS.purchase_id == chosen.c.id)
+    ).scalar_subquery()
     return select(
         chosen.c.id,
         chosen.c.store_id,
-        Store.name,
+        Store.__table__.c.name,
         chosen.c.purchase_date,
         chosen.c.total,
         item_count,
@@ -84,7 +102,7 @@ def _with_details(chosen: Subquery) -> Select[*tuple[Any, ...]]:
         chosen.c.savings_total,
         chosen.c.receipt_id,
         chosen.c.store_location_id,
-    ).join(Store, Store.id == chosen.c.store_id)
+    ).join(Store.__table__, Store.__table__.c.id == chosen.c.store_id)
 
 
 def _in_range(stmt: Select[*tuple[Any, ...]], since: date | None, until: date | None) -> Select[*tuple[Any, ...]]:
@@ -93,6 +111,51 @@ def _in_range(stmt: Select[*tuple[Any, ...]], since: date | None, until: date | 
     if until is not None:
         stmt = stmt.where(Purchase.purchase_date <= until)
     return stmt
+
+
+# The hot reads are plain Core statements with bound parameters, built once: building a statement and computing
+# its cache key cost more than running it, and ORM statements take a slower path through the session.
+@functools.cache
+def _page_statement(store: bool, since: bool, until: bool, after: bool) -> Select[*tuple[Any, ...]]:
+    """A page of one user's purchases for one combination of filters, newest first."""
+    stmt = _purchases().where(_PURCHASES.user_id == bindparam("user_id"))
+    if store:
+        stmt = stmt.where(_PURCHASES.store_id == bindparam("store_id"))
+    if since:
+        stmt = stmt.where(_PURCHASES.purchase_date >= bindparam("since"))
+    if until:
+        stmt = stmt.where(_PURCHASES.purchase_date <= bindparam("until"))
+    if after:
+        stmt = stmt.where(
+            tuple_(_PURCHASES.purchase_date, _PURCHASES.id)
+            < tuple_(bindparam("after_date", type_=Date), bindparam("after_id", type_=Uuid))
+        )
+    # The page is chosen from purchases alone (the (user_id, purchase_date, id) index serves the order and the
+    # limit); store names and item counts are then looked up for those rows only.
+    chosen = (
+        stmt.order_by(_PURCHASES.purchase_date.desc(), _PURCHASES.id.desc())
+        .offset(bindparam("offset", type_=Integer))
+        .limit(bindparam("limit", type_=Integer))
+        .subquery()
+    )
+    return _with_details(chosen).order_by(chosen.c.purchase_date.desc(), chosen.c.id.desc())
+
+
+_ONE_PURCHASE = _with_details(
+    _purchases().where(_PURCHASES.id == bindparam("purchase_id"), _PURCHASES.user_id == bindparam("user_id")).subquery()
+)
+_LINE_ITEMS = (
+    select(
+        _ITEMS.id,
+        _ITEMS.normalized_product_id,
+        _ITEMS.product_name_raw,
+        _ITEMS.quantity,
+        _ITEMS.unit_price,
+        _ITEMS.extended_price,
+    )
+    .where(_ITEMS.purchase_id == bindparam("purchase_id"))
+    .order_by(_ITEMS.created_at, _ITEMS.id)
+)
 
 
 async def list_purchases_for_user(
@@ -107,34 +170,28 @@ async def list_purchases_for_user(
     after: tuple[date, uuid.UUID] | None = None,
 ) -> list[PurchaseRow]:
     """Newest first (purchase date, then id, both descending); ``after`` continues from a keyset position."""
-    stmt = _in_range(_purchases().where(Purchase.user_id == user_id), since, until)
+    params: dict[str, Any] = {"user_id": user_id, "limit": limit, "offset": offset}
     if store_id is not None:
-        stmt = stmt.where(Purchase.store_id == store_id)
+        params["store_id"] = store_id
+    if since is not None:
+        params["since"] = since
+    if until is not None:
+        params["until"] = until
     if after is not None:
-        after_date, after_id = after
-        stmt = stmt.where(
-            tuple_(Purchase.purchase_date, Purchase.id) < tuple_(literal(after_date, Date), literal(after_id, Uuid))
-        )
-    # The page is chosen from purchases alone (the (user_id, purchase_date, id) index serves the order and the
-    # limit); store names and item counts are then looked up for those rows only.
-    chosen = stmt.order_by(Purchase.purchase_date.desc(), Purchase.id.desc()).offset(offset).limit(limit).subquery()
-    page = _with_details(chosen).order_by(chosen.c.purchase_date.desc(), chosen.c.id.desc())
-    return [PurchaseRow(*row) for row in (await session.execute(page)).all()]
+        params["after_date"], params["after_id"] = after
+    stmt = _page_statement(store_id is not None, since is not None, until is not None, after is not None)
+    return [PurchaseRow._make(row) for row in (await session.execute(stmt, params)).all()]
 
 
 async def get_purchase_for_user(session: AsyncSession, *, user_id: str, purchase_id: uuid.UUID) -> PurchaseRow | None:
-    chosen = _purchases().where(Purchase.id == purchase_id, Purchase.user_id == user_id).subquery()
-    row = (await session.execute(_with_details(chosen))).one_or_none()
-    return PurchaseRow(*row) if row is not None else None
+    row = (await session.execute(_ONE_PURCHASE, {"purchase_id": purchase_id, "user_id": user_id})).one_or_none()
+    return PurchaseRow._make(row) if row is not None else None
 
 
-async def list_purchase_items(session: AsyncSession, *, purchase_id: uuid.UUID) -> list[PurchaseItem]:
-    result = await session.execute(
-        select(PurchaseItem)
-        .where(PurchaseItem.purchase_id == purchase_id)
-        .order_by(PurchaseItem.created_at, PurchaseItem.id)
-    )
-    return list(result.scalars())
+async def list_purchase_items(session: AsyncSession, *, purchase_id: uuid.UUID) -> list[LineItem]:
+    """The purchase's line items in the order they were recorded."""
+    rows = await session.execute(_LINE_ITEMS, {"purchase_id": purchase_id})
+    return [LineItem._make(row) for row in rows.all()]
 
 
 def _period_label(dialect: str, period: Period) -> ColumnElement[str]:

@@ -93,6 +93,18 @@ async def test_public_trend_of_an_unknown_product_is_404(client: Client) -> None
     await _problem(await client.get("/api/v1/public/trends/not-a-uuid"), 404)
 
 
+async def test_public_trend_of_a_product_without_prices_in_the_window_is_empty(client: Client) -> None:
+    async with client.app[keys.sessionmaker].begin() as session:
+        north = await factories.create_store(session, name="North")
+        rice = await factories.create_product(session, canonical_name="Rice")
+        await factories.create_price(session, product=rice, store=north, observed=ago(200), regular="2.49")
+        never = await factories.create_product(session, canonical_name="Never priced")
+    body = await _json(await client.get(f"/api/v1/public/trends/{rice.id}?days=30"))
+    assert body == {"product_id": str(rice.id), "product_name": "Rice", "data_points": []}
+    body = await _json(await client.get(f"/api/v1/public/trends/{never.id}"))
+    assert body == {"product_id": str(never.id), "product_name": "Never priced", "data_points": []}
+
+
 async def test_public_bad_input_is_422(client: Client) -> None:
     product = uuid.uuid4()
     too_many = ",".join(str(uuid.uuid4()) for _ in range(21))
