@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import resource
@@ -41,6 +42,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from redis.asyncio import Redis
 
 from loadtest.common import (
     RESULTS,
@@ -151,6 +153,31 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Backends:
+    """CPU of the PostgreSQL server processes (every pid pg_stat_activity lists) and of Redis."""
+
+    def __init__(self, database: asyncpg.Connection, redis: Redis) -> None:
+        self.database = database
+        self.redis = redis
+
+    async def database_cpu(self) -> dict[int, float]:
+        pids = [row[0] for row in await self.database.fetch("SELECT pid FROM pg_stat_activity")]
+        out = {}
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                out[pid] = cpu_seconds(pid)
+        return out
+
+    async def redis_cpu(self) -> float:
+        info = await self.redis.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
 def run_wrk(url: str, *, seconds: int, threads: int, connections: int, token: str | None, script: str | None) -> str:
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     if token is not None:
@@ -191,6 +218,13 @@ async def seed_large(env: dict[str, str], database_url: str, password: str) -> N
     started = time.monotonic()
     hub_cli(env, "seed", *SEED_ARGS, "--seed", SEED, "--demo-password", password)
     print(f"seeded the large dataset in {time.monotonic() - started:.0f} s", flush=True)
+    # what autovacuum does within a minute of the load (and would otherwise do during a measurement): the
+    # visibility map that lets index-only scans skip the heap
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute("VACUUM (ANALYZE)")
+    finally:
+        await connection.close()
 
 
 async def pick_ids(database_url: str) -> Dataset:
@@ -258,6 +292,7 @@ async def check(http: aiohttp.ClientSession, url: str, token: str | None) -> int
 
 async def measure(
     server: Server,
+    backends: Backends,
     endpoint: Endpoint,
     token: str | None,
     *,
@@ -275,23 +310,32 @@ async def measure(
         script = str(script_path)
     async with aiohttp.ClientSession() as http:
         body_bytes = await check(http, url, token)
-    common = {"threads": threads, "connections": connections, "token": token, "script": script}
-    await asyncio.to_thread(run_wrk, url, seconds=WARMUP_SECONDS, **common)
+    wrk = functools.partial(run_wrk, url, threads=threads, connections=connections, token=token, script=script)
+    await asyncio.to_thread(wrk, seconds=WARMUP_SECONDS)
 
     sampler = await start_profile(server.pid, endpoint.name, connections, seconds) if profile else None
+    database_before = await backends.database_cpu()
+    redis_before = await backends.redis_cpu()
+    own_before = own_cpu()
     server_before = cpu_seconds(server.pid)
     wrk_before = children_cpu()
     busy_before, total_before = machine_busy()
     started = time.monotonic()
-    output = await asyncio.to_thread(run_wrk, url, seconds=seconds, **common)
+    output = await asyncio.to_thread(wrk, seconds=seconds)
     elapsed = time.monotonic() - started
     busy_after, total_after = machine_busy()
     server_cpu = cpu_seconds(server.pid) - server_before
     wrk_cpu = children_cpu() - wrk_before
+    own = own_cpu() - own_before
+    database_after = await backends.database_cpu()
+    database_cpu = sum(cpu - database_before.get(pid, 0.0) for pid, cpu in database_after.items())
+    redis_cpu = await backends.redis_cpu() - redis_before
     if sampler is not None:
         await sampler.wait()
     result = parse_wrk(output)
     cores = os.cpu_count() or 1
+    machine_cpu = cores * (busy_after - busy_before) / max(1.0, total_after - total_before)
+    others = machine_cpu - (server_cpu + wrk_cpu + database_cpu + redis_cpu + own) / elapsed
     data = {
         "endpoint": endpoint.name,
         "path": endpoint.path if len(endpoint.path) < 120 else endpoint.path[:117] + "...",
@@ -312,13 +356,17 @@ async def measure(
         "server_cpu_pct": 100 * server_cpu / elapsed,
         "server_cpu_us_per_request": server_cpu * 1e6 / max(1, result.requests),
         "wrk_cpu_pct": 100 * wrk_cpu / elapsed,
-        "machine_cpu_pct": 100 * cores * (busy_after - busy_before) / max(1.0, total_after - total_before),
+        "database_cpu_pct": 100 * database_cpu / elapsed,
+        "redis_cpu_pct": 100 * redis_cpu / elapsed,
+        "machine_cpu_pct": 100 * machine_cpu,
+        "other_cpu_pct": max(0.0, 100 * others),
     }
     print(
         f"  {endpoint.name:<22} c={connections:<3} {data['requests_per_s']:>8.0f} req/s  p50 {data['p50_ms']:6.2f} ms"
         f"  p99 {data['p99_ms']:6.2f} ms  max {data['max_ms']:7.2f} ms  server {data['server_cpu_pct']:3.0f}%"
         f" ({data['server_cpu_us_per_request']:.0f} µs/req)  wrk {data['wrk_cpu_pct']:3.0f}%"
-        f"  machine {data['machine_cpu_pct']:3.0f}%  non-2xx {data['non_2xx']}  errors {data['socket_errors']}",
+        f"  postgres {data['database_cpu_pct']:3.0f}%  redis {data['redis_cpu_pct']:3.0f}%"
+        f"  other {data['other_cpu_pct']:3.0f}%  non-2xx {data['non_2xx']}  errors {data['socket_errors']}",
         flush=True,
     )
     return data
@@ -366,14 +414,15 @@ async def where(database_url: str | None, redis_url: str | None) -> AsyncIterato
 def summary(rows: list[dict[str, Any]]) -> None:
     print(
         f"\n{'endpoint':<22} {'cached':>6} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-        f"{'server%':>7} {'µs/req':>6} {'wrk%':>5} {'machine%':>8} {'errors':>6}"
+        f"{'server%':>7} {'µs/req':>6} {'wrk%':>5} {'pg%':>4} {'redis%':>6} {'other%':>6} {'errors':>6}"
     )
     for r in rows:
         print(
             f"{r['endpoint']:<22} {'yes' if r['cached'] else 'no':>6} {r['connections']:>5} "
             f"{r['requests_per_s']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
             f"{r['server_cpu_pct']:>7.0f} {r['server_cpu_us_per_request']:>6.0f} {r['wrk_cpu_pct']:>5.0f} "
-            f"{r['machine_cpu_pct']:>8.0f} {r['non_2xx'] + r['socket_errors']:>6}"
+            f"{r['database_cpu_pct']:>4.0f} {r['redis_cpu_pct']:>6.0f} {r['other_cpu_pct']:>6.0f} "
+            f"{r['non_2xx'] + r['socket_errors']:>6}"
         )
 
 
@@ -391,6 +440,9 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
             flush=True,
         )
         server = await start_hub(env)
+        database = await asyncpg.connect(backing_urls.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        redis = Redis.from_url(backing_urls.redis_url)
+        backends = Backends(database, redis)
         try:
             async with aiohttp.ClientSession() as http:
                 heavy_token = await login(http, server.url, data.heavy_email, password)
@@ -419,6 +471,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
                                 token = await login(http, server.url, endpoint.auth, password)
                         result = await measure(
                             server,
+                            backends,
                             endpoint,
                             token,
                             threads=min(args.threads, connections),
@@ -437,6 +490,8 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
                         record("rest_load", result)
                         rows.append(result)
         finally:
+            await database.close()
+            await redis.aclose()
             await server.stop()
     summary(rows)
     return rows
