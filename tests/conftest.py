@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import redis as redis_sync
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from cryptography.fernet import Fernet
 
 from hub.app import create_app
@@ -161,6 +161,22 @@ async def client(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], app: web.Application
 ) -> TestClient[Any, Any]:
     return await aiohttp_client(app)
+
+
+@pytest.fixture
+async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], app: web.Application) -> TestServer:
+    """The app on a real port, for socket clients."""
+    return await aiohttp_server(app)
+
+
+@pytest.fixture
+async def user(server: TestServer) -> Any:
+    """A user of the running server's database."""
+    from hub import keys
+    from tests import factories
+
+    async with server.app[keys.sessionmaker].begin() as session:
+        return await factories.create_user(session)
 
 
 @pytest.fixture

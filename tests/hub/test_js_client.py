@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,17 +15,11 @@ from redis.asyncio import Redis
 
 from channels.publish import publish
 from hub import keys
-from hub.app import create_app
 from hub.settings import Settings
 from tests import factories
 from tests.jsclient import JsClient
 
 pytestmark = pytest.mark.node
-
-
-@pytest.fixture
-async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> TestServer:
-    return await aiohttp_server(create_app(settings))
 
 
 def _payload(user_id: str, job: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ product-scoped alerts to buyers, coupon updates to the users they concern."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,17 +15,10 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from hub import keys
-from hub.app import create_app
-from hub.settings import Settings
 from hub.store.models import AlertSettings, PriceTargetAlert
 from tests import factories
 
 TODAY = date.today()
-
-
-@pytest.fixture
-async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> TestServer:
-    return await aiohttp_server(create_app(settings))
 
 
 @pytest.fixture

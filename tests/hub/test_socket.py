@@ -17,17 +17,6 @@ from hub.settings import Settings
 from tests import factories
 
 
-@pytest.fixture
-async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> TestServer:
-    return await aiohttp_server(create_app(settings))
-
-
-@pytest.fixture
-async def user(server: TestServer) -> Any:
-    async with server.app[keys.sessionmaker].begin() as session:
-        return await factories.create_user(session)
-
-
 class Client:
     """A python-socketio client that records what it receives."""
 

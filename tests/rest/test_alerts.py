@@ -12,6 +12,7 @@ from hub import keys
 from hub.store import alerts
 from hub.store.models import NormalizedProduct, ShrinkflationEvent, Store, User
 from tests import factories
+from tests.responses import check_problem
 
 Client = TestClient[Any, Any]
 API = "/api/v1"
@@ -30,13 +31,6 @@ class World:
     shrink: ShrinkflationEvent
     ann_headers: dict[str, str]
     bob_headers: dict[str, str]
-
-
-def _problem(response: Any, body: dict[str, Any], status: int, slug: str) -> None:
-    assert response.status == status
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    assert body["status"] == status
-    assert body["type"].endswith("/" + slug)
 
 
 def _day(days_ago: int) -> date:
@@ -129,7 +123,7 @@ async def test_alert_routes_require_auth(client: Client) -> None:
         ("DELETE", f"/alerts/targets/{some}", None),
     ):
         response = await client.request(method, API + path, json=body)
-        _problem(response, await response.json(), 401, "unauthorized")
+        check_problem(response, await response.json(), 401, "unauthorized")
 
 
 # --- the feed ---------------------------------------------------------------------------------------------------
@@ -236,7 +230,7 @@ async def test_list_alerts_pages_by_cursor(client: Client) -> None:
     for query in ("?unread=maybe", "?page_size=0", "?cursor=not-a-cursor"):
         response = await client.get(f"{API}/alerts{query}", headers=w.ann_headers)
         body = await response.json()
-        _problem(response, body, 422, "validation")
+        check_problem(response, body, 422, "validation")
         assert body["errors"][0]["field"] in ("unread", "page_size", "cursor")
 
 
@@ -277,7 +271,7 @@ async def test_mark_alert_read_of_an_alert_outside_the_feed_is_404(client: Clien
     ]
     for alert_id in outside:
         response = await client.put(f"{API}/alerts/{alert_id}/read", headers=w.ann_headers, json={"read": True})
-        _problem(response, await response.json(), 404, "not-found")
+        check_problem(response, await response.json(), 404, "not-found")
     response = await client.put(
         f"{API}/alerts/{_inc_id(w.soda, w.kroger, _day(2))}/read", headers=w.bob_headers, json={"read": True}
     )
@@ -285,7 +279,7 @@ async def test_mark_alert_read_of_an_alert_outside_the_feed_is_404(client: Clien
 
     response = await client.put(f"{API}/alerts/shr:{w.shrink.id}/read", headers=w.ann_headers, json={"read": "yes"})
     body = await response.json()
-    _problem(response, body, 422, "validation")
+    check_problem(response, body, 422, "validation")
     assert body["errors"][0]["field"] == "read"
 
 
@@ -327,7 +321,7 @@ async def test_alert_settings_default_then_upsert(client: Client) -> None:
     ):
         response = await client.put(f"{API}/alerts/settings", headers=w.ann_headers, json=bad)
         body = await response.json()
-        _problem(response, body, 422, "validation")
+        check_problem(response, body, 422, "validation")
         assert body["errors"][0]["field"] == field
 
 
@@ -369,7 +363,7 @@ async def test_create_list_delete_target_alert(client: Client) -> None:
     response = await client.delete(f"{API}/alerts/targets/{created['id']}", headers=w.ann_headers)
     assert response.status == 204
     response = await client.delete(f"{API}/alerts/targets/{created['id']}", headers=w.ann_headers)
-    _problem(response, await response.json(), 404, "not-found")
+    check_problem(response, await response.json(), 404, "not-found")
     listed = await (await client.get(f"{API}/alerts/targets", headers=w.ann_headers)).json()
     assert created["id"] not in [t["id"] for t in listed]
 
@@ -385,7 +379,7 @@ async def test_create_target_alert_conflicts_and_errors(client: Client) -> None:
     body = {"product_id": str(w.cheerios.id), "target_price": 3.5}
     assert (await client.post(f"{API}/alerts/targets", headers=w.ann_headers, json=body)).status == 201
     response = await client.post(f"{API}/alerts/targets", headers=w.ann_headers, json=body)
-    _problem(response, await response.json(), 409, "conflict")
+    check_problem(response, await response.json(), 409, "conflict")
     response = await client.post(f"{API}/alerts/targets", headers=w.bob_headers, json=body)
     assert response.status == 201  # one pending target per user and product
     response = await client.post(
@@ -397,7 +391,7 @@ async def test_create_target_alert_conflicts_and_errors(client: Client) -> None:
     response = await client.post(
         f"{API}/alerts/targets", headers=w.ann_headers, json={"product_id": str(uuid.uuid4()), "target_price": 1}
     )
-    _problem(response, await response.json(), 404, "not-found")
+    check_problem(response, await response.json(), 404, "not-found")
     for bad, field in (
         ({"product_id": str(w.cheerios.id), "target_price": 0}, "target_price"),
         ({"product_id": "nope", "target_price": 1}, "product_id"),
@@ -405,10 +399,10 @@ async def test_create_target_alert_conflicts_and_errors(client: Client) -> None:
     ):
         response = await client.post(f"{API}/alerts/targets", headers=w.ann_headers, json=bad)
         problem = await response.json()
-        _problem(response, problem, 422, "validation")
+        check_problem(response, problem, 422, "validation")
         assert problem["errors"][0]["field"] == field
     response = await client.post(f"{API}/alerts/targets", json=body)
-    _problem(response, await response.json(), 401, "unauthorized")
+    check_problem(response, await response.json(), 401, "unauthorized")
 
 
 async def test_target_alerts_of_another_user_are_invisible(client: Client) -> None:
@@ -419,17 +413,17 @@ async def test_target_alerts_of_another_user_are_invisible(client: Client) -> No
     bobs = await response.json()
     assert await (await client.get(f"{API}/alerts/targets", headers=w.ann_headers)).json() == []
     response = await client.delete(f"{API}/alerts/targets/{bobs['id']}", headers=w.ann_headers)
-    _problem(response, await response.json(), 404, "not-found")
+    check_problem(response, await response.json(), 404, "not-found")
     response = await client.delete(f"{API}/alerts/targets/not-a-uuid", headers=w.ann_headers)
-    _problem(response, await response.json(), 404, "not-found")
+    check_problem(response, await response.json(), 404, "not-found")
     await _trigger(client, w.soda, w.kroger, "1.25")
     assert [a["alert_type"] for a in await _feed(client, w.ann_headers)] == ["shrinkflation", "price_increase"]
     response = await client.put(f"{API}/alerts/tgt:{bobs['id']}/read", headers=w.ann_headers, json={"read": True})
-    _problem(response, await response.json(), 404, "not-found")
+    check_problem(response, await response.json(), 404, "not-found")
     response = await client.get(f"{API}/alerts/targets")
-    _problem(response, await response.json(), 401, "unauthorized")
+    check_problem(response, await response.json(), 401, "unauthorized")
     response = await client.delete(f"{API}/alerts/targets/{bobs['id']}")
-    _problem(response, await response.json(), 401, "unauthorized")
+    check_problem(response, await response.json(), 401, "unauthorized")
 
 
 async def test_trigger_price_targets_fires_each_target_once(client: Client) -> None:

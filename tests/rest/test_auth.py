@@ -14,6 +14,7 @@ from sqlalchemy import select
 from hub import keys
 from hub.store.models import Account, RefreshFamily
 from tests import factories
+from tests.responses import check_problem
 
 Client = TestClient[Any, Any]
 
@@ -22,14 +23,6 @@ async def _register(client: Client, email: str = "ann@example.com", password: st
     response = await client.post("/auth/register", json={"email": email, "password": password, "display_name": "Ann"})
     assert response.status == 201, await response.text()
     return await response.json()
-
-
-def _problem(response: Any, body: dict[str, Any], status: int, slug: str) -> None:
-    assert response.status == status
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    assert body["status"] == status
-    assert body["type"].endswith("/" + slug)
-    assert "Traceback" not in json.dumps(body)
 
 
 async def test_register_login_me_refresh(client: Client) -> None:
@@ -79,11 +72,11 @@ async def test_refresh_reuse_revokes_the_whole_family(client: Client) -> None:
     rotated = await (await client.post("/auth/refresh", json={"refresh_token": first})).json()
 
     reused = await client.post("/auth/refresh", json={"refresh_token": first})
-    _problem(reused, await reused.json(), 401, "unauthorized")
+    check_problem(reused, await reused.json(), 401, "unauthorized")
 
     # the family is revoked: the token rotated from it and its access token stop working too
     after = await client.post("/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
-    _problem(after, await after.json(), 401, "unauthorized")
+    check_problem(after, await after.json(), 401, "unauthorized")
     me = await client.get("/auth/me", headers={"Authorization": f"Bearer {rotated['access_token']}"})
     assert me.status == 401
     async with client.app[keys.sessionmaker]() as session:
@@ -96,7 +89,7 @@ async def test_unknown_email_and_wrong_password_are_indistinguishable(client: Cl
     wrong = await client.post("/auth/login", json={"email": "ann@example.com", "password": "nope-nope"})
     unknown = await client.post("/auth/login", json={"email": "bob@example.com", "password": "nope-nope"})
     wrong_body, unknown_body = await wrong.json(), await unknown.json()
-    _problem(wrong, wrong_body, 401, "unauthorized")
+    check_problem(wrong, wrong_body, 401, "unauthorized")
     assert wrong_body == {**unknown_body, "instance": wrong_body["instance"]}
 
 
@@ -129,7 +122,7 @@ async def test_better_auth_session_cookie_and_bearer_authenticate(client: Client
     bearer = await client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert bearer.status == 200
     old = await client.get("/auth/me", headers={"Authorization": f"Bearer {expired}"})
-    _problem(old, await old.json(), 401, "unauthorized")
+    check_problem(old, await old.json(), 401, "unauthorized")
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -159,14 +152,14 @@ async def test_bad_tokens_are_refused(client: Client, kind: str) -> None:
     else:
         token = "a.b.c"
     response = await client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
-    _problem(response, await response.json(), 401, "unauthorized")
+    check_problem(response, await response.json(), 401, "unauthorized")
 
 
 async def test_me_requires_credentials(client: Client) -> None:
     response = await client.get("/auth/me")
-    _problem(response, await response.json(), 401, "unauthorized")
+    check_problem(response, await response.json(), 401, "unauthorized")
     basic = await client.get("/auth/me", headers={"Authorization": "Basic dXNlcjpwYXNz"})
-    _problem(basic, await basic.json(), 401, "unauthorized")
+    check_problem(basic, await basic.json(), 401, "unauthorized")
 
 
 async def test_logout_revokes_the_session(client: Client) -> None:
@@ -224,7 +217,7 @@ async def test_password_change_signs_out_every_session(client: Client) -> None:
 async def test_register_validation(client: Client, body: dict[str, Any], field: str) -> None:
     response = await client.post("/auth/register", json=body)
     data = await response.json()
-    _problem(response, data, 422, "validation")
+    check_problem(response, data, 422, "validation")
     assert data["code"] == "VALIDATION_ERROR"
     assert field in {error["field"] for error in data["errors"]}
 
@@ -232,14 +225,14 @@ async def test_register_validation(client: Client, body: dict[str, Any], field: 
 async def test_register_conflict(client: Client) -> None:
     await _register(client)
     again = await client.post("/auth/register", json={"email": "ann@example.com", "password": "whatever-pw"})
-    _problem(again, await again.json(), 409, "conflict")
+    check_problem(again, await again.json(), 409, "conflict")
 
 
 async def test_malformed_json_is_a_400_problem(client: Client) -> None:
     response = await client.post("/auth/login", data=b'{"email": ', headers={"Content-Type": "application/json"})
-    _problem(response, await response.json(), 400, "malformed-json")
+    check_problem(response, await response.json(), 400, "malformed-json")
     not_object = await client.post("/auth/login", json=["a"])
-    _problem(not_object, await not_object.json(), 422, "validation")
+    check_problem(not_object, await not_object.json(), 422, "validation")
 
 
 async def test_login_is_rate_limited_per_client(aiohttp_client: Any, settings: Any) -> None:
@@ -258,7 +251,7 @@ async def test_login_is_rate_limited_per_client(aiohttp_client: Any, settings: A
     assert int(response.headers["Retry-After"]) >= 1
     assert response.headers["X-RateLimit-Limit"] == "5"
     body = await response.json()
-    _problem(response, body, 429, "rate-limited")
+    check_problem(response, body, 429, "rate-limited")
     other = await limited.post(
         "/auth/login",
         json={"email": "x@example.com", "password": "whatever"},

@@ -11,34 +11,10 @@ from sqlalchemy import select
 from hub import cache, keys
 from hub.store.models import Coupon
 from tests import factories
+from tests.responses import all_pages, expect_json, expect_problem
 
 Client = TestClient[Any, Any]
 TODAY = date.today()
-
-
-async def _json(response: Any, status: int = 200) -> Any:
-    assert response.status == status, await response.text()
-    assert response.headers["Content-Type"].startswith("application/json")
-    return await response.json()
-
-
-async def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    body: dict[str, Any] = await response.json()
-    assert body["status"] == status
-    return body
-
-
-async def _all_pages(client: Client, url: str, headers: dict[str, str]) -> list[list[Any]]:
-    pages = []
-    while True:
-        response = await client.get(url, headers=headers)
-        pages.append(await _json(response))
-        link = response.headers.get("Link")
-        if link is None:
-            return pages
-        url = link[1 : link.index(">")]
 
 
 async def test_list_coupons_valid_today(client: Client) -> None:
@@ -69,7 +45,7 @@ async def test_list_coupons_valid_today(client: Client) -> None:
         await factories.create_coupon(session, store=shop, valid_from=TODAY + timedelta(days=1))
     headers = await factories.auth_headers(client.app, user.id)
 
-    body = await _json(await client.get("/api/v1/coupons", headers=headers))
+    body = await expect_json(await client.get("/api/v1/coupons", headers=headers))
     assert {row["id"] for row in body} == {str(active.id), str(open_ended.id)}
     row = next(row for row in body if row["id"] == str(active.id))
     assert row == {
@@ -89,9 +65,9 @@ async def test_list_coupons_valid_today(client: Client) -> None:
     wide = next(row for row in body if row["id"] == str(open_ended.id))
     assert wide["product_id"] is None and wide["expires_at"] is None and wide["discount_value"] == 10.0
 
-    at_shop = await _json(await client.get(f"/api/v1/coupons?store_id={shop.id}", headers=headers))
+    at_shop = await expect_json(await client.get(f"/api/v1/coupons?store_id={shop.id}", headers=headers))
     assert [row["id"] for row in at_shop] == [str(active.id)]
-    with_expired = await _json(
+    with_expired = await expect_json(
         await client.get(f"/api/v1/coupons?store_id={shop.id}&include_expired=true", headers=headers)
     )
     assert {row["id"] for row in with_expired} == {str(active.id), str(expired.id)}
@@ -108,14 +84,14 @@ async def test_coupons_newest_first_through_every_page(client: Client) -> None:
             for n in range(4)
         ]
     headers = await factories.auth_headers(client.app, user.id)
-    pages = await _all_pages(client, "/api/v1/coupons?page_size=2", headers)
+    pages = await all_pages(client, "/api/v1/coupons?page_size=2", headers)
     assert [len(page) for page in pages] == [2, 2, 2, 1]
     async with client.app[keys.sessionmaker]() as session:
         stored = (await session.execute(select(Coupon.created_at, Coupon.id))).all()
     expected = [str(coupon_id) for _, coupon_id in sorted(stored, reverse=True)]
     assert len(expected) == len(made)
     assert [row["id"] for page in pages for row in page] == expected
-    by_number = await _json(await client.get("/api/v1/coupons?page_size=2&page=4", headers=headers))
+    by_number = await expect_json(await client.get("/api/v1/coupons?page_size=2&page=4", headers=headers))
     assert [row["id"] for row in by_number] == expected[-1:]
 
 
@@ -136,16 +112,16 @@ async def test_relevant_coupons_follow_the_users_purchases(client: Client) -> No
         bobs_store_wide = await factories.create_coupon(session, store=never)
         await factories.create_coupon(session, store=away)
         await factories.create_coupon(session, store=home, product=bought, valid_to=TODAY - timedelta(days=1))
-    ann_body = await _json(
+    ann_body = await expect_json(
         await client.get("/api/v1/coupons/relevant", headers=await factories.auth_headers(client.app, ann.id))
     )
     assert {row["id"] for row in ann_body} == {str(for_product_elsewhere.id), str(store_wide.id)}
-    bob_body = await _json(
+    bob_body = await expect_json(
         await client.get("/api/v1/coupons/relevant", headers=await factories.auth_headers(client.app, bob.id))
     )
     assert {row["id"] for row in bob_body} == {str(for_bobs_product.id), str(bobs_store_wide.id)}
 
-    pages = await _all_pages(
+    pages = await all_pages(
         client, "/api/v1/coupons/relevant?page_size=1", await factories.auth_headers(client.app, ann.id)
     )
     assert [len(page) for page in pages] == [1, 1]
@@ -158,17 +134,17 @@ async def test_coupons_are_cached_until_coupons_change(client: Client) -> None:
         store = await factories.create_store(session)
         await factories.create_coupon(session, store=store)
     headers = await factories.auth_headers(client.app, user.id)
-    first = await _json(await client.get("/api/v1/coupons", headers=headers))
+    first = await expect_json(await client.get("/api/v1/coupons", headers=headers))
     async with client.app[keys.sessionmaker].begin() as session:
         await factories.create_coupon(session, store=store)
-    assert await _json(await client.get("/api/v1/coupons", headers=headers)) == first
+    assert await expect_json(await client.get("/api/v1/coupons", headers=headers)) == first
     await client.app[keys.cache].invalidate(cache.COUPONS)
-    assert len(await _json(await client.get("/api/v1/coupons", headers=headers))) == 2
+    assert len(await expect_json(await client.get("/api/v1/coupons", headers=headers))) == 2
 
 
 @pytest.mark.parametrize("path", ["/api/v1/coupons", "/api/v1/coupons/relevant"])
 async def test_coupons_require_auth(client: Client, path: str) -> None:
-    body = await _problem(await client.get(path), 401)
+    body = await expect_problem(await client.get(path), 401)
     assert body["code"] == "UNAUTHORIZED"
 
 
@@ -185,5 +161,5 @@ async def test_bad_input_is_422(client: Client) -> None:
         "/api/v1/coupons/relevant?cursor=%%%": "cursor",
     }
     for url, field in cases.items():
-        body = await _problem(await client.get(url, headers=headers), 422)
+        body = await expect_problem(await client.get(url, headers=headers), 422)
         assert field in [error["field"] for error in body["errors"]], (url, body)

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
 import socketio
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from hub import keys
-from hub.app import create_app
-from hub.settings import Settings
 from tests import factories
-
-
-@pytest.fixture
-async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings) -> TestServer:
-    return await aiohttp_server(create_app(settings))
-
-
-@pytest.fixture
-async def user(server: TestServer) -> Any:
-    async with server.app[keys.sessionmaker].begin() as session:
-        return await factories.create_user(session)
 
 
 async def _publish(server: TestServer, user_id: str, n: int, start: int = 0) -> list[str]:

@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from hub import cache, keys
 from tests import factories
+from tests.responses import all_pages, expect_json, expect_problem
 
 Client = TestClient[Any, Any]
 TODAY = date.today()
@@ -22,31 +23,6 @@ async def _headers(client: Client) -> dict[str, str]:
     async with client.app[keys.sessionmaker].begin() as session:
         user = await factories.create_user(session)
     return await factories.auth_headers(client.app, user.id)
-
-
-async def _json(response: Any, status: int = 200) -> Any:
-    assert response.status == status, await response.text()
-    assert response.headers["Content-Type"].startswith("application/json")
-    return await response.json()
-
-
-async def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    body: dict[str, Any] = await response.json()
-    assert body["status"] == status
-    return body
-
-
-async def _all_pages(client: Client, url: str, headers: dict[str, str]) -> list[list[Any]]:
-    pages = []
-    while True:
-        response = await client.get(url, headers=headers)
-        pages.append(await _json(response))
-        link = response.headers.get("Link")
-        if link is None:
-            return pages
-        url = link[1 : link.index(">")]
 
 
 async def _trend_data(client: Client) -> dict[str, Any]:
@@ -67,7 +43,7 @@ async def _trend_data(client: Client) -> dict[str, Any]:
 async def test_trends_per_product(client: Client) -> None:
     data = await _trend_data(client)
     headers = await _headers(client)
-    body = await _json(await client.get("/api/v1/prices/trends", headers=headers))
+    body = await expect_json(await client.get("/api/v1/prices/trends", headers=headers))
     assert [row["product_name"] for row in body] == ["Milk", "Soup"]
     soup = body[1]
     assert soup == {
@@ -86,9 +62,9 @@ async def test_trends_per_product(client: Client) -> None:
     assert body[0]["change_pct"] == 0.0
     assert body[0]["observations"] == 1
 
-    dairy = await _json(await client.get("/api/v1/prices/trends?category=dairy", headers=headers))
+    dairy = await expect_json(await client.get("/api/v1/prices/trends?category=dairy", headers=headers))
     assert [row["product_id"] for row in dairy] == [str(data["milk"].id)]
-    longer = await _json(await client.get("/api/v1/prices/trends?days=45&category=pantry", headers=headers))
+    longer = await expect_json(await client.get("/api/v1/prices/trends?days=45&category=pantry", headers=headers))
     assert longer[0]["first_price"] == 1.0
     assert longer[0]["observations"] == 5
 
@@ -105,7 +81,7 @@ async def test_trends_per_category(client: Client) -> None:
         milk = await factories.create_product(session, category="dairy")
         await factories.create_price(session, product=milk, store=store, observed=ago(1), regular="2.00")
     headers = await _headers(client)
-    body = await _json(await client.get("/api/v1/prices/trends?group_by=category", headers=headers))
+    body = await expect_json(await client.get("/api/v1/prices/trends?group_by=category", headers=headers))
     assert [row["category"] for row in body] == ["dairy", "pantry"]
     pantry = body[1]
     assert pantry["product_id"] is None and pantry["product_name"] is None
@@ -125,25 +101,25 @@ async def test_trends_page_with_a_cursor(client: Client) -> None:
             product = await factories.create_product(session)
             await factories.create_price(session, product=product, store=store, observed=ago(n % 2), regular="1.00")
     headers = await _headers(client)
-    pages = await _all_pages(client, "/api/v1/prices/trends?page_size=2", headers)
+    pages = await all_pages(client, "/api/v1/prices/trends?page_size=2", headers)
     assert [len(page) for page in pages] == [2, 2, 1]
     rows = [row for page in pages for row in page]
     keys_seen = [(row["last_observed_date"], row["product_id"]) for row in rows]
     assert len(set(keys_seen)) == 5
     assert keys_seen == sorted(keys_seen, reverse=True)
-    second = await _json(await client.get("/api/v1/prices/trends?page_size=2&page=2", headers=headers))
+    second = await expect_json(await client.get("/api/v1/prices/trends?page_size=2&page=2", headers=headers))
     assert second == pages[1]
 
 
 async def test_trends_are_cached_until_prices_change(client: Client) -> None:
     data = await _trend_data(client)
     headers = await _headers(client)
-    first = await _json(await client.get("/api/v1/prices/trends?category=dairy", headers=headers))
+    first = await expect_json(await client.get("/api/v1/prices/trends?category=dairy", headers=headers))
     async with client.app[keys.sessionmaker].begin() as session:
         await factories.create_price(session, product=data["milk"], store=data["one"], observed=TODAY, regular="9.00")
-    assert await _json(await client.get("/api/v1/prices/trends?category=dairy", headers=headers)) == first
+    assert await expect_json(await client.get("/api/v1/prices/trends?category=dairy", headers=headers)) == first
     await client.app[keys.cache].invalidate(cache.PRICES)
-    fresh = await _json(await client.get("/api/v1/prices/trends?category=dairy", headers=headers))
+    fresh = await expect_json(await client.get("/api/v1/prices/trends?category=dairy", headers=headers))
     assert fresh[0]["max_price"] == 9.0
 
 
@@ -170,7 +146,7 @@ async def test_increases(client: Client) -> None:
         await factories.create_price(session, product=rice, store=one, observed=ago(4), regular="1.50")
         await factories.create_price(session, product=rice, store=two, observed=ago(5), regular="9.00")
     headers = await _headers(client)
-    body = await _json(await client.get("/api/v1/prices/increases", headers=headers))
+    body = await expect_json(await client.get("/api/v1/prices/increases", headers=headers))
     assert body == [
         {
             "product_id": str(jam.id),
@@ -193,15 +169,15 @@ async def test_increases(client: Client) -> None:
             "detected_at": ago(10).isoformat(),
         },
     ]
-    lower = await _json(await client.get("/api/v1/prices/increases?min_pct=3", headers=headers))
+    lower = await expect_json(await client.get("/api/v1/prices/increases?min_pct=3", headers=headers))
     assert [(row["product_name"], row["store_name"], row["increase_pct"]) for row in lower] == [
         ("Eggs", "Two", 3.33),
         ("Jam", "One", 5.0),
         ("Eggs", "One", 10.0),
     ]
-    higher = await _json(await client.get("/api/v1/prices/increases?min_pct=7.5", headers=headers))
+    higher = await expect_json(await client.get("/api/v1/prices/increases?min_pct=7.5", headers=headers))
     assert [row["product_name"] for row in higher] == ["Eggs"]
-    wider = await _json(await client.get("/api/v1/prices/increases?days=40&min_pct=50", headers=headers))
+    wider = await expect_json(await client.get("/api/v1/prices/increases?days=40&min_pct=50", headers=headers))
     assert [(row["product_name"], row["store_name"], row["old_price"]) for row in wider] == [("Jam", "Two", 1.0)]
 
 
@@ -215,7 +191,7 @@ async def test_increases_use_the_effective_price_and_page(client: Client) -> Non
             )
             await factories.create_price(session, product=product, store=store, observed=ago(1 + n % 2), regular="5.00")
     headers = await _headers(client)
-    pages = await _all_pages(client, "/api/v1/prices/increases?page_size=2", headers)
+    pages = await all_pages(client, "/api/v1/prices/increases?page_size=2", headers)
     assert [len(page) for page in pages] == [2, 1]
     rows = [row for page in pages for row in page]
     assert {row["increase_pct"] for row in rows} == {150.0}
@@ -236,7 +212,7 @@ async def test_comparison(client: Client) -> None:
         await factories.create_price(session, product=tea, store=beta, observed=ago(1), regular="2.25")
     headers = await _headers(client)
     unknown = uuid.uuid4()
-    body = await _json(
+    body = await expect_json(
         await client.get(
             f"/api/v1/prices/comparison?product_ids={tea.id},{unknown}&product_ids={oats.id}", headers=headers
         )
@@ -276,7 +252,9 @@ async def test_comparison(client: Client) -> None:
             ],
         },
     ]
-    assert await _json(await client.get(f"/api/v1/prices/comparison?product_ids={unknown}", headers=headers)) == []
+    assert (
+        await expect_json(await client.get(f"/api/v1/prices/comparison?product_ids={unknown}", headers=headers)) == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -284,7 +262,7 @@ async def test_comparison(client: Client) -> None:
     ["/api/v1/prices/trends", "/api/v1/prices/increases", f"/api/v1/prices/comparison?product_ids={uuid.UUID(int=1)}"],
 )
 async def test_prices_require_auth(client: Client, path: str) -> None:
-    body = await _problem(await client.get(path), 401)
+    body = await expect_problem(await client.get(path), 401)
     assert body["code"] == "UNAUTHORIZED"
 
 
@@ -308,6 +286,6 @@ async def test_bad_input_is_422(client: Client) -> None:
         f"/api/v1/prices/comparison?product_ids={too_many}": "product_ids",
     }
     for url, field in cases.items():
-        body = await _problem(await client.get(url, headers=headers), 422)
+        body = await expect_problem(await client.get(url, headers=headers), 422)
         assert body["code"] == "VALIDATION_ERROR"
         assert field in [error["field"] for error in body["errors"]], (url, body)

@@ -13,6 +13,7 @@ from hub import keys
 from hub.store.models import NormalizedProduct, PriceHistory, Store, User
 from rest.paging import encode_cursor
 from tests import factories
+from tests.responses import check_problem
 
 Client = TestClient[Any, Any]
 API = "/api/v1"
@@ -26,13 +27,6 @@ class World:
     milk: NormalizedProduct
     oat: NormalizedProduct
     chips: NormalizedProduct
-
-
-def _problem(response: Any, body: dict[str, Any], status: int, slug: str) -> None:
-    assert response.status == status
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    assert body["status"] == status
-    assert body["type"].endswith("/" + slug)
 
 
 async def _world(client: Client) -> World:
@@ -169,7 +163,7 @@ async def test_list_products_rejects_bad_queries(client: Client) -> None:
     ):
         response = await _get(client, w.ann, f"{API}/products?{query}")
         body = await response.json()
-        _problem(response, body, 422, "validation")
+        check_problem(response, body, 422, "validation")
         assert body["errors"][0]["field"] == field
 
 
@@ -177,7 +171,7 @@ async def test_product_routes_require_credentials(client: Client) -> None:
     w = await _world(client)
     for path in (f"{API}/products", f"{API}/products/{w.milk.id}", f"{API}/products/{w.milk.id}/prices"):
         response = await client.get(path)
-        _problem(response, await response.json(), 401, "unauthorized")
+        check_problem(response, await response.json(), 401, "unauthorized")
 
 
 async def test_product_detail_has_current_price_per_store(client: Client) -> None:
@@ -228,7 +222,7 @@ async def test_unknown_products_are_404(client: Client) -> None:
         f"{API}/products/nope/prices",
     ):
         response = await _get(client, w.ann, path)
-        _problem(response, await response.json(), 404, "not-found")
+        check_problem(response, await response.json(), 404, "not-found")
 
 
 async def test_price_history_oldest_first_within_a_year(client: Client) -> None:
@@ -258,7 +252,7 @@ async def test_price_history_oldest_first_within_a_year(client: Client) -> None:
     older = await (await _get(client, w.ann, f"{API}/products/{w.milk.id}/prices?since={since}")).json()
     assert [p["price"] for p in older["data_points"]] == [2.99, 3.99, 4.09, 3.79]
     bad = await _get(client, w.ann, f"{API}/products/{w.milk.id}/prices?since=someday")
-    _problem(bad, await bad.json(), 422, "validation")
+    check_problem(bad, await bad.json(), 422, "validation")
 
 
 async def test_price_history_keeps_the_newest_1000_points(client: Client) -> None:

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 import hub
 from hub import cache, keys
 from tests import factories
+from tests.responses import expect_json, expect_problem
 
 Client = TestClient[Any, Any]
 TODAY = date.today()
@@ -42,20 +43,6 @@ def published(series_id: str) -> dict[str, Decimal]:
         return {f"{row['year']}-{row['period'][1:]}": Decimal(row["value"]) for row in csv.DictReader(handle)}
 
 
-async def _json(response: Any, status: int = 200) -> Any:
-    assert response.status == status, await response.text()
-    assert response.headers["Content-Type"].startswith("application/json")
-    return await response.json()
-
-
-async def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    body: dict[str, Any] = await response.json()
-    assert body["status"] == status
-    return body
-
-
 async def _trend_product(client: Client) -> dict[str, Any]:
     async with client.app[keys.sessionmaker].begin() as session:
         north = await factories.create_store(session, name="North")
@@ -71,7 +58,7 @@ async def _trend_product(client: Client) -> dict[str, Any]:
 async def test_public_trend(client: Client) -> None:
     data = await _trend_product(client)
     north, south, beans = data["north"], data["south"], data["beans"]
-    body = await _json(await client.get(f"/api/v1/public/trends/{beans.id}"))
+    body = await expect_json(await client.get(f"/api/v1/public/trends/{beans.id}"))
     assert body == {
         "product_id": str(beans.id),
         "product_name": "Beans",
@@ -81,16 +68,16 @@ async def test_public_trend(client: Client) -> None:
             {"date": ago(2).isoformat(), "price": 1.09, "store_id": str(north.id), "store_name": "North"},
         ],
     }
-    longer = await _json(await client.get(f"/api/v1/public/trends/{beans.id}?days=365"))
+    longer = await expect_json(await client.get(f"/api/v1/public/trends/{beans.id}?days=365"))
     assert [point["price"] for point in longer["data_points"]] == [0.99, 1.19, 1.29, 1.09]
-    shorter = await _json(await client.get(f"/api/v1/public/trends/{beans.id}?days=7"))
+    shorter = await expect_json(await client.get(f"/api/v1/public/trends/{beans.id}?days=7"))
     assert [point["date"] for point in shorter["data_points"]] == [ago(2).isoformat()]
 
 
 async def test_public_trend_of_an_unknown_product_is_404(client: Client) -> None:
-    body = await _problem(await client.get(f"/api/v1/public/trends/{uuid.uuid4()}"), 404)
+    body = await expect_problem(await client.get(f"/api/v1/public/trends/{uuid.uuid4()}"), 404)
     assert body["code"] == "NOT_FOUND"
-    await _problem(await client.get("/api/v1/public/trends/not-a-uuid"), 404)
+    await expect_problem(await client.get("/api/v1/public/trends/not-a-uuid"), 404)
 
 
 async def test_public_trend_of_a_product_without_prices_in_the_window_is_empty(client: Client) -> None:
@@ -99,9 +86,9 @@ async def test_public_trend_of_a_product_without_prices_in_the_window_is_empty(c
         rice = await factories.create_product(session, canonical_name="Rice")
         await factories.create_price(session, product=rice, store=north, observed=ago(200), regular="2.49")
         never = await factories.create_product(session, canonical_name="Never priced")
-    body = await _json(await client.get(f"/api/v1/public/trends/{rice.id}?days=30"))
+    body = await expect_json(await client.get(f"/api/v1/public/trends/{rice.id}?days=30"))
     assert body == {"product_id": str(rice.id), "product_name": "Rice", "data_points": []}
-    body = await _json(await client.get(f"/api/v1/public/trends/{never.id}"))
+    body = await expect_json(await client.get(f"/api/v1/public/trends/{never.id}"))
     assert body == {"product_id": str(never.id), "product_name": "Never priced", "data_points": []}
 
 
@@ -119,7 +106,7 @@ async def test_public_bad_input_is_422(client: Client) -> None:
         "/api/v1/public/inflation?category=candy": "category",
     }
     for url, field in cases.items():
-        body = await _problem(await client.get(url), 422)
+        body = await expect_problem(await client.get(url), 422)
         assert body["code"] == "VALIDATION_ERROR"
         assert field in [error["field"] for error in body["errors"]], (url, body)
 
@@ -138,7 +125,7 @@ async def test_store_comparison_of_given_products(client: Client) -> None:
         await factories.create_price(session, product=bread, store=two, observed=ago(5), regular="3.75", sale="3.50")
         await factories.create_price(session, product=cocoa, store=one, observed=ago(1), regular="1.00")
     ids = f"{cocoa.id},{apples.id},{uuid.uuid4()}&product_ids={bread.id}"
-    body = await _json(await client.get(f"/api/v1/public/store-comparison?product_ids={ids}"))
+    body = await expect_json(await client.get(f"/api/v1/public/store-comparison?product_ids={ids}"))
     assert body["products"] == [
         {
             "product_id": str(cocoa.id),
@@ -184,7 +171,7 @@ async def test_store_comparison_by_category_takes_the_most_widely_priced(client:
         for product, count in ((wide, 3), (narrow, 1), (middle, 2), (pantry, 3)):
             for store in stores[:count]:
                 await factories.create_price(session, product=product, store=store, observed=ago(1), regular="2.00")
-    body = await _json(await client.get("/api/v1/public/store-comparison?category=dairy"))
+    body = await expect_json(await client.get("/api/v1/public/store-comparison?category=dairy"))
     assert [p["product_name"] for p in body["products"]] == ["Wide", "Middle", "Narrow"]
     assert body["basket_product_ids"] == [str(wide.id)]
     assert [(s["store_name"], s["basket_total"], s["items_priced"]) for s in body["stores"]] == [
@@ -192,7 +179,7 @@ async def test_store_comparison_by_category_takes_the_most_widely_priced(client:
         ("B", 2.0, 2),
         ("C", 2.0, 1),
     ]
-    everything = await _json(await client.get("/api/v1/public/store-comparison"))
+    everything = await expect_json(await client.get("/api/v1/public/store-comparison"))
     assert len(everything["products"]) == 4
 
 
@@ -204,13 +191,13 @@ async def test_store_comparison_with_no_common_product_has_no_basket_total(clien
         jam = await factories.create_product(session)
         await factories.create_price(session, product=tea, store=one, observed=ago(1), regular="2.00")
         await factories.create_price(session, product=jam, store=two, observed=ago(1), regular="3.00")
-    body = await _json(await client.get(f"/api/v1/public/store-comparison?product_ids={tea.id},{jam.id}"))
+    body = await expect_json(await client.get(f"/api/v1/public/store-comparison?product_ids={tea.id},{jam.id}"))
     assert body["basket_product_ids"] == []
     assert [(s["store_name"], s["basket_total"], s["items_priced"]) for s in body["stores"]] == [
         ("One", None, 1),
         ("Two", None, 1),
     ]
-    empty = await _json(await client.get(f"/api/v1/public/store-comparison?product_ids={uuid.uuid4()}"))
+    empty = await expect_json(await client.get(f"/api/v1/public/store-comparison?product_ids={uuid.uuid4()}"))
     assert empty == {"products": [], "stores": [], "basket_product_ids": []}
 
 
@@ -238,7 +225,7 @@ async def test_inflation_basket_index_and_cpi(client: Client) -> None:
         await price(p1, s2, date(2025, 10, 31), "3.30")
         await price(p1, s1, date(2025, 11, 2), "2.50")
         await price(p1, s2, date(2025, 11, 3), "3.63")
-    body = await _json(await client.get("/api/v1/public/inflation?period=all-time"))
+    body = await expect_json(await client.get("/api/v1/public/inflation?period=all-time"))
 
     aug, sep, oct_, nov = 100.0, 0.0, 0.0, 0.0
     sep = aug * math.sqrt((2.31 / 2.10) * (4.40 / 4.00))
@@ -301,7 +288,7 @@ async def test_inflation_of_a_category_over_a_year(client: Client) -> None:
         await factories.create_price(session, product=bread, store=store, observed=TODAY.replace(day=1), regular="9.00")
         previous = TODAY.replace(day=1) - timedelta(days=1)
         await factories.create_price(session, product=milk, store=store, observed=previous, regular="2.00")
-    body = await _json(await client.get("/api/v1/public/inflation?category=dairy"))
+    body = await expect_json(await client.get("/api/v1/public/inflation?category=dairy"))
     labels = months_between(month_label(start_year, start_month), current)
     assert len(labels) == 13
     assert [m["month"] for m in body["months"]] == labels
@@ -321,7 +308,7 @@ async def test_inflation_of_a_category_over_a_year(client: Client) -> None:
         if label not in dairy:
             assert by_month[label]["cpi_value"] is None
 
-    frozen = await _json(await client.get("/api/v1/public/inflation?category=frozen&period=3m"))
+    frozen = await expect_json(await client.get("/api/v1/public/inflation?category=frozen&period=3m"))
     assert len(frozen["months"]) == 4
     assert frozen["cpi"]["series_id"] == "CUUR0000SAF11" and frozen["cpi"]["matches_category"] is False
     assert any("frozen" in note for note in frozen["notes"])
@@ -372,9 +359,9 @@ async def test_public_routes_are_cached_until_prices_are_invalidated(client: Cli
         assert again.status == 200
         assert await again.read() == before[url], url
     await client.app[keys.cache].invalidate(cache.PRICES)
-    trend = await _json(await client.get(urls[0]))
+    trend = await expect_json(await client.get(urls[0]))
     assert "Cheap" in [point["store_name"] for point in trend["data_points"]]
-    comparison = await _json(await client.get(urls[1]))
+    comparison = await expect_json(await client.get(urls[1]))
     assert comparison["products"][0]["cheapest_store_id"] == str(cheap.id)
-    inflation = await _json(await client.get(urls[2]))
+    inflation = await expect_json(await client.get(urls[2]))
     assert [m["basket_index"] for m in inflation["months"]] == [100.0, 125.0]

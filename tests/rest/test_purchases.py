@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from hub import keys
 from hub.store.models import Purchase, PurchaseItem, Store, User
 from tests import factories
+from tests.responses import check_problem
 
 Client = TestClient[Any, Any]
 API = "/api/v1"
@@ -28,13 +29,6 @@ class World:
     p3: Purchase
     p4: Purchase
     bobs: Purchase
-
-
-def _problem(response: Any, body: dict[str, Any], status: int, slug: str) -> None:
-    assert response.status == status
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    assert body["status"] == status
-    assert body["type"].endswith("/" + slug)
 
 
 async def _raw_item(
@@ -176,7 +170,7 @@ async def test_list_purchases_rejects_bad_queries(client: Client) -> None:
     ):
         response = await _get(client, w.ann, f"{API}/purchases?{query}")
         body = await response.json()
-        _problem(response, body, 422, "validation")
+        check_problem(response, body, 422, "validation")
         assert body["errors"][0]["field"] == field, query
 
 
@@ -220,14 +214,14 @@ async def test_purchase_detail_hides_other_users_and_bad_ids(client: Client) -> 
     w = await _world(client)
     for path in (f"{API}/purchases/{w.bobs.id}", f"{API}/purchases/{uuid.uuid4()}", f"{API}/purchases/not-a-uuid"):
         response = await _get(client, w.ann, path)
-        _problem(response, await response.json(), 404, "not-found")
+        check_problem(response, await response.json(), 404, "not-found")
 
 
 async def test_purchase_routes_require_credentials(client: Client) -> None:
     w = await _world(client)
     for path in (f"{API}/purchases", f"{API}/purchases/stats", f"{API}/purchases/{w.p1.id}"):
         response = await client.get(path)
-        _problem(response, await response.json(), 401, "unauthorized")
+        check_problem(response, await response.json(), 401, "unauthorized")
 
 
 async def test_stats_sum_by_store_category_and_period(client: Client) -> None:
@@ -266,4 +260,4 @@ async def test_stats_reject_bad_queries(client: Client) -> None:
     w = await _world(client)
     for query in ("period=day", "since=2024-03-01&until=2024-02-01", "until=2024-02-30"):
         response = await _get(client, w.ann, f"{API}/purchases/stats?{query}")
-        _problem(response, await response.json(), 422, "validation")
+        check_problem(response, await response.json(), 422, "validation")

@@ -17,17 +17,11 @@ from hub.app import create_app
 from hub.store.models import NormalizedProduct, Store, User
 from tests import factories
 from tests.conftest import make_settings
+from tests.responses import check_problem
 
 Client = TestClient[Any, Any]
 API = "/api/v1"
 TODAY = datetime.now(UTC).date()
-
-
-def _problem(response: Any, body: dict[str, Any], status: int, slug: str) -> None:
-    assert response.status == status
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    assert body["status"] == status
-    assert body["type"].endswith("/" + slug)
 
 
 @dataclass
@@ -148,9 +142,9 @@ async def test_shopping_list_lifecycle(client: Client) -> None:
     response = await client.delete(f"{API}/shopping/lists/{created['id']}", headers=w.headers)
     assert response.status == 204
     response = await client.get(f"{API}/shopping/lists/{created['id']}", headers=w.headers)
-    _problem(response, await response.json(), 404, "not-found")
+    check_problem(response, await response.json(), 404, "not-found")
     response = await client.delete(f"{API}/shopping/lists/{created['id']}", headers=w.headers)
-    _problem(response, await response.json(), 404, "not-found")
+    check_problem(response, await response.json(), 404, "not-found")
 
 
 async def test_shopping_lists_page_newest_first(client: Client) -> None:
@@ -178,9 +172,9 @@ async def test_shopping_lists_of_another_user_are_invisible(client: Client) -> N
     assert await (await client.get(f"{API}/shopping/lists", headers=w.headers)).json() == []
     for method, body in (("GET", None), ("PUT", {"name": "mine now", "items": []}), ("DELETE", None)):
         response = await client.request(method, f"{API}/shopping/lists/{bobs}", headers=w.headers, json=body)
-        _problem(response, await response.json(), 404, "not-found")
+        check_problem(response, await response.json(), 404, "not-found")
     response = await client.get(f"{API}/shopping/lists/not-a-uuid", headers=w.headers)
-    _problem(response, await response.json(), 404, "not-found")
+    check_problem(response, await response.json(), 404, "not-found")
     still = await (await client.get(f"{API}/shopping/lists/{bobs}", headers=w.bob_headers)).json()
     assert still["name"] == "Bob's"
 
@@ -206,13 +200,13 @@ async def test_shopping_list_bodies_are_validated(client: Client) -> None:
     for body, field in cases:
         response = await client.post(f"{API}/shopping/lists", headers=w.headers, json=body)
         problem = await response.json()
-        _problem(response, problem, 422, "validation")
+        check_problem(response, problem, 422, "validation")
         assert problem["errors"][0]["field"] == field
     created = await (
         await client.post(f"{API}/shopping/lists", headers=w.headers, json={"name": "x", "items": []})
     ).json()
     response = await client.put(f"{API}/shopping/lists/{created['id']}", headers=w.headers, json=cases[0][0])
-    _problem(response, await response.json(), 422, "validation")
+    check_problem(response, await response.json(), 422, "validation")
     full = await client.post(
         f"{API}/shopping/lists", headers=w.headers, json={"name": "full", "items": [{"name": "a", "quantity": 1}] * 200}
     )
@@ -230,7 +224,7 @@ async def test_shopping_routes_require_auth(client: Client) -> None:
         ("POST", "/shopping/optimize", {"items": [{"name": "x", "quantity": 1}]}),
     ):
         response = await client.request(method, API + path, json=body)
-        _problem(response, await response.json(), 401, "unauthorized")
+        check_problem(response, await response.json(), 401, "unauthorized")
 
 
 # --- the optimiser ----------------------------------------------------------------------------------------------
@@ -316,7 +310,7 @@ async def test_optimize_validates_its_body(client: Client) -> None:
     for body, field in cases:
         response = await client.post(f"{API}/shopping/optimize", headers=w.headers, json=body)
         problem = await response.json()
-        _problem(response, problem, 422, "validation")
+        check_problem(response, problem, 422, "validation")
         assert problem["errors"][0]["field"] == field
 
 

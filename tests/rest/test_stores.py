@@ -14,18 +14,12 @@ from hub.app import create_app
 from hub.settings import Settings
 from hub.store.models import Store, SyncJob, User, UserStoreAccount
 from tests import factories
+from tests.responses import check_problem
 
 Client = TestClient[Any, Any]
 API = "/api/v1"
 SECRET = "hunter2-very-secret-pa$$"
 CREDENTIALS = {"username": "ann@example.com", "password": SECRET}
-
-
-def _problem(response: Any, body: dict[str, Any], status: int, slug: str) -> None:
-    assert response.status == status
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    assert body["status"] == status
-    assert body["type"].endswith("/" + slug)
 
 
 async def _setup(client: Client) -> tuple[User, User, Store, Store]:
@@ -121,7 +115,7 @@ async def test_user_store_routes_require_credentials(client: Client) -> None:
         ("GET", f"{API}/me/email-in-address", {}),
     ):
         response = await client.request(method, path, **kwargs)
-        _problem(response, await response.json(), 401, "unauthorized")
+        check_problem(response, await response.json(), 401, "unauthorized")
 
 
 async def test_connect_stores_ciphertext_and_never_returns_credentials(client: Client) -> None:
@@ -162,7 +156,7 @@ async def test_connect_stores_ciphertext_and_never_returns_credentials(client: C
     assert [item["connected"] for item in json.loads(listed)] == [True, False]
 
     again = await client.post(f"{API}/me/stores/kroger/connect", json={"credentials": CREDENTIALS}, headers=headers)
-    _problem(again, await again.json(), 409, "conflict")
+    check_problem(again, await again.json(), 409, "conflict")
 
 
 async def test_connect_renews_an_expired_account(client: Client) -> None:
@@ -197,12 +191,12 @@ async def test_connect_refuses_unknown_unsupported_and_bad_bodies(aiohttp_client
         unknown = await client.post(
             f"{API}/me/stores/{slug}/connect", json={"credentials": CREDENTIALS}, headers=headers
         )
-        _problem(unknown, await unknown.json(), 404, "not-found")
+        check_problem(unknown, await unknown.json(), 404, "not-found")
     unsupported = await client.post(
         f"{API}/me/stores/meijer/connect", json={"credentials": CREDENTIALS}, headers=headers
     )
     body = await unsupported.json()
-    _problem(unsupported, body, 422, "validation")
+    check_problem(unsupported, body, 422, "validation")
     assert body["errors"][0]["field"] == "store_slug"
     for bad in (
         {},
@@ -215,7 +209,7 @@ async def test_connect_refuses_unknown_unsupported_and_bad_bodies(aiohttp_client
     ):
         response = await client.post(f"{API}/me/stores/kroger/connect", json=bad, headers=headers)
         problem = await response.json()
-        _problem(response, problem, 422, "validation")
+        check_problem(response, problem, 422, "validation")
         assert problem["errors"] and {"field", "message", "type"} <= set(problem["errors"][0])
     async with client.app[keys.sessionmaker]() as session:
         assert (await session.execute(select(UserStoreAccount))).first() is None
@@ -230,7 +224,7 @@ async def test_connect_without_a_fernet_key_is_503(aiohttp_client: Any, settings
         headers=await factories.auth_headers(client.app, ann.id),
     )
     body = await response.json()
-    _problem(response, body, 503, "service-unavailable")
+    check_problem(response, body, 503, "service-unavailable")
     assert "CARTSNITCH_FERNET_KEY" in body["detail"]
 
 
@@ -240,10 +234,10 @@ async def test_disconnect_forgets_only_the_users_account(client: Client) -> None
         session.add(UserStoreAccount(user_id=ann.id, store_id=kroger.id, session_data="x"))
     bob_headers = await factories.auth_headers(client.app, bob.id)
     not_bobs = await client.delete(f"{API}/me/stores/kroger", headers=bob_headers)
-    _problem(not_bobs, await not_bobs.json(), 404, "not-found")
+    check_problem(not_bobs, await not_bobs.json(), 404, "not-found")
     for slug in ("nope", "%00", "x" * 300):
         unknown = await client.delete(f"{API}/me/stores/{slug}", headers=bob_headers)
-        _problem(unknown, await unknown.json(), 404, "not-found")
+        check_problem(unknown, await unknown.json(), 404, "not-found")
 
     ann_headers = await factories.auth_headers(client.app, ann.id)
     response = await client.delete(f"{API}/me/stores/kroger", headers=ann_headers)
@@ -251,7 +245,7 @@ async def test_disconnect_forgets_only_the_users_account(client: Client) -> None
     async with client.app[keys.sessionmaker]() as session:
         assert (await session.execute(select(UserStoreAccount))).first() is None
     twice = await client.delete(f"{API}/me/stores/kroger", headers=ann_headers)
-    _problem(twice, await twice.json(), 404, "not-found")
+    check_problem(twice, await twice.json(), 404, "not-found")
 
 
 async def test_email_in_address_uses_the_inbound_token(client: Client) -> None:
