@@ -31,6 +31,9 @@ def _not_for_sockets(wrapped: Middleware) -> Middleware:
     return skip_sockets
 
 
+SERVER = "cartsnitch-hub"
+
+
 def create_app(settings: Settings) -> web.Application:
     if not settings.jwt_secret_key:
         if not settings.dev_mode:
@@ -52,5 +55,11 @@ def create_app(settings: Settings) -> web.Application:
         [resources.database_ctx, resources.redis_ctx, resources.http_client_ctx, resources.realtime_ctx]
     )
     app.on_shutdown.append(socket.close_all)
+    app.on_response_prepare.append(_server_header)
     routes.setup_routes(app)
     return app
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Name the service, not the Python and aiohttp versions it runs on."""
+    response.headers["Server"] = SERVER

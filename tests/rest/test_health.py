@@ -15,6 +15,8 @@ async def test_health(client: Client) -> None:
     response = await client.get("/health")
     assert response.status == 200
     assert (await response.json())["status"] == "ok"
+    # the service, not the versions of Python and aiohttp it runs on
+    assert response.headers["Server"] == "cartsnitch-hub"
 
 
 async def test_ready_checks_database_and_redis(client: Client, settings: Settings) -> None:
