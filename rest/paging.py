@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from hub.errors import validation_error
+from hub.errors import AppError, validation_error
 from rest import responses
 
 MAX_PAGE = 10_000
@@ -47,18 +47,21 @@ def page_of(query: PageQuery, *parsers: Callable[[str], Any]) -> Page:
     """The page the query asks for; the cursor's values are parsed with ``parsers`` (422 when they do not fit)."""
     if query.cursor is None:
         return Page(query.page_size, (query.page - 1) * query.page_size, None)
-    bad = validation_error([{"field": "cursor", "message": "is not a cursor this list issued", "type": "value_error"}])
     try:
         padded = query.cursor + "=" * (-len(query.cursor) % 4)
         values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        raise bad from None
+        raise _foreign_cursor() from None
     if not isinstance(values, list) or len(values) != len(parsers) or not all(isinstance(v, str) for v in values):
-        raise bad
+        raise _foreign_cursor()
     try:
         return Page(query.page_size, 0, tuple(parse(v) for parse, v in zip(parsers, values, strict=True)))
     except (ValueError, TypeError):
-        raise bad from None
+        raise _foreign_cursor() from None
+
+
+def _foreign_cursor() -> AppError:
+    return validation_error([{"field": "cursor", "message": "is not a cursor this list issued", "type": "value_error"}])
 
 
 def respond(
