@@ -24,7 +24,7 @@ from hub.cache import Cache
 from hub.fanout import EventBus, RedisBus
 from hub.metrics import Metrics
 from hub.settings import Settings
-from hub.store import audiences
+from hub.store import alerts, audiences
 from hub.store.engine import Sessionmaker
 
 log = logging.getLogger("hub.ingest")
@@ -228,8 +228,6 @@ class Ingest:
         self._refresh_aggregates(envelope)
 
     async def _fire_targets(self, product_id: uuid.UUID, payload: dict[str, Any]) -> None:
-        from hub.store import alerts
-
         store_id = _uuid(payload.get("store_id"))
         prices = [p for p in (_decimal(payload.get("regular_price")), _decimal(payload.get("sale_price"))) if p]
         if store_id is None or not prices:

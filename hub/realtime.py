@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from http.cookies import SimpleCookie
 from typing import Any
 
 import socketio
@@ -24,8 +25,10 @@ from channels.errors import Problem, ProblemType
 from channels.events import ClientCommand, ControlEvent
 from hub.control import control_envelope
 from hub.engine import EngineSocket, LeanEngine, Outbound
+from hub.errors import AppError
 from hub.fanout import EventBus, id_of
 from hub.identity import Authenticator, Principal
+from hub.jsonmod import dumps
 from hub.metrics import Metrics
 from hub.settings import Settings
 
@@ -91,8 +94,6 @@ class SocketSubscriber(Subscriber):
         return self.conn.engine_socket.write(out)
 
     def send_control(self, event: ControlEvent, payload: dict[str, Any]) -> None:
-        from hub.jsonmod import dumps
-
         envelope = dumps(control_envelope(event, payload))
         self.conn.engine_socket.write(Outbound("2" + self.namespace + ',["' + event.value + '",' + envelope + "]"))
 
@@ -126,8 +127,6 @@ class StreamSubscriber(Subscriber):
         return True
 
     def send_control(self, event: ControlEvent, payload: dict[str, Any]) -> None:
-        from hub.jsonmod import dumps
-
         self.queue.append((event.value, dumps(control_envelope(event, payload)), None))
         self.wake.set()
 
@@ -399,8 +398,6 @@ class Hub:
         token = auth.get("token") if isinstance(auth, dict) else None
         if token is not None and not isinstance(token, str):
             raise _refusal(ProblemType.UNAUTHORIZED, "auth.token must be a string")
-        from hub.errors import AppError
-
         try:
             if token:
                 return await self.authenticator.bearer(token)
@@ -538,8 +535,6 @@ class Hub:
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             return {"ok": False, "problem": _problem(ProblemType.VALIDATION, "send {token: <access token>}")}
-        from hub.errors import AppError
-
         try:
             principal = await self.authenticator.bearer(token)
         except AppError as exc:
@@ -596,8 +591,6 @@ def _kind(namespace: str) -> str:
 
 
 def _cookies(header: str) -> dict[str, str]:
-    from http.cookies import SimpleCookie
-
     jar: SimpleCookie = SimpleCookie()
     with contextlib.suppress(Exception):
         jar.load(header)

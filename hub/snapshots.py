@@ -15,6 +15,7 @@ from hub import cache, keys
 from hub.fanout import EventBus, RedisBus
 from hub.ingest import Ingest
 from hub.realtime import Hub
+from hub.store.public import inflation_snapshot, store_comparison_snapshot, trend_snapshot
 
 TREND_DAYS = 90
 
@@ -31,8 +32,6 @@ def wire(app: web.Application, hub: Hub, ingest: Ingest, bus_: EventBus) -> None
         return value
 
     async def trend(product_id: uuid.UUID) -> dict[str, Any] | None:
-        from hub.store.public import trend_snapshot
-
         async def compute() -> dict[str, Any] | None:
             async with app[keys.sessionmaker]() as session:
                 return await trend_snapshot(session, product_id=product_id, days=TREND_DAYS)
@@ -47,7 +46,6 @@ def wire(app: web.Application, hub: Hub, ingest: Ingest, bus_: EventBus) -> None
             except ValueError:
                 return None
             return await trend(product_id)
-        from hub.store.public import inflation_snapshot, store_comparison_snapshot
 
         async def compute() -> dict[str, Any] | None:
             async with app[keys.sessionmaker]() as session:

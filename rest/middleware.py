@@ -11,6 +11,7 @@ from channels.errors import ProblemType
 from hub import keys
 from hub.errors import AppError
 from hub.identity import Principal
+from rest.auth import current_principal
 from rest.openapi import Operation
 
 
@@ -58,8 +59,6 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
         bucket, limit, window = op.limit, settings.rate_limit_requests, settings.rate_limit_window_seconds
         identity = "ip:" + client_ip(request)
         if op.limit == "user":
-            from rest.auth import current_principal
-
             try:
                 principal: Principal | None = await current_principal(request)
             except AppError:
