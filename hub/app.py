@@ -9,8 +9,9 @@ from collections.abc import Awaitable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from hub import keys, resources, socket
-from hub.metrics import Metrics
+from hub import keys, resources
+from hub.infra.metrics import Metrics
+from hub.realtime import socket
 from hub.settings import Settings
 from rest import middleware, problems, routes
 

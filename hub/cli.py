@@ -66,8 +66,8 @@ async def _prepare(settings: Settings, demo_password: str | None) -> tuple[bool,
 def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from hub import devsecrets
     from hub.app import create_app
+    from hub.infra import devsecrets
 
     settings = _settings()
     _configure_logging(settings.log_level)
@@ -197,7 +197,7 @@ async def _publish_http(settings: Settings, args: argparse.Namespace, payload: A
     """Without Redis the running hub's broker is in its own process: hand the event to its internal API."""
     import aiohttp
 
-    from hub import devsecrets
+    from hub.infra import devsecrets
 
     if settings.dev_mode:
         settings, _ = devsecrets.load_or_create(settings)
@@ -225,8 +225,8 @@ async def _publish_http(settings: Settings, args: argparse.Namespace, payload: A
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from hub import devsecrets
-    from hub.security import TokenCodec, random_id
+    from hub.infra import devsecrets
+    from hub.infra.security import TokenCodec, random_id
     from hub.store import tokens, users
     from hub.store.engine import build_engine, build_sessionmaker
 

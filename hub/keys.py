@@ -9,13 +9,13 @@ from redis.asyncio import Redis
 from socketio import AsyncServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.cache import Cache
-from hub.fanout import EventBus
-from hub.identity import Authenticator, Principal
-from hub.ingest import Ingest
-from hub.metrics import Metrics
-from hub.ratelimit import RateLimiter
-from hub.realtime import Hub
+from hub.infra.cache import Cache
+from hub.infra.metrics import Metrics
+from hub.infra.ratelimit import RateLimiter
+from hub.realtime.fanout import EventBus
+from hub.realtime.hub import Hub
+from hub.realtime.identity import Authenticator, Principal
+from hub.realtime.ingest import Ingest
 from hub.settings import Settings
 from hub.store.engine import Sessionmaker
 

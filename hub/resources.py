@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from hub import keys, snapshots
-from hub.cache import Cache
-from hub.fanout import EventBus, LocalBus, RedisBus, redis_client
-from hub.identity import Authenticator
-from hub.ingest import Ingest
-from hub.ratelimit import RateLimiter
-from hub.realtime import Hub
-from hub.security import TokenCodec
+from hub import keys
+from hub.infra.cache import Cache
+from hub.infra.ratelimit import RateLimiter
+from hub.infra.security import TokenCodec
+from hub.realtime import snapshots
+from hub.realtime.fanout import EventBus, LocalBus, RedisBus, redis_client
+from hub.realtime.hub import Hub
+from hub.realtime.identity import Authenticator
+from hub.realtime.ingest import Ingest
 from hub.store.engine import build_engine, build_sessionmaker
 
 log = logging.getLogger("hub")

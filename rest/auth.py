@@ -13,9 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from channels.errors import ProblemType
 from hub import keys
 from hub.errors import AppError
-from hub.identity import Principal, unauthorized
-from hub.security import InvalidToken, hash_password, password_fits, random_id, verify_password
-from hub.socket import end_user_connections
+from hub.infra.security import InvalidToken, hash_password, password_fits, random_id, verify_password
+from hub.realtime.identity import Principal, unauthorized
+from hub.realtime.socket import end_user_connections
 from hub.store import tokens, users
 from rest import responses
 from rest.openapi import RouteTable

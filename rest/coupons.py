@@ -10,7 +10,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from hub import cache, keys
+from hub import keys
+from hub.infra import cache
 from hub.store import coupons
 from rest import paging, responses
 from rest.api import API

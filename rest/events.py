@@ -15,9 +15,9 @@ from channels.bus import EventId, parse_event_id
 from channels.errors import ProblemType
 from channels.events import ControlEvent
 from hub import keys
-from hub.control import control_envelope
 from hub.errors import AppError, validation_error
-from hub.realtime import StreamSubscriber
+from hub.realtime.control import control_envelope
+from hub.realtime.hub import StreamSubscriber
 from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable

@@ -12,7 +12,7 @@ from channels.events import EventType
 from channels.payloads import InvalidPayload
 from hub import keys
 from hub.errors import AppError
-from hub.security import constant_time_equals
+from hub.infra.security import constant_time_equals
 from rest import responses
 from rest.openapi import RouteTable
 from rest.validation import parse_body

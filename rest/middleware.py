@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 from channels.errors import ProblemType
 from hub import keys
 from hub.errors import AppError
-from hub.identity import Principal
+from hub.realtime.identity import Principal
 from rest.auth import current_principal
 from rest.openapi import Operation
 

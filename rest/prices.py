@@ -12,7 +12,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from hub import cache, keys
+from hub import keys
+from hub.infra import cache
 from hub.store import prices
 from hub.store.prices import Category
 from rest import paging, responses

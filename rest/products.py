@@ -9,8 +9,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from channels.errors import ProblemType
-from hub import cache, keys
+from hub import keys
 from hub.errors import AppError
+from hub.infra import cache
 from hub.store import prices, products
 from hub.store.models import NormalizedProduct
 from hub.store.prices import Category

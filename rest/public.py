@@ -11,8 +11,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from channels.errors import ProblemType
-from hub import cache, keys
+from hub import keys
 from hub.errors import AppError
+from hub.infra import cache
 from hub.store import public
 from hub.store.prices import Category
 from rest.api import API

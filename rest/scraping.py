@@ -9,8 +9,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from channels.errors import ProblemType
-from hub import keys, sync
+from hub import keys
 from hub.errors import AppError
+from hub.realtime import sync
 from hub.store import syncjobs
 from rest import responses
 from rest.api import API

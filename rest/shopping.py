@@ -21,7 +21,8 @@ from pydantic import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.errors import ProblemType
-from hub import keys, optimizer
+from hub import keys
+from hub.domain import optimizer
 from hub.errors import AppError, validation_error
 from hub.store import shopping
 from rest import responses

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from sqlalchemy.exc import IntegrityError
 
 from channels.errors import ProblemType
-from hub import cache, keys
+from hub import keys
 from hub.errors import AppError, validation_error
-from hub.identity import unauthorized
+from hub.infra import cache
+from hub.realtime.identity import unauthorized
 from hub.settings import Settings
 from hub.store import stores, users
 from hub.store.models import Store

@@ -13,7 +13,7 @@ import bcrypt
 from aiohttp import web
 
 from hub import keys
-from hub.security import random_id
+from hub.infra.security import random_id
 from hub.store import tokens, users
 from hub.store.models import (
     Coupon,

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import Date, Integer, bindparam, case, cast, extract, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import cpi
+from hub.domain import cpi
 from hub.store.models import NormalizedProduct, PriceHistory, Store
 from hub.store.prices import PRICES, STORES, effective_price, latest_price_rows
 

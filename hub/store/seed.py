@@ -28,7 +28,7 @@ from sqlalchemy import JSON, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex, ExecutableDDLElement
 
-from hub.security import hash_password, password_fits
+from hub.infra.security import hash_password, password_fits
 from hub.store.models import Base, Store, User
 
 Row = tuple[Any, ...]

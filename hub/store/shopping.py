@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import case, delete, exists, func, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.optimizer import CouponOffer, Line, Problem, StoreRef
+from hub.domain.optimizer import CouponOffer, Line, Problem, StoreRef
 from hub.store.keyset import newest_first
 from hub.store.models import Coupon, NormalizedProduct, PriceHistory, ShoppingList, ShoppingListItem, Store
 from hub.store.prices import latest_prices

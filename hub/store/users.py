@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.security import random_id
+from hub.infra.security import random_id
 from hub.store.models import Account, Session, User
 
 CREDENTIAL_PROVIDER = "credential"

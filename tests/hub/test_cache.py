@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from hub.cache import PRICES, Cache
+from hub.infra.cache import PRICES, Cache
 
 
 @pytest.fixture(params=["in-process", "redis"])

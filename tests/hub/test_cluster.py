@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from channels import bus
 from channels.publish import publish
-from hub.security import TokenCodec, random_id
+from hub.infra.security import TokenCodec, random_id
 from hub.settings import Settings
 from hub.store import tokens
 from hub.store.engine import build_engine, build_sessionmaker

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import hub
-from hub import cpi
+from hub.domain import cpi
 
 CPI_DIR = Path(hub.__file__).parent / "data" / "cpi"
 NATIONAL = [sid for sid in cpi.SERIES_INFO if sid.startswith("CUUR0000")]

@@ -9,7 +9,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 import pytest
 
-from hub.optimizer import (
+from hub.domain.optimizer import (
     CouponOffer,
     Line,
     Plan,

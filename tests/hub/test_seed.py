@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from sqlalchemy import func, select, text
 
-from hub.security import verify_password
+from hub.infra.security import verify_password
 from hub.store import users
 from hub.store.engine import build_engine, build_sessionmaker
 from hub.store.models import (

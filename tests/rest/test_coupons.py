@@ -8,7 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from hub import cache, keys
+from hub import keys
+from hub.infra import cache
 from hub.store.models import Coupon
 from tests import factories
 from tests.responses import all_pages, expect_json, expect_problem

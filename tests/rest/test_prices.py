@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from hub import cache, keys
+from hub import keys
+from hub.infra import cache
 from tests import factories
 from tests.responses import all_pages, expect_json, expect_problem
 

@@ -11,7 +11,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 import hub
-from hub import cache, keys
+from hub import keys
+from hub.infra import cache
 from tests import factories
 from tests.responses import expect_json, expect_problem
 

@@ -11,10 +11,11 @@ import orjson
 from aiohttp import web
 
 from channels import bus, rooms
-from hub import cache, keys
-from hub.fanout import EventBus, RedisBus
-from hub.ingest import Ingest
-from hub.realtime import Hub
+from hub import keys
+from hub.infra import cache
+from hub.realtime.fanout import EventBus, RedisBus
+from hub.realtime.hub import Hub
+from hub.realtime.ingest import Ingest
 from hub.store.public import inflation_snapshot, store_comparison_snapshot, trend_snapshot
 
 TREND_DAYS = 90

@@ -25,7 +25,7 @@ from sqlalchemy import delete, func, insert, select
 from channels import bus
 from channels.bus import EventId, parse_event_id
 from channels.publish import is_noscript, new_epoch
-from hub.resp import CommandConnection, PubSubConnection, ReplyError, auth_command, command, open_connection
+from hub.infra.resp import CommandConnection, PubSubConnection, ReplyError, auth_command, command, open_connection
 from hub.store.engine import Sessionmaker
 from hub.store.models import HubEvent, HubEventMark, HubMeta
 

@@ -19,10 +19,10 @@ from channels import bus, rooms
 from channels.events import AUDIENCE, Audience, EventType, is_direct, parse_event_type
 from channels.payloads import InvalidPayload, build_envelope, utc_timestamp, validate_payload
 from channels.publish import encode_envelope
-from hub import cache as cache_scopes
-from hub.cache import Cache
-from hub.fanout import EventBus, RedisBus
-from hub.metrics import Metrics
+from hub.infra import cache as cache_scopes
+from hub.infra.cache import Cache
+from hub.infra.metrics import Metrics
+from hub.realtime.fanout import EventBus, RedisBus
 from hub.settings import Settings
 from hub.store import alerts, audiences
 from hub.store.engine import Sessionmaker

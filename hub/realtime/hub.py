@@ -23,13 +23,13 @@ from channels import bus, rooms
 from channels.bus import EventId, parse_event_id
 from channels.errors import Problem, ProblemType
 from channels.events import ClientCommand, ControlEvent
-from hub.control import control_envelope
-from hub.engine import EngineSocket, LeanEngine, Outbound
 from hub.errors import AppError
-from hub.fanout import EventBus, id_of
-from hub.identity import Authenticator, Principal
-from hub.jsonmod import dumps
-from hub.metrics import Metrics
+from hub.infra.jsonmod import dumps
+from hub.infra.metrics import Metrics
+from hub.realtime.control import control_envelope
+from hub.realtime.engine import EngineSocket, LeanEngine, Outbound
+from hub.realtime.fanout import EventBus, id_of
+from hub.realtime.identity import Authenticator, Principal
 from hub.settings import Settings
 
 log = logging.getLogger("hub.realtime")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from channels.errors import ProblemType
 from hub.errors import AppError
-from hub.security import InvalidToken, TokenCodec, looks_like_jwt
+from hub.infra.security import InvalidToken, TokenCodec, looks_like_jwt
 from hub.store import tokens, users
 from hub.store.engine import Sessionmaker
 

@@ -10,9 +10,10 @@ from aiohttp import web
 
 from channels import bus, rooms
 from channels.events import ControlEvent
-from hub import jsonmod, keys
-from hub.control import control_envelope
-from hub.engine import LeanEngine
+from hub import keys
+from hub.infra import jsonmod
+from hub.realtime.control import control_envelope
+from hub.realtime.engine import LeanEngine
 from hub.settings import Settings
 
 SOCKETIO_PATH = "socket.io"

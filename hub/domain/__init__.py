@@ -1,0 +1,1 @@
+"""Pure computations (no I/O): the shopping optimiser and the CPI series."""

@@ -1,0 +1,1 @@
+"""Infrastructure: Redis protocol, cache, rate limits, metrics, JSON, passwords and tokens, dev secrets."""
