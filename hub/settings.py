@@ -61,6 +61,7 @@ class Settings:
     socket_compression: bool = False
     socket_ping_interval_seconds: float = 25.0
     socket_ping_timeout_seconds: float = 20.0
+    socket_connect_timeout_seconds: float = 45.0
     auth_expiring_notice_seconds: int = 60
     demo_sync: bool = False
     seed_demo_data: bool = False
@@ -208,6 +209,7 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "socket_compression": (("CARTSNITCH_SOCKET_COMPRESSION",), _parse_bool),
     "socket_ping_interval_seconds": (("CARTSNITCH_SOCKET_PING_INTERVAL_SECONDS",), _parse_float),
     "socket_ping_timeout_seconds": (("CARTSNITCH_SOCKET_PING_TIMEOUT_SECONDS",), _parse_float),
+    "socket_connect_timeout_seconds": (("CARTSNITCH_SOCKET_CONNECT_TIMEOUT_SECONDS",), _parse_float),
     "auth_expiring_notice_seconds": (("CARTSNITCH_AUTH_EXPIRING_NOTICE_SECONDS",), _parse_int),
     "demo_sync": (("CARTSNITCH_DEMO_SYNC",), _parse_bool),
     "seed_demo_data": (("CARTSNITCH_SEED_DEMO_DATA",), _parse_bool),

@@ -3,9 +3,14 @@
 Why not python-engineio's own: it keeps a writer task and a queue per socket, a sleeping task per socket for
 every ping, and a task per received websocket message, and it encodes every packet once per recipient. Here a
 websocket write is a synchronous ``transport.write`` of a frame built once per event (server frames are unmasked,
-so the same bytes go to every recipient), one task sweeps the heartbeats of every socket, and a socket whose
+so the same bytes go to every recipient), one timer drives the heartbeats of every socket, and a socket whose
 unsent bytes exceed a limit is dropped instead of queueing without bound. python-socketio talks to this class
 through the same methods it calls on ``engineio.AsyncServer``.
+
+The protocol is the Engine.IO v4 specification (``socketio/engine.io-protocol``) as the reference server implements
+it, on both transports: handshake fields (``upgrades`` is empty on a session opened over websocket), the heartbeat
+at the configured interval (the server pings, a missing pong closes the session after ``pingTimeout``), 400 with
+``{code, message}`` for every refused request, close and upgrade semantics.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import contextlib
 import logging
 import secrets
 import struct
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -30,7 +35,6 @@ log = logging.getLogger("hub.engine")
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = "0123456"
 RECORD_SEPARATOR = "\x1e"
 _TEXT, _BINARY = 0x1, 0x2
-SWEEP_SECONDS = 1.0
 
 
 def ws_frame(payload: bytes, opcode: int = _TEXT) -> bytes:
@@ -58,11 +62,13 @@ class Outbound:
 
 class EngineSocket:
     __slots__ = (
+        "beat",
+        "close_reason",
         "closed",
         "environ",
-        "next_ping",
-        "ping_deadline",
+        "joined",
         "polled",
+        "probing",
         "queue",
         "queued_bytes",
         "server",
@@ -87,11 +93,15 @@ class EngineSocket:
         self.queued_bytes = 0
         self.waiter: asyncio.Future[None] | None = None
         self.polled = False
+        self.probing = False
         self.upgrading = False
         self.closed = False
-        now = time.monotonic()
-        self.next_ping = now + server.ping_interval
-        self.ping_deadline = 0.0
+        self.close_reason = ""
+        self.joined = False
+        """Set by the Socket.IO server when a namespace is joined; a session that joins none within the connect
+        timeout is closed."""
+        self.beat = 0
+        """Heartbeat generation: odd while a ping awaits its pong. Timer entries of another generation are stale."""
 
     @property
     def upgraded(self) -> bool:
@@ -173,32 +183,37 @@ class LeanEngine:
         ping_timeout: float = 20.0,
         max_http_buffer_size: int = 1_000_000,
         cors_allowed_origins: list[str] | str | None = None,
-        cors_credentials: bool = True,
         websocket_compression: bool = False,
         send_queue_bytes: int = 1 << 20,
+        connect_timeout: float = 45.0,
         on_slow_consumer: Callable[[str], None] | None = None,
         **_ignored: Any,
     ) -> None:
         self.ping_interval = float(ping_interval)
         self.ping_timeout = float(ping_timeout)
+        self.connect_timeout = float(connect_timeout)
         self.max_http_buffer_size = int(max_http_buffer_size)
-        self.cors_allowed_origins = cors_allowed_origins
-        self.cors_credentials = cors_credentials
+        self.cors_allowed_origins = frozenset(
+            [cors_allowed_origins] if isinstance(cors_allowed_origins, str) else cors_allowed_origins or ()
+        )
         self.websocket_compression = websocket_compression
         self.send_queue_bytes = send_queue_bytes
         self.on_slow_consumer = on_slow_consumer
         self.sockets: dict[str, EngineSocket] = {}
         self.handlers: dict[str, Handler] = {}
-        self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._open_payload = orjson.dumps(
-            {
-                "upgrades": ["websocket"],
-                "pingInterval": int(self.ping_interval * 1000),
-                "pingTimeout": int(self.ping_timeout * 1000),
-                "maxPayload": self.max_http_buffer_size,
-            }
-        )
+        # Every socket waits the same interval for its next ping (and the same timeout for its pong, and for its
+        # first namespace), so each deadline list is appended in time order: one timer at the earliest head serves
+        # any number of sockets at any interval.
+        self._pings: deque[tuple[float, EngineSocket, int]] = deque()
+        self._pongs: deque[tuple[float, EngineSocket, int]] = deque()
+        self._joins: deque[tuple[float, EngineSocket]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._open_fields = {
+            "pingInterval": int(self.ping_interval * 1000),
+            "pingTimeout": int(self.ping_timeout * 1000),
+            "maxPayload": self.max_http_buffer_size,
+        }
 
     # --- the python-socketio facing API ------------------------------------------------------------------
 
@@ -210,9 +225,8 @@ class LeanEngine:
         return register(handler) if handler is not None else register
 
     def attach(self, app: web.Application, engineio_path: str = "engine.io") -> None:
-        path = "/" + engineio_path.strip("/") + "/"
-        for method in ("GET", "POST", "OPTIONS"):
-            app.router.add_route(method, path, self.handle_request)
+        # every method reaches the handler: the protocol answers an unsupported one with 400, not aiohttp's 405
+        app.router.add_route("*", "/" + engineio_path.strip("/") + "/", self.handle_request)
 
     async def send(self, sid: str, data: str | bytes) -> None:
         socket = self.sockets.get(sid)
@@ -274,11 +288,9 @@ class LeanEngine:
         return task
 
     async def shutdown(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for socket in list(self.sockets.values()):
             await self.close_socket(socket, self.reason.SERVER_DISCONNECT, send_close=True)
         for task in list(self._tasks):
@@ -305,6 +317,7 @@ class LeanEngine:
         if send_close:
             socket.write_text(CLOSE)
         socket.closed = True
+        socket.close_reason = reason
         self.sockets.pop(socket.sid, None)
         waiter = socket.waiter
         if waiter is not None and not waiter.done():
@@ -320,20 +333,62 @@ class LeanEngine:
             except Exception:
                 log.exception("disconnect handler failed")
 
+    # --- heartbeat and connect timeout --------------------------------------------------------------------
+
+    def _schedule(self, queue: deque[Any], entry: tuple[Any, ...]) -> None:
+        queue.append(entry)
+        timer = self._timer
+        if timer is None or entry[0] < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._timer = asyncio.get_running_loop().call_at(entry[0], self._beat)
+
+    def _start_heartbeat(self, socket: EngineSocket) -> None:
+        now = asyncio.get_running_loop().time()
+        self._schedule(self._pings, (now + self.ping_interval, socket, socket.beat))
+        self._schedule(self._joins, (now + self.connect_timeout, socket))
+
+    def _pong(self, socket: EngineSocket) -> None:
+        if socket.beat % 2 == 1:
+            socket.beat += 1
+            self._schedule(self._pings, (asyncio.get_running_loop().time() + self.ping_interval, socket, socket.beat))
+
+    def _beat(self) -> None:
+        """Ping the sockets whose interval is up, close those whose pong (or first namespace) is overdue."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pings, pongs, joins = self._pings, self._pongs, self._joins
+        while pings and pings[0][0] <= now:
+            _, socket, beat = pings.popleft()
+            if socket.closed or socket.beat != beat:
+                continue
+            socket.beat += 1
+            socket.write_text(PING)
+            pongs.append((now + self.ping_timeout, socket, socket.beat))
+        while pongs and pongs[0][0] <= now:
+            _, socket, beat = pongs.popleft()
+            if not socket.closed and socket.beat == beat:
+                self.start_background_task(self.close_socket, socket, self.reason.PING_TIMEOUT)
+        while joins and joins[0][0] <= now:
+            _, socket = joins.popleft()
+            if not socket.closed and not socket.joined:
+                self.start_background_task(self.close_socket, socket, self.reason.SERVER_DISCONNECT, send_close=True)
+        heads = [queue[0][0] for queue in (pings, pongs, joins) if queue]
+        if heads:
+            self._timer = loop.call_at(min(heads), self._beat)
+
     # --- HTTP ---------------------------------------------------------------------------------------------
 
-    def _cors_headers(self, request: web.Request) -> dict[str, str] | None:
-        """CORS headers for an allowed origin, {} without an Origin header, None for a refused origin."""
+    def _cors_headers(self, request: web.Request) -> dict[str, str]:
+        """Any origin may open a session (the ``/public`` namespace is for everyone), without credentials; a listed
+        origin also gets credentials. User namespaces check the origin when they are joined."""
         origin = request.headers.get("Origin")
         if origin is None:
             return {}
-        allowed = self.cors_allowed_origins
-        if allowed != "*" and (not allowed or origin not in allowed):
-            return None
-        headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-        if self.cors_credentials:
-            headers["Access-Control-Allow-Credentials"] = "true"
-        return headers
+        if origin in self.cors_allowed_origins:
+            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+        return {"Access-Control-Allow-Origin": "*", "Vary": "Origin"}
 
     @staticmethod
     def _error(message: str, code: int, status: int = 400, headers: dict[str, str] | None = None) -> web.Response:
@@ -346,9 +401,8 @@ class LeanEngine:
 
     async def handle_request(self, request: web.Request) -> web.StreamResponse:
         cors = self._cors_headers(request)
-        if cors is None:
-            return self._error("Not an accepted origin", 4, 403)
-        if request.method == "OPTIONS":
+        method = request.method
+        if method == "OPTIONS":
             headers = dict(cors)
             headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             if "Access-Control-Request-Headers" in request.headers:
@@ -363,25 +417,25 @@ class LeanEngine:
         sid = query.get("sid")
         is_upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if sid is None:
-            if transport == "websocket":
-                if not is_upgrade or request.method != "GET":
-                    return self._error("Bad handshake method", 2, headers=cors)
-                return await self._open_websocket(request)
-            if request.method != "GET":
+            if method != "GET" or (transport == "websocket") != is_upgrade:
                 return self._error("Bad handshake method", 2, headers=cors)
+            if transport == "websocket":
+                return await self._open_websocket(request)
             return await self._open_polling(request, cors)
         socket = self.sockets.get(sid)
         if socket is None:
             return self._error("Session ID unknown", 1, headers=cors)
         if transport == "websocket":
-            if not is_upgrade or socket.ws is not None:
+            if not is_upgrade or method != "GET" or socket.ws is not None or socket.probing or socket.upgrading:
                 return self._error("Bad request", 3, headers=cors)
             return await self._upgrade(request, socket)
         if socket.ws is not None and not socket.upgrading:
             return self._error("Bad request", 3, headers=cors)
-        if request.method == "GET":
+        if method == "GET":
             return await self._poll(socket, cors)
-        return await self._post(request, socket, cors)
+        if method == "POST":
+            return await self._post(request, socket, cors)
+        return self._error("Bad request", 3, headers=cors)
 
     def _environ(self, request: web.Request) -> dict[str, Any]:
         headers = request.headers
@@ -389,6 +443,7 @@ class LeanEngine:
             "REQUEST_METHOD": request.method,
             "QUERY_STRING": request.query_string,
             "REMOTE_ADDR": request.remote or "",
+            "HTTP_HOST": headers.get("Host", ""),
             "HTTP_COOKIE": headers.get("Cookie", ""),
             "HTTP_AUTHORIZATION": headers.get("Authorization", ""),
             "HTTP_ORIGIN": headers.get("Origin", ""),
@@ -400,39 +455,38 @@ class LeanEngine:
         sid = self.generate_id()
         socket = EngineSocket(self, sid, self._environ(request))
         self.sockets[sid] = socket
-        if self._sweeper is None:
-            self._sweeper = asyncio.ensure_future(self._sweep())
         return socket
 
-    def _open_text(self, sid: str) -> str:
-        return OPEN + '{"sid":"' + sid + '",' + self._open_payload.decode()[1:]
+    def _open_text(self, sid: str, upgrades: list[str]) -> str:
+        return OPEN + orjson.dumps({"sid": sid, "upgrades": upgrades, **self._open_fields}).decode()
 
     async def _connected(self, socket: EngineSocket) -> bool:
         handler = self.handlers.get("connect")
-        if handler is None:
-            return True
-        try:
-            result = await handler(socket.sid, socket.environ)
-        except Exception:
-            log.exception("connect handler failed")
-            result = False
-        if result is False:
-            socket.closed = True
-            self.sockets.pop(socket.sid, None)
-            return False
+        if handler is not None:
+            try:
+                result = await handler(socket.sid, socket.environ)
+            except Exception:
+                log.exception("connect handler failed")
+                result = False
+            if result is False:
+                socket.closed = True
+                self.sockets.pop(socket.sid, None)
+                return False
+        self._start_heartbeat(socket)
         return True
 
     async def _open_polling(self, request: web.Request, cors: dict[str, str]) -> web.Response:
         socket = self._new_socket(request)
         if not await self._connected(socket):
             return self._error("Unauthorized", 4, 401, headers=cors)
-        body = self._open_text(socket.sid)
+        body = self._open_text(socket.sid, ["websocket"])
         if socket.queue:
             body += RECORD_SEPARATOR + socket.take_queue()
         return web.Response(text=body, content_type="text/plain", headers=cors)
 
     async def _poll(self, socket: EngineSocket, cors: dict[str, str]) -> web.Response:
         if socket.waiter is not None:
+            # two GETs at once: the protocol closes the session (the first poll then reads a close packet)
             await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
             return self._error("Overlapping poll", 3, headers=cors)
         if not socket.queue and not socket.upgrading and not socket.closed:
@@ -448,22 +502,41 @@ class LeanEngine:
         elif socket.queue:
             body = socket.take_queue()
         elif socket.closed:
-            body = CLOSE
+            # the client's own close packet ends its pending poll with a noop, a server-side close with a close
+            body = NOOP if socket.close_reason == self.reason.CLIENT_DISCONNECT else CLOSE
         else:
             body = NOOP
         socket.polled = True
         return web.Response(text=body, content_type="text/plain", headers=cors)
 
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The whole body, however many pieces it arrives in; None when it is larger than the payload limit."""
+        limit = self.max_http_buffer_size
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def _post(self, request: web.Request, socket: EngineSocket, cors: dict[str, str]) -> web.Response:
-        if request.content_length is not None and request.content_length > self.max_http_buffer_size:
+        raw = await self._read_body(request)
+        if raw is None:
             await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
             return self._error("Payload too large", 3, 413, headers=cors)
-        raw = await request.content.read(self.max_http_buffer_size + 1)
-        if len(raw) > self.max_http_buffer_size:
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
             await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
-            return self._error("Payload too large", 3, 413, headers=cors)
-        for text in raw.decode("utf-8", "replace").split(RECORD_SEPARATOR):
-            if not await self._receive(socket, text):
+            return self._error("Bad request", 3, headers=cors)
+        for packet in text.split(RECORD_SEPARATOR):
+            if not await self._receive(socket, packet):
+                if socket.close_reason == self.reason.TRANSPORT_ERROR:
+                    return self._error("Bad request", 3, headers=cors)
                 break
         return web.Response(text="ok", content_type="text/html", headers=cors)
 
@@ -474,7 +547,8 @@ class LeanEngine:
         if isinstance(text, bytes):
             return await self._message(socket, text)
         if not text:
-            return True
+            await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
+            return False
         kind = text[0]
         if kind == MESSAGE:
             return await self._message(socket, text[1:])
@@ -485,10 +559,10 @@ class LeanEngine:
                 await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
                 return False
             return await self._message(socket, data)
-        if kind == PONG:
-            socket.ping_deadline = 0.0
+        if kind == PONG and len(text) == 1:
+            self._pong(socket)
             return True
-        if kind == CLOSE:
+        if kind == CLOSE and len(text) == 1:
             await self.close_socket(socket, self.reason.CLIENT_DISCONNECT)
             return False
         if kind == NOOP:
@@ -504,7 +578,7 @@ class LeanEngine:
             await handler(socket.sid, data)
         except Exception as exc:
             # a packet python-socketio cannot parse: the client is broken or hostile, so the connection ends
-            log.info("closing %s after a bad packet: %s", socket.sid, exc)
+            log.debug("closing %s after a bad packet: %s", socket.sid, type(exc).__name__)
             await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
             return False
         return not socket.closed
@@ -543,7 +617,7 @@ class LeanEngine:
         await ws.prepare(request)
         socket = self._new_socket(request)
         self._attach_ws(socket, ws, request)
-        socket.write_text(self._open_text(socket.sid))
+        socket.write_text(self._open_text(socket.sid, []))
         if not await self._connected(socket):
             await ws.close()
             return ws
@@ -553,25 +627,27 @@ class LeanEngine:
     async def _upgrade(self, request: web.Request, socket: EngineSocket) -> web.StreamResponse:
         ws = self._websocket()
         await ws.prepare(request)
-        probe = await self._next_text(ws)
-        if probe != PING + "probe":
-            await ws.close()
-            return ws
-        await ws.send_str(PONG + "probe")
-        socket.upgrading = True
-        waiter = socket.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        upgrade = await self._next_text(ws)
-        if upgrade != UPGRADE or socket.closed:
-            socket.upgrading = False
-            await ws.close()
-            return ws
-        pending = list(socket.queue)
-        socket.queue.clear()
-        socket.queued_bytes = 0
-        self._attach_ws(socket, ws, request)
-        socket.upgrading = False
+        socket.probing = True
+        try:
+            probe = await self._next_text(ws)
+            if probe != PING + "probe" or socket.closed:
+                await ws.close()
+                return ws
+            await ws.send_str(PONG + "probe")
+            socket.upgrading = True
+            waiter = socket.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)  # the pending poll ends with a noop
+            upgrade = await self._next_text(ws)
+            if upgrade != UPGRADE or socket.closed:
+                await ws.close()
+                return ws
+            pending = list(socket.queue)
+            socket.queue.clear()
+            socket.queued_bytes = 0
+            self._attach_ws(socket, ws, request)
+        finally:
+            socket.probing = socket.upgrading = False
         for text in pending:
             socket.write_text(text)
         await self._read_websocket(socket, ws)
@@ -597,23 +673,3 @@ class LeanEngine:
                     break
         finally:
             await self.close_socket(socket, self.reason.TRANSPORT_CLOSE)
-
-    # --- heartbeat ----------------------------------------------------------------------------------------
-
-    async def _sweep(self) -> None:
-        """One task for every socket's heartbeat: ping when due, close when a pong is overdue."""
-        while True:
-            await asyncio.sleep(SWEEP_SECONDS)
-            now = time.monotonic()
-            for socket in list(self._due(now)):
-                if socket.ping_deadline and now > socket.ping_deadline:
-                    await self.close_socket(socket, self.reason.PING_TIMEOUT)
-                elif now >= socket.next_ping:
-                    socket.next_ping = now + self.ping_interval
-                    socket.ping_deadline = now + self.ping_timeout
-                    socket.write_text(PING)
-
-    def _due(self, now: float) -> Iterator[EngineSocket]:
-        for socket in self.sockets.values():
-            if now >= socket.next_ping or (socket.ping_deadline and now > socket.ping_deadline):
-                yield socket

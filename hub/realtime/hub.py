@@ -26,6 +26,7 @@ from channels.events import ClientCommand, ControlEvent
 from hub.errors import AppError
 from hub.infra.jsonmod import dumps
 from hub.infra.metrics import Metrics
+from hub.infra.origins import OriginPolicy
 from hub.realtime.control import control_envelope
 from hub.realtime.engine import EngineSocket, LeanEngine, Outbound
 from hub.realtime.fanout import EventBus, id_of
@@ -200,6 +201,7 @@ class Hub:
         self.metrics = metrics
         self.server = server
         self.snapshot: Snapshotter | None = None
+        self.origins = OriginPolicy(settings.cors_origins)
         self.connections: dict[str, Connection] = {}
         self._audiences: dict[str, dict[int, Subscriber]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
@@ -417,6 +419,12 @@ class Hub:
             user_id = rooms.parse_user_namespace(namespace)
             if user_id is None:
                 raise _refusal(ProblemType.NOT_FOUND, f"no namespace {namespace[:100]!r}")
+            origin = environ.get("HTTP_ORIGIN")
+            if origin and not self.origins.allows(origin, environ.get("HTTP_HOST")):
+                raise _refusal(
+                    ProblemType.FORBIDDEN,
+                    f"the origin {origin[:200]} may not open user namespaces (see CARTSNITCH_CORS_ORIGINS)",
+                )
             principal = await self._authenticate(environ, auth)
             if principal.user_id != user_id:
                 raise _refusal(ProblemType.FORBIDDEN, "this token belongs to another user")

@@ -102,14 +102,64 @@ class HubRedisManager(_IndexedRooms, socketio.AsyncRedisManager):  # type: ignor
         await super()._handle_emit(message)
 
 
+MAX_ATTACHMENTS = 10
+"""Binary attachments one Socket.IO message may announce (the hub's own events carry none)."""
+INVALID_NAMESPACE = {"message": "Invalid namespace"}
+
+
+def is_hub_namespace(namespace: str) -> bool:
+    return namespace == rooms.PUBLIC_NAMESPACE or rooms.parse_user_namespace(namespace) is not None
+
+
 class HubServer(socketio.AsyncServer):  # type: ignore[misc]
+    def __init__(self, *args: Any, max_payload_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_payload_bytes = max_payload_bytes
+        self._attachment_bytes: dict[str, int] = {}
+
     def _engineio_server_class(self) -> type[LeanEngine]:
         return LeanEngine
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        namespace = namespace or "/"
+        if not is_hub_namespace(namespace):
+            # as the reference server answers a namespace it does not serve
+            await self._send_packet(
+                eio_sid, self.packet_class(socketio.packet.CONNECT_ERROR, data=INVALID_NAMESPACE, namespace=namespace)
+            )
+            return
+        await super()._handle_connect(eio_sid, namespace, data)
+        engine_socket = self.eio.socket(eio_sid)
+        if engine_socket is not None and self.manager.namespaces_of(eio_sid):
+            engine_socket.joined = True
+
+    async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
+        """Bound what a message may make the server hold: a header announcing attachments is refused past
+        MAX_ATTACHMENTS, and the attachments that follow past the payload limit together (the connection ends)."""
+        if eio_sid in self._binary_packet:
+            size = self._attachment_bytes.get(eio_sid, 0) + len(data)
+            if size > self.max_payload_bytes:
+                self._binary_packet.pop(eio_sid, None)
+                self._attachment_bytes.pop(eio_sid, None)
+                raise ValueError("binary attachments over the payload limit")
+            self._attachment_bytes[eio_sid] = size
+        elif isinstance(data, str) and data[:1] in ("5", "6"):
+            dash = data.find("-")
+            if 1 < dash <= 11 and data[1:dash].isdigit() and int(data[1:dash]) > MAX_ATTACHMENTS:
+                raise ValueError("too many binary attachments")
+            self._attachment_bytes.pop(eio_sid, None)
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        finally:
+            if eio_sid not in self._binary_packet:
+                self._attachment_bytes.pop(eio_sid, None)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         for namespace in self.manager.namespaces_of(eio_sid):
             await self._handle_disconnect(eio_sid, namespace, reason)
         self.environ.pop(eio_sid, None)
+        self._binary_packet.pop(eio_sid, None)
+        self._attachment_bytes.pop(eio_sid, None)
 
 
 async def _end_local(server: socketio.AsyncServer, namespace: str, envelope: dict[str, Any]) -> None:
@@ -128,10 +178,11 @@ def build_server(settings: Settings) -> HubServer:
         namespaces="*",
         json=jsonmod,
         cors_allowed_origins=list(settings.cors_origins),
-        cors_credentials=True,
         ping_interval=settings.socket_ping_interval_seconds,
         ping_timeout=settings.socket_ping_timeout_seconds,
+        connect_timeout=settings.socket_connect_timeout_seconds,
         max_http_buffer_size=settings.socket_max_payload_bytes,
+        max_payload_bytes=settings.socket_max_payload_bytes,
         websocket_compression=settings.socket_compression,
         send_queue_bytes=settings.socket_send_queue_bytes,
         logger=False,

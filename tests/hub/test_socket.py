@@ -96,13 +96,17 @@ async def test_connect_and_receive_an_event(server: TestServer, user: Any, clien
     assert envelope["payload"]["user_id"] == user.id
 
 
-async def _refusal(server: TestServer, namespace: str, auth: dict[str, Any] | None) -> Any:
+async def _connect_error(server: TestServer, namespace: str, auth: dict[str, Any] | None) -> Any:
     client = Client()
     with pytest.raises(socketio.exceptions.ConnectionError):
         await client.connect(server, namespace, auth)
     await client.sio.disconnect()
     assert client.errors, "no connect_error"
-    return client.errors[0]["data"]
+    return client.errors[0]
+
+
+async def _refusal(server: TestServer, namespace: str, auth: dict[str, Any] | None) -> Any:
+    return (await _connect_error(server, namespace, auth))["data"]
 
 
 async def test_refusals_carry_problems(server: TestServer, user: Any) -> None:
@@ -116,8 +120,8 @@ async def test_refusals_carry_problems(server: TestServer, user: Any) -> None:
         assert problem["type"].endswith("/unauthorized")
     problem = await _refusal(server, f"/users/{other.id}", {"token": mine})
     assert problem["status"] == 403
-    problem = await _refusal(server, "/nowhere", {"token": mine})
-    assert problem["status"] == 404
+    for namespace in ("/nowhere", "/users/bad id", "/"):
+        assert await _connect_error(server, namespace, {"token": mine}) == {"message": "Invalid namespace"}
 
 
 async def test_resume_replays_in_order_exactly_once_then_live(

@@ -1,0 +1,434 @@
+"""Engine.IO v4 and Socket.IO v5 conformance, written from the specifications (``socketio/engine.io-protocol`` and
+``socketio/socket.io-protocol``, their READMEs and test suites) and run on both transports with bare clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from hub.app import create_app
+from tests.conftest import make_settings
+from tests.eio import PATH, RS, Polling, WebSocket
+
+PING_INTERVAL = 0.3
+PING_TIMEOUT = 0.2
+CONNECT_TIMEOUT = 1.0
+MAX_PAYLOAD = 64 * 1024
+TRANSPORTS = ("polling", "websocket")
+
+
+@pytest.fixture
+async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], sqlite_url: str) -> TestServer:
+    settings = make_settings(
+        sqlite_url,
+        socket_ping_interval_seconds=PING_INTERVAL,
+        socket_ping_timeout_seconds=PING_TIMEOUT,
+        socket_connect_timeout_seconds=CONNECT_TIMEOUT,
+        socket_max_payload_bytes=MAX_PAYLOAD,
+    )
+    return await aiohttp_server(create_app(settings))
+
+
+@pytest.fixture
+async def calm_server(aiohttp_server: Callable[..., Awaitable[TestServer]], sqlite_url: str) -> TestServer:
+    """The default heartbeat (25 s), for tests that pause longer than the fast one allows."""
+    return await aiohttp_server(create_app(make_settings(sqlite_url)))
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def base(server: TestServer) -> str:
+    return str(server.make_url("/")).rstrip("/")
+
+
+class Session:
+    """A Socket.IO-level view of either transport: send packets, read packets (pings answered)."""
+
+    def __init__(self, polling: Polling | None = None, ws: WebSocket | None = None) -> None:
+        self.polling = polling
+        self.ws = ws
+        self._buffer: list[str] = []
+
+    @classmethod
+    async def open(cls, transport: str, http: aiohttp.ClientSession, url: str) -> Session:
+        if transport == "polling":
+            return cls(polling=await Polling(http, url).open())
+        return cls(ws=await WebSocket.open(http, url))
+
+    @property
+    def handshake(self) -> dict[str, Any]:
+        return self.polling.handshake if self.polling else self.ws.handshake  # type: ignore[union-attr]
+
+    async def send(self, packet: str) -> None:
+        if self.polling is not None:
+            status, body = await self.polling.post(packet)
+            assert (status, body) == (200, "ok"), (status, body)
+        else:
+            assert self.ws is not None
+            await self.ws.send(packet)
+
+    async def next(self, timeout: float = 5.0) -> str:
+        """The next packet other than a ping (pings are answered) within ``timeout``."""
+        async with asyncio.timeout(timeout):
+            return await self._next(timeout)
+
+    async def _next(self, timeout: float) -> str:
+        while True:
+            if not self._buffer:
+                if self.polling is not None:
+                    self._buffer = await self.polling.packets(timeout)
+                else:
+                    assert self.ws is not None
+                    data = await self.ws.receive(timeout)
+                    assert isinstance(data, str), data
+                    self._buffer = [data]
+            packet = self._buffer.pop(0)
+            if packet == "2":
+                await self.send("3")
+                continue
+            return packet
+
+    async def is_closed(self, timeout: float = 5.0) -> bool:
+        """True when the server ended the session: a close packet then 400 (polling), or a closed websocket."""
+        try:
+            async with asyncio.timeout(timeout):
+                if self.ws is not None:
+                    while (data := await self.ws.receive(timeout)) is not None:
+                        if data == "2":
+                            await self.ws.send("3")
+                    return True
+                assert self.polling is not None
+                while True:
+                    status, body = await self.polling.get(timeout)
+                    if status == 400:
+                        return True
+                    if "1" in body.split(RS):
+                        status, _ = await self.polling.get(timeout)
+                        return status == 400
+                    if "2" in body.split(RS):
+                        await self.polling.post("3")
+        except TimeoutError:
+            return False
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+
+@pytest.fixture
+async def sessions(http: aiohttp.ClientSession) -> AsyncIterator[list[Session]]:
+    made: list[Session] = []
+    yield made
+    for session in made:
+        await session.close()
+
+
+async def open_session(sessions: list[Session], transport: str, http: aiohttp.ClientSession, url: str) -> Session:
+    session = await Session.open(transport, http, url)
+    sessions.append(session)
+    return session
+
+
+# --- Engine.IO: handshake -----------------------------------------------------------------------------------
+
+
+async def test_polling_handshake_has_exactly_the_specified_fields(server: TestServer, http: Any) -> None:
+    polling = await Polling(http, base(server)).open()
+    assert set(polling.handshake) == {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
+    assert polling.handshake["upgrades"] == ["websocket"]
+    assert polling.handshake["pingInterval"] == PING_INTERVAL * 1000
+    assert polling.handshake["pingTimeout"] == PING_TIMEOUT * 1000
+    assert polling.handshake["maxPayload"] == MAX_PAYLOAD
+
+
+async def test_websocket_handshake_offers_no_upgrade(server: TestServer, http: Any) -> None:
+    ws = await WebSocket.open(http, base(server))
+    assert set(ws.handshake) == {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
+    assert ws.handshake["upgrades"] == []
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("transport=polling", 5),
+        ("EIO=abc&transport=polling", 5),
+        ("EIO=3&transport=polling", 5),
+        ("EIO=4", 0),
+        ("EIO=4&transport=abc", 0),
+    ],
+)
+async def test_bad_handshake_query_is_400(server: TestServer, http: Any, query: str, code: int) -> None:
+    async with http.get(f"{base(server)}{PATH}?{query}") as response:
+        assert response.status == 400
+        assert (await response.json())["code"] == code
+
+
+@pytest.mark.parametrize("query", ["transport=websocket", "EIO=abc&transport=websocket", "EIO=4&transport=abc"])
+async def test_bad_websocket_handshake_is_refused(server: TestServer, http: Any, query: str) -> None:
+    url = base(server).replace("http", "ws") + f"{PATH}?{query}"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(url)
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+async def test_handshake_with_another_method_is_400(server: TestServer, http: Any, method: str) -> None:
+    async with http.request(method, f"{base(server)}{PATH}?EIO=4&transport=polling") as response:
+        assert response.status == 400
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_unsupported_method_on_a_session_is_400(server: TestServer, http: Any, method: str) -> None:
+    polling = await Polling(http, base(server)).open()
+    async with http.request(method, polling.url) as response:
+        assert response.status == 400
+
+
+async def test_unknown_sid_is_400(server: TestServer, http: Any) -> None:
+    async with http.get(f"{base(server)}{PATH}?EIO=4&transport=polling&sid=nope") as response:
+        assert response.status == 400
+        assert await response.json() == {"code": 1, "message": "Session ID unknown"}
+
+
+# --- Engine.IO: messages ------------------------------------------------------------------------------------
+
+
+async def test_polling_post_carries_several_packets(server: TestServer, http: Any) -> None:
+    polling = await Polling(http, base(server)).open()
+    assert await polling.post(f"40/public,{RS}6{RS}41/public,{RS}40/public,") == (200, "ok")
+    packets = [p for p in await polling.packets() if p != "2"]
+    assert [p[:10] for p in packets] == ["40/public,", "40/public,"]
+
+
+async def test_polling_post_in_two_slow_pieces_is_read_whole(calm_server: TestServer, http: Any) -> None:
+    server = calm_server
+    polling = await Polling(http, base(server)).open()
+    body = b'40/public,\x1e42/public,1["subscribe",{"room":"nope"}]'
+    parts = urlsplit(base(server))
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        f"POST {PATH}?EIO=4&transport=polling&sid={polling.sid} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[:20]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.5)
+    writer.write(body[20:])
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    writer.close()
+    packets = [p for p in await polling.packets() if p != "2"]
+    packets += [] if len(packets) == 2 else [p for p in await polling.packets() if p != "2"]
+    assert packets[0].startswith("40/public,{")
+    assert packets[1].startswith('43/public,1[{"ok":false')
+
+
+async def test_polling_post_over_the_payload_limit_is_413(server: TestServer, http: Any) -> None:
+    polling = await Polling(http, base(server)).open()
+    status, _ = await polling.post("4" + "x" * MAX_PAYLOAD)
+    assert status == 413
+    assert (await polling.get())[0] == 400
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_invalid_packet_closes_the_session(
+    server: TestServer, http: Any, sessions: list[Session], transport: str
+) -> None:
+    session = await open_session(sessions, transport, http, base(server))
+    if session.polling is not None:
+        assert (await session.polling.post("abc"))[0] == 400
+        assert (await session.polling.get())[0] == 400
+    else:
+        await session.send("abc")
+        assert await session.is_closed()
+
+
+async def test_overlapping_polls_close_the_session(server: TestServer, http: Any) -> None:
+    polling = await Polling(http, base(server)).open()
+    first = asyncio.ensure_future(polling.get())
+    await asyncio.sleep(0.05)
+    status, _ = await polling.get()
+    assert status == 400
+    assert await first == (200, "1")
+    assert (await polling.get())[0] == 400
+
+
+# --- Engine.IO: heartbeat -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_server_pings_at_the_interval_and_a_pong_keeps_the_session(
+    server: TestServer, http: Any, sessions: list[Session], transport: str
+) -> None:
+    session = await open_session(sessions, transport, http, base(server))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(3):
+        if session.polling is not None:
+            assert await session.polling.get() == (200, "2")
+            assert await session.polling.post("3") == (200, "ok")
+        else:
+            assert session.ws is not None
+            assert await session.ws.receive() == "2"
+            await session.ws.send("3")
+    elapsed = loop.time() - started
+    assert 3 * PING_INTERVAL * 0.9 <= elapsed < 3 * PING_INTERVAL + 1.0, elapsed
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_missing_pong_closes_the_session(
+    server: TestServer, http: Any, sessions: list[Session], transport: str
+) -> None:
+    session = await open_session(sessions, transport, http, base(server))
+    await session.send("40/public,")  # joined, so only the heartbeat can end it
+    await asyncio.sleep(PING_INTERVAL + PING_TIMEOUT + 0.2)
+    if session.polling is not None:
+        assert (await session.polling.get())[0] == 400
+    else:
+        assert session.ws is not None
+        assert await session.ws.closed(1.0)
+
+
+# --- Engine.IO: close and upgrade ---------------------------------------------------------------------------
+
+
+async def test_client_close_ends_the_pending_poll_with_a_noop(server: TestServer, http: Any) -> None:
+    polling = await Polling(http, base(server)).open()
+    pending = asyncio.ensure_future(polling.get())
+    await asyncio.sleep(0.05)
+    assert await polling.post("1") == (200, "ok")
+    assert await pending == (200, "6")
+    assert (await polling.get())[0] == 400
+
+
+async def test_client_close_ends_a_websocket_session(server: TestServer, http: Any) -> None:
+    ws = await WebSocket.open(http, base(server))
+    await ws.send("1")
+    assert await ws.closed()
+
+
+async def test_upgrade_ends_the_pending_poll_with_a_noop_then_polling_is_refused(server: TestServer, http: Any) -> None:
+    polling = await Polling(http, base(server)).open()
+    await polling.post("40/public,")
+    assert (await polling.packets())[0].startswith("40/public,{")
+    ws = await WebSocket.open(http, base(server), polling.sid)
+    await ws.send("2probe")
+    assert await ws.receive() == "3probe"
+    assert await polling.get() == (200, "6")
+    await ws.send("5")
+    await asyncio.sleep(0.05)
+    assert (await polling.get())[0] == 400
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await WebSocket.open(http, base(server), polling.sid)  # a second websocket for the upgraded session
+    await ws.send('42/public,7["subscribe",{"room":"nope"}]')
+    assert (await ws.receive_skipping_pings()).startswith('43/public,7[{"ok":false')  # type: ignore[union-attr]
+    await ws.close()
+
+
+# --- Socket.IO ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_connect_to_the_public_namespace(
+    server: TestServer, http: Any, sessions: list[Session], transport: str
+) -> None:
+    session = await open_session(sessions, transport, http, base(server))
+    await session.send("40/public,")
+    packet = await session.next()
+    assert packet.startswith("40/public,")
+    assert set(json.loads(packet[len("40/public,") :])) == {"sid"}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("namespace", ["/random", "/", "/users/", "/users/a b"])
+async def test_unknown_namespace_is_an_invalid_namespace_error(
+    server: TestServer, http: Any, sessions: list[Session], transport: str, namespace: str
+) -> None:
+    session = await open_session(sessions, transport, http, base(server))
+    await session.send("40" + (namespace + "," if namespace != "/" else ""))
+    prefix = "" if namespace == "/" else namespace + ","
+    assert await session.next() == "44" + prefix + '{"message":"Invalid namespace"}'
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_event_with_ack_and_disconnect(
+    server: TestServer, http: Any, sessions: list[Session], transport: str
+) -> None:
+    session = await open_session(sessions, transport, http, base(server))
+    await session.send("40/public,")
+    await session.next()
+    await session.send('42/public,456["subscribe",{"room":"nope"}]')
+    ack = await session.next()
+    assert ack.startswith("43/public,456[")
+    body = json.loads(ack[len("43/public,456") :])
+    assert body[0]["ok"] is False and body[0]["problem"]["status"] == 404
+    await session.send("41/public,")
+    await session.send('42/public,457["subscribe",{"room":"nope"}]')
+    with pytest.raises(TimeoutError):
+        await session.next(timeout=CONNECT_TIMEOUT + 0.2)  # nothing: neither an ack nor a close
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("packet", ["4abc", "42/public,{}", '42/public,abc["subscribe",{}]', "49/public,"])
+async def test_invalid_socketio_packet_closes_the_connection(
+    server: TestServer, http: Any, sessions: list[Session], transport: str, packet: str
+) -> None:
+    session = await open_session(sessions, transport, http, base(server))
+    await session.send("40/public,")
+    await session.next()
+    if session.polling is not None:
+        await session.polling.post(packet)
+    else:
+        await session.send(packet)
+    assert await session.is_closed()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_session_that_joins_no_namespace_is_closed_after_the_connect_timeout(
+    server: TestServer, http: Any, sessions: list[Session], transport: str
+) -> None:
+    session = await open_session(sessions, transport, http, base(server))
+    started = asyncio.get_running_loop().time()
+    assert await session.is_closed(CONNECT_TIMEOUT + 2)
+    assert asyncio.get_running_loop().time() - started >= CONNECT_TIMEOUT * 0.9
+
+
+async def test_binary_event_with_attachment_is_handled(server: TestServer, http: Any) -> None:
+    ws = await WebSocket.open(http, base(server))
+    await ws.send("40/public,")
+    await ws.receive_skipping_pings()
+    await ws.send('451-/public,9["subscribe",{"_placeholder":true,"num":0}]')
+    await ws.send(b"\x01\x02\x03")
+    ack = await ws.receive_skipping_pings()
+    assert isinstance(ack, str) and ack.startswith('43/public,9[{"ok":false')
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        ['4599999-/public,["x",{"_placeholder":true,"num":0}]'],
+        ['4510-/public,["x",{"_placeholder":true,"num":0}]', *([b"y" * 16_000] * 5)],
+    ],
+    ids=["announces-too-many", "attachments-over-the-payload-limit"],
+)
+async def test_binary_attachments_are_bounded(server: TestServer, http: Any, frames: list[Any]) -> None:
+    ws = await WebSocket.open(http, base(server))
+    await ws.send("40/public,")
+    await ws.receive_skipping_pings()
+    for frame in frames:
+        await ws.send(frame)
+    assert await ws.closed(2.0)
