@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from hub import keys, resources
 from hub.infra.metrics import Metrics
+from hub.infra.origins import OriginPolicy
 from hub.realtime import socket
 from hub.settings import Settings
 from rest import middleware, problems, routes
@@ -50,17 +51,20 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.settings] = settings
     app[keys.metrics] = Metrics()
+    app[keys.origins] = OriginPolicy(settings.cors_origins)
     app[keys.sio] = socket.build_server(settings)
     app[keys.sio].attach(app, socketio_path=socket.SOCKETIO_PATH)
     app.cleanup_ctx.extend(
         [resources.database_ctx, resources.redis_ctx, resources.http_client_ctx, resources.realtime_ctx]
     )
     app.on_shutdown.append(socket.close_all)
-    app.on_response_prepare.append(_server_header)
+    app.on_response_prepare.append(_common_headers)
     routes.setup_routes(app)
     return app
 
 
-async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
-    """Name the service, not the Python and aiohttp versions it runs on."""
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Name the service, not the Python and aiohttp versions it runs on; and say that responses depend on the
+    Origin (CORS headers differ by origin, so a shared cache must not hand one origin's copy to another)."""
     response.headers["Server"] = SERVER
+    response.headers.add("Vary", "Origin")

@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.infra.cache import Cache
 from hub.infra.metrics import Metrics
+from hub.infra.origins import OriginPolicy
 from hub.infra.ratelimit import RateLimiter
 from hub.realtime.fanout import EventBus
 from hub.realtime.hub import Hub
 from hub.realtime.identity import Authenticator, Principal
 from hub.realtime.ingest import Ingest
+from hub.realtime.tickets import StreamTickets
 from hub.settings import Settings
 from hub.store.engine import Sessionmaker
 
@@ -29,6 +31,8 @@ limiter = web.AppKey("hub.limiter", RateLimiter)
 cache = web.AppKey("hub.cache", Cache)
 http_client = web.AppKey("hub.http_client", ClientSession)
 sio = web.AppKey("hub.sio", AsyncServer)
+origins = web.AppKey("hub.origins", OriginPolicy)
+tickets = web.AppKey("hub.tickets", StreamTickets)
 operations = web.AppKey("hub.operations", dict[Any, Any])
 openapi = web.AppKey("hub.openapi", dict[str, Any])
 

@@ -20,6 +20,7 @@ from hub.realtime.fanout import EventBus, LocalBus, RedisBus, redis_client
 from hub.realtime.hub import Hub
 from hub.realtime.identity import Authenticator
 from hub.realtime.ingest import Ingest
+from hub.realtime.tickets import StreamTickets
 from hub.store.engine import build_engine, build_sessionmaker
 
 log = logging.getLogger("hub")
@@ -49,6 +50,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.redis] = client
     app[keys.limiter] = RateLimiter(client)
     app[keys.cache] = Cache(client, settings.cache_ttl_seconds)
+    app[keys.tickets] = StreamTickets(client, settings.stream_ticket_seconds)
     yield
     if client is not None:
         await client.aclose()

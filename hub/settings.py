@@ -63,6 +63,7 @@ class Settings:
     socket_ping_timeout_seconds: float = 20.0
     socket_connect_timeout_seconds: float = 45.0
     auth_expiring_notice_seconds: int = 60
+    stream_ticket_seconds: int = 30
     demo_sync: bool = False
     seed_demo_data: bool = False
     cache_ttl_seconds: int = 300
@@ -211,6 +212,7 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "socket_ping_timeout_seconds": (("CARTSNITCH_SOCKET_PING_TIMEOUT_SECONDS",), _parse_float),
     "socket_connect_timeout_seconds": (("CARTSNITCH_SOCKET_CONNECT_TIMEOUT_SECONDS",), _parse_float),
     "auth_expiring_notice_seconds": (("CARTSNITCH_AUTH_EXPIRING_NOTICE_SECONDS",), _parse_int),
+    "stream_ticket_seconds": (("CARTSNITCH_STREAM_TICKET_SECONDS",), lambda raw: _parse_int(raw, 1, 300)),
     "demo_sync": (("CARTSNITCH_DEMO_SYNC",), _parse_bool),
     "seed_demo_data": (("CARTSNITCH_SEED_DEMO_DATA",), _parse_bool),
     "cache_ttl_seconds": (("CARTSNITCH_CACHE_TTL_SECONDS",), _parse_int),

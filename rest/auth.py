@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from channels.errors import ProblemType
 from hub import keys
 from hub.errors import AppError
+from hub.infra.origins import UNSAFE_METHODS
 from hub.infra.security import InvalidToken, hash_password, password_fits, random_id, verify_password
-from hub.realtime.identity import Principal, unauthorized
+from hub.realtime.identity import Principal, session_token_from_cookies, unauthorized
 from hub.realtime.socket import end_user_connections
 from hub.store import tokens, users
 from rest import responses
@@ -93,12 +94,25 @@ class RegisterOut(TokenPair):
 
 
 async def current_principal(request: web.Request) -> Principal | None:
-    """The caller's credentials (bearer token, or the Better-Auth session cookie), resolved once per request."""
+    """The caller's credentials (bearer token, or the Better-Auth session cookie), resolved once per request.
+
+    A browser sends its cookies with a request any site makes: a state-changing request that a cookie
+    authenticates must come from an allowed origin (CSRF). A bearer token cannot be sent by another site."""
     if keys.principal in request:
         return request[keys.principal]
-    principal = await request.app[keys.authenticator].request_credentials(
-        request.headers.get("Authorization"), request.cookies
-    )
+    authorization = request.headers.get("Authorization")
+    if (
+        not authorization
+        and request.method in UNSAFE_METHODS
+        and session_token_from_cookies(request.cookies)
+        and not request.app[keys.origins].allows_request(request.headers)
+    ):
+        raise AppError(
+            ProblemType.FORBIDDEN,
+            "a change authenticated by the session cookie must come from an allowed origin "
+            "(CARTSNITCH_CORS_ORIGINS); send a bearer token otherwise",
+        )
+    principal = await request.app[keys.authenticator].request_credentials(authorization, request.cookies)
     request[keys.principal] = principal
     return principal
 

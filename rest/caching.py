@@ -9,11 +9,18 @@ from typing import Any
 from aiohttp import web
 
 from hub import keys
+from rest.middleware import operation_of
 from rest.responses import JSON, dump_model, dumps
 
 
 def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def is_public(request: web.Request) -> bool:
+    """True for a route that needs no credentials (its responses are the same for everyone)."""
+    op = operation_of(request)
+    return op is not None and op.auth == "none"
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -25,12 +32,14 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return etag in candidates
 
 
-def with_etag(
-    request: web.Request, body: bytes, *, headers: dict[str, str] | None = None, max_age: int = 60
-) -> web.Response:
-    """200 with the body and its ETag, or 304 when the client already has it."""
+def with_etag(request: web.Request, body: bytes, *, headers: dict[str, str] | None = None) -> web.Response:
+    """200 with the body and its ETag, or 304 when the client already has it.
+
+    ``no-cache``: a browser keeps the copy but revalidates it on every use (a 304 costs no body), so a read right
+    after a live update never shows the old data; ``public`` only where no credentials are involved."""
     etag = etag_of(body)
-    out = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}", **(headers or {})}
+    visibility = "public" if is_public(request) else "private"
+    out = {"ETag": etag, "Cache-Control": f"{visibility}, no-cache", **(headers or {})}
     if _matches(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers=out)
     return web.Response(body=body, content_type=JSON, headers=out)
@@ -42,7 +51,6 @@ async def cached_json(
     compute: Callable[[], Awaitable[Any]],
     *,
     key: str | None = None,
-    max_age: int = 60,
 ) -> web.Response:
     """The JSON of ``compute()`` from the cache scope (keyed by the route and query string), with ETag."""
     cache_key = key or f"{request.path}?{request.query_string}"
@@ -51,4 +59,4 @@ async def cached_json(
         return dumps(dump_model(await compute()))
 
     body = await request.app[keys.cache].get_or_compute(scope, cache_key, encode)
-    return with_etag(request, body, max_age=max_age)
+    return with_etag(request, body)

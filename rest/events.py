@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import orjson
@@ -18,6 +19,8 @@ from hub import keys
 from hub.errors import AppError, validation_error
 from hub.realtime.control import control_envelope
 from hub.realtime.hub import StreamSubscriber
+from hub.realtime.identity import unauthorized
+from rest import responses
 from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
@@ -63,8 +66,22 @@ class StreamQuery(BaseModel):
     last_event_id: str | None = Field(None, max_length=80, description="resume after this id (or Last-Event-ID)")
 
 
+class MyStreamQuery(StreamQuery):
+    ticket: str | None = Field(
+        None,
+        max_length=100,
+        description="a stream ticket from POST /api/v1/me/events/ticket (for EventSource, which cannot send "
+        "headers); without it, a bearer token or the session cookie",
+    )
+
+
 class PublicStreamQuery(StreamQuery):
     room: str = Field(max_length=200, description="trend:<product_id>, inflation or store-comparison")
+
+
+class TicketOut(BaseModel):
+    ticket: str = Field(description="single use; pass it as `ticket` to GET /api/v1/me/events/stream")
+    expires_in: int = Field(description="seconds until the ticket expires unused")
 
 
 def _parse_after(raw: str | None, field: str) -> EventId | None:
@@ -147,15 +164,33 @@ async def _stream(request: web.Request, subscriber: StreamSubscriber, first: lis
     return response
 
 
+@routes.post(
+    f"{API}/me/events/ticket",
+    summary="A short-lived, single-use ticket that opens the user's event stream (for EventSource)",
+    response=TicketOut,
+)
+async def create_stream_ticket(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    tickets = request.app[keys.tickets]
+    ticket = await tickets.issue(principal)
+    expires_in = max(1, min(tickets.ttl_seconds, int(principal.expires_at - time.time())))
+    return responses.json(TicketOut(ticket=ticket, expires_in=expires_in))
+
+
 @routes.get(
     f"{API}/me/events/stream",
-    summary="Server-Sent Events of the user's events (resumes from Last-Event-ID)",
-    query=StreamQuery,
+    summary="Server-Sent Events of the user's events (resumes from Last-Event-ID or last_event_id)",
+    query=MyStreamQuery,
     content_type="text/event-stream",
 )
 async def stream_my_events(request: web.Request) -> web.StreamResponse:
-    principal = await require_user(request)
-    query = parse_query(request, StreamQuery)
+    query = parse_query(request, MyStreamQuery)
+    if query.ticket is not None:
+        principal = await request.app[keys.tickets].redeem(query.ticket)
+        if principal is None:
+            raise unauthorized("this stream ticket is unknown, spent or expired; ask for a new one")
+    else:
+        principal = await require_user(request)
     raw = request.headers.get("Last-Event-ID") or query.last_event_id
     after = parse_event_id(raw) if raw else None
     subscriber = StreamSubscriber(bus.user_audience(principal.user_id), after, STREAM_QUEUE_BYTES)

@@ -46,7 +46,12 @@ TABLES: tuple[RouteTable, ...] = (
 DESCRIPTION = (
     "CartSnitch Hub: the REST API of the CartSnitch grocery price platform and its real-time Socket.IO hub "
     "(Socket.IO v5 / Engine.IO v4 at /socket.io/: namespace /users/{user_id} with auth {token, last_event_id}, "
-    "namespace /public with subscribe/unsubscribe). Errors are application/problem+json (RFC 9457)."
+    "namespace /public with subscribe/unsubscribe). Errors are application/problem+json (RFC 9457).\n\n"
+    "Browsers: public reads and the public SSE stream answer any origin without credentials; user routes answer "
+    "the configured origins with credentials. A state-changing request authenticated by the session cookie must "
+    "come from an allowed origin (Origin, else Sec-Fetch-Site), else 403; bearer requests are not affected. "
+    "EventSource cannot send headers: POST /api/v1/me/events/ticket returns a short-lived, single-use ticket for "
+    "GET /api/v1/me/events/stream?ticket=…"
 )
 
 
@@ -55,35 +60,59 @@ def all_operations() -> Iterator[Operation]:
         yield from table.operations
 
 
+_EXPOSED = (
+    "Link",
+    "ETag",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Location",
+)
+_ALLOWED_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "If-None-Match",
+    "Last-Event-ID",
+    "X-Service-Key",
+    "Idempotency-Key",
+)
+
+
+def is_public_read(op: Operation) -> bool:
+    """Reads anyone may make from any origin: no credentials, nothing changed (public data, health, docs)."""
+    return op.auth == "none" and op.method == "GET"
+
+
 def setup_routes(app: web.Application) -> None:
     settings = app[keys.settings]
-    cors = aiohttp_cors.setup(
-        app,
-        defaults={
-            origin: aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
-                allow_credentials=True,
-                expose_headers=(
-                    "Link",
-                    "ETag",
-                    "RateLimit",
-                    "RateLimit-Policy",
-                    "Retry-After",
-                    "X-RateLimit-Limit",
-                    "X-RateLimit-Remaining",
-                    "X-RateLimit-Reset",
-                    "Location",
-                ),
-                allow_headers=("Authorization", "Content-Type", "If-None-Match", "Last-Event-ID", "X-Service-Key"),
-                max_age=600,
-            )
-            for origin in settings.cors_origins
-        },
-    )
+    cors = aiohttp_cors.setup(app)
+    credentialed = {
+        origin: aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
+            allow_credentials=True, expose_headers=_EXPOSED, allow_headers=_ALLOWED_HEADERS, max_age=600
+        )
+        for origin in settings.cors_origins
+    }
+    # listed origins keep their credentials on public reads too (a PWA sends its token everywhere)
+    anyone = {
+        **credentialed,
+        "*": aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
+            allow_credentials=False, expose_headers=_EXPOSED, allow_headers=_ALLOWED_HEADERS, max_age=600
+        ),
+    }
     operations = list(all_operations())
     by_handler = {}
+    # one resource per path, holding every method: a CORS preflight is answered by the path's resource, so a
+    # method registered on a second resource of the same path would fail its preflight
+    resources: dict[str, web.Resource] = {}
     for op in operations:
-        route = app.router.add_route(op.method, op.path, op.handler, name=op.name)
-        cors.add(route)
+        resource = resources.get(op.path)
+        if resource is None:
+            resource = resources[op.path] = app.router.add_resource(op.path)
+        route = resource.add_route(op.method, op.handler)
+        cors.add(route, anyone if is_public_read(op) else credentialed)
         by_handler[op.handler] = op
     app[keys.operations] = by_handler
     app[keys.openapi] = build_spec(operations, title="CartSnitch Hub API", version=__version__, description=DESCRIPTION)

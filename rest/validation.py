@@ -70,7 +70,10 @@ async def read_json(request: web.Request) -> Any:
         and not request.content_type.endswith("+json")
     ):
         raise AppError(ProblemType.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
-    raw = await request.content.read(MAX_JSON_BODY + 1)
+    try:
+        raw = await request.read()  # the whole body, however many pieces it arrives in
+    except web.HTTPRequestEntityTooLarge:
+        raise AppError(ProblemType.PAYLOAD_TOO_LARGE, f"the body is limited to {MAX_JSON_BODY} bytes") from None
     if len(raw) > MAX_JSON_BODY:
         raise AppError(ProblemType.PAYLOAD_TOO_LARGE, f"the body is limited to {MAX_JSON_BODY} bytes")
     if not raw.strip():

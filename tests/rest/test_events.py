@@ -151,3 +151,39 @@ async def test_public_stream_validates_the_room(server: TestServer) -> None:
         assert bad.status == 422
         missing = await http.get(server.make_url("/api/v1/public/stream"))
         assert missing.status == 422
+
+
+async def test_a_stream_ticket_opens_the_stream_once(server: TestServer, user: Any) -> None:
+    headers = await factories.auth_headers(server.app, user.id)
+    ids = await _publish(server, user.id, 2)
+    async with ClientSession() as http:
+        response = await http.post(server.make_url("/api/v1/me/events/ticket"), headers=headers)
+        assert response.status == 200
+        body = await response.json()
+        assert set(body) == {"ticket", "expires_in"} and 0 < body["expires_in"] <= 30
+        url = str(server.make_url("/api/v1/me/events/stream").with_query(ticket=body["ticket"], last_event_id=ids[0]))
+        events = await _sse_events(http, url, {}, 1)
+        assert [e["id"] for e in events] == ids[1:]
+        spent = await http.get(url)
+        assert spent.status == 401
+        assert spent.headers["Content-Type"].startswith("application/problem+json")
+        forged = await http.get(server.make_url("/api/v1/me/events/stream").with_query(ticket="x" * 43))
+        assert forged.status == 401
+        anonymous = await http.post(server.make_url("/api/v1/me/events/ticket"))
+        assert anonymous.status == 401
+
+
+async def test_a_stream_ticket_expires(aiohttp_server: Any, settings: Any) -> None:
+    from hub.app import create_app
+
+    server = await aiohttp_server(create_app(settings.with_overrides(stream_ticket_seconds=1)))
+    async with server.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+    headers = await factories.auth_headers(server.app, user.id)
+    async with ClientSession() as http:
+        ticket = (await (await http.post(server.make_url("/api/v1/me/events/ticket"), headers=headers)).json())[
+            "ticket"
+        ]
+        await asyncio.sleep(1.3)
+        late = await http.get(server.make_url("/api/v1/me/events/stream").with_query(ticket=ticket))
+        assert late.status == 401
