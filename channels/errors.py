@@ -26,6 +26,7 @@ class ProblemType(Enum):
     FORBIDDEN = _Kind("forbidden", "Forbidden", 403, "FORBIDDEN")
     NOT_FOUND = _Kind("not-found", "Not found", 404, "NOT_FOUND")
     METHOD_NOT_ALLOWED = _Kind("method-not-allowed", "Method not allowed", 405, "BAD_REQUEST")
+    REQUEST_TIMEOUT = _Kind("request-timeout", "Request timeout", 408, "BAD_REQUEST")
     CONFLICT = _Kind("conflict", "Conflict", 409, "CONFLICT")
     PAYLOAD_TOO_LARGE = _Kind("payload-too-large", "Payload too large", 413, "BAD_REQUEST")
     UNSUPPORTED_MEDIA_TYPE = _Kind("unsupported-media-type", "Unsupported media type", 415, "BAD_REQUEST")

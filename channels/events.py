@@ -22,6 +22,8 @@ class ControlEvent(StrEnum):
     RESYNC = "cartsnitch.resync"
     AUTH_EXPIRING = "cartsnitch.auth.expiring"
     SESSION_ENDED = "cartsnitch.session.ended"
+    RECONNECT = "cartsnitch.reconnect"
+    """The stream is ending because its hub process is shutting down: reconnect (with the last id) elsewhere."""
 
 
 class ClientCommand(StrEnum):

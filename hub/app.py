@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from hub import keys, resources
+from hub.infra.clientaddr import ClientAddress
 from hub.infra.metrics import Metrics
 from hub.infra.origins import OriginPolicy
 from hub.realtime import socket
@@ -45,13 +46,27 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             _not_for_sockets(m)
-            for m in (middleware.metrics_middleware, problems.middleware, middleware.rate_limit_middleware)
+            for m in (
+                middleware.metrics_middleware,
+                problems.middleware,
+                middleware.drain_middleware,
+                middleware.rate_limit_middleware,
+            )
         ],
         client_max_size=1 << 20,
+        # a connection that has not sent a whole request head this long after it opened (or after its last
+        # response) is closed: slow-header clients cannot hold connections open
+        handler_args={"keepalive_timeout": settings.http_header_timeout_seconds},
     )
     app[keys.settings] = settings
     app[keys.metrics] = Metrics()
     app[keys.origins] = OriginPolicy(settings.cors_origins)
+    app[keys.client_address] = ClientAddress(settings.trusted_proxies)
+    if not settings.better_auth_secret:
+        log.warning(
+            "CARTSNITCH_BETTER_AUTH_SECRET is not set: Better-Auth session cookies are accepted without checking "
+            "their signature (anyone holding a raw session token can use it)"
+        )
     app[keys.sio] = socket.build_server(settings)
     app[keys.sio].attach(app, socketio_path=socket.SOCKETIO_PATH)
     app.cleanup_ctx.extend(

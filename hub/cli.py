@@ -27,8 +27,10 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, lines_per_second: int = 20) -> None:
+    from hub.infra import logs
+
+    logs.install(level, lines_per_second)
 
 
 def _tune_gc() -> None:
@@ -64,13 +66,12 @@ async def _prepare(settings: Settings, demo_password: str | None) -> tuple[bool,
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
+    from hub import server
     from hub.app import create_app
     from hub.infra import devsecrets
 
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_lines_per_second)
     stored: dict[str, str] = {}
     if settings.dev_mode:
         settings, stored = devsecrets.load_or_create(settings)
@@ -99,8 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     for line in lines:
         print(line, flush=True)
-    # a deep accept queue: a reconnect storm after a failover brings thousands of sockets within seconds
-    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10, backlog=4096)
+    asyncio.run(server.serve(app, host=host, port=port))
     return 0
 
 

@@ -10,6 +10,7 @@ from socketio import AsyncServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.infra.cache import Cache
+from hub.infra.clientaddr import ClientAddress
 from hub.infra.metrics import Metrics
 from hub.infra.origins import OriginPolicy
 from hub.infra.ratelimit import RateLimiter
@@ -32,6 +33,7 @@ cache = web.AppKey("hub.cache", Cache)
 http_client = web.AppKey("hub.http_client", ClientSession)
 sio = web.AppKey("hub.sio", AsyncServer)
 origins = web.AppKey("hub.origins", OriginPolicy)
+client_address = web.AppKey("hub.client_address", ClientAddress)
 tickets = web.AppKey("hub.tickets", StreamTickets)
 operations = web.AppKey("hub.operations", dict[Any, Any])
 openapi = web.AppKey("hub.openapi", dict[str, Any])

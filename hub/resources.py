@@ -37,7 +37,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.jwt_access_token_expire_minutes * 60,
         settings.jwt_refresh_token_expire_days * 86400,
     )
-    app[keys.authenticator] = Authenticator(codec, app[keys.sessionmaker])
+    app[keys.authenticator] = Authenticator(
+        codec, app[keys.sessionmaker], better_auth_secret=settings.better_auth_secret
+    )
     yield
     await engine.dispose()
 

@@ -38,6 +38,11 @@ class Settings:
     jwt_access_token_expire_minutes: int = 15
     jwt_refresh_token_expire_days: int = 7
     cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDRs of the proxies whose X-Forwarded-For is believed (default none: the client is the TCP peer)."""
+    better_auth_secret: str | None = field(default=None, repr=False)
+    """Better-Auth's secret: when set, session cookies (and session tokens sent as bearer) must carry its signature."""
+    session_revalidate_seconds: int = 30
     supported_stores: tuple[str, ...] | None = None
     """Store slugs that can be connected and synced; None means every store in the database."""
     receiptwitness_url: str | None = None
@@ -62,6 +67,14 @@ class Settings:
     socket_ping_interval_seconds: float = 25.0
     socket_ping_timeout_seconds: float = 20.0
     socket_connect_timeout_seconds: float = 45.0
+    socket_max_connections_per_user: int = 20
+    socket_max_connections_per_address: int = 200
+    socket_connects_per_second: float = 5.0
+    socket_connect_burst: int = 20
+    http_header_timeout_seconds: float = 15.0
+    http_body_timeout_seconds: float = 30.0
+    redis_timeout_seconds: float = 2.0
+    log_lines_per_second: int = 20
     auth_expiring_notice_seconds: int = 60
     stream_ticket_seconds: int = 30
     demo_sync: bool = False
@@ -144,6 +157,14 @@ def _parse_origins(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _parse_networks(raw: str) -> tuple[str, ...]:
+    from hub.infra.clientaddr import parse_networks
+
+    values = _parse_origins(raw)
+    parse_networks(values)
+    return values
+
+
 def _parse_url(raw: str) -> str:
     text = raw.strip().rstrip("/")
     if not text.startswith(("http://", "https://")):
@@ -188,6 +209,9 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
         lambda raw: _parse_int(raw, 1, 365),
     ),
     "cors_origins": (("CARTSNITCH_CORS_ORIGINS",), _parse_origins),
+    "trusted_proxies": (("CARTSNITCH_TRUSTED_PROXIES",), _parse_networks),
+    "better_auth_secret": (("CARTSNITCH_BETTER_AUTH_SECRET", "BETTER_AUTH_SECRET"), _text),
+    "session_revalidate_seconds": (("CARTSNITCH_SESSION_REVALIDATE_SECONDS",), lambda raw: _parse_int(raw, 1, 60)),
     "supported_stores": (("CARTSNITCH_SUPPORTED_STORES",), _parse_origins),
     "receiptwitness_url": (("CARTSNITCH_RECEIPTWITNESS_URL",), _parse_url),
     "clipartist_url": (("CARTSNITCH_CLIPARTIST_URL",), _parse_url),
@@ -211,6 +235,14 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "socket_ping_interval_seconds": (("CARTSNITCH_SOCKET_PING_INTERVAL_SECONDS",), _parse_float),
     "socket_ping_timeout_seconds": (("CARTSNITCH_SOCKET_PING_TIMEOUT_SECONDS",), _parse_float),
     "socket_connect_timeout_seconds": (("CARTSNITCH_SOCKET_CONNECT_TIMEOUT_SECONDS",), _parse_float),
+    "socket_max_connections_per_user": (("CARTSNITCH_SOCKET_MAX_CONNECTIONS_PER_USER",), _parse_int),
+    "socket_max_connections_per_address": (("CARTSNITCH_SOCKET_MAX_CONNECTIONS_PER_ADDRESS",), _parse_int),
+    "socket_connects_per_second": (("CARTSNITCH_SOCKET_CONNECTS_PER_SECOND",), _parse_float),
+    "socket_connect_burst": (("CARTSNITCH_SOCKET_CONNECT_BURST",), _parse_int),
+    "http_header_timeout_seconds": (("CARTSNITCH_HTTP_HEADER_TIMEOUT_SECONDS",), _parse_float),
+    "http_body_timeout_seconds": (("CARTSNITCH_HTTP_BODY_TIMEOUT_SECONDS",), _parse_float),
+    "redis_timeout_seconds": (("CARTSNITCH_REDIS_TIMEOUT_SECONDS",), _parse_float),
+    "log_lines_per_second": (("CARTSNITCH_LOG_LINES_PER_SECOND",), _parse_int),
     "auth_expiring_notice_seconds": (("CARTSNITCH_AUTH_EXPIRING_NOTICE_SECONDS",), _parse_int),
     "stream_ticket_seconds": (("CARTSNITCH_STREAM_TICKET_SECONDS",), lambda raw: _parse_int(raw, 1, 300)),
     "demo_sync": (("CARTSNITCH_DEMO_SYNC",), _parse_bool),

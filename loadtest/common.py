@@ -122,6 +122,11 @@ def hub_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
             "CARTSNITCH_RATE_LIMIT_ENABLED": "false",
             "CARTSNITCH_LOG_LEVEL": "WARNING",
             "CARTSNITCH_HISTORY_MAX_EVENTS": "2000",
+            # the load generator is one address opening thousands of sockets: the per-address abuse limits are
+            # for the internet, not for this benchmark
+            "CARTSNITCH_SOCKET_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
+            "CARTSNITCH_SOCKET_CONNECTS_PER_SECOND": "1000000",
+            "CARTSNITCH_SOCKET_CONNECT_BURST": "1000000",
         }
     )
     env.update(extra)

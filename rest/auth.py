@@ -219,7 +219,9 @@ async def refresh(request: web.Request) -> web.Response:
             await tokens.revoke_family(session, family_id=family.id, reason="refresh_token_reuse")
             reused = True
     if reused:
-        request.app[keys.authenticator].forget(claims["sid"])
+        await end_user_connections(
+            request.app, claims["sub"], reason="refresh_token_reuse", credential_id=claims["sid"]
+        )
         raise unauthorized("refresh token reused: every token of this session is revoked")
     return responses.json(await _issue_pair(request, user_id=claims["sub"], family_id=claims["sid"]))
 
@@ -232,8 +234,7 @@ async def logout(request: web.Request) -> web.Response:
             await tokens.revoke_family(session, family_id=principal.credential_id, reason="logout")
         else:
             await users.delete_session(session, session_id=principal.credential_id)
-    request.app[keys.authenticator].forget(principal.credential_id)
-    await end_user_connections(request.app, principal.user_id, reason="logout")
+    await end_user_connections(request.app, principal.user_id, reason="logout", credential_id=principal.credential_id)
     return responses.no_content()
 
 
@@ -257,7 +258,6 @@ async def change_password(request: web.Request) -> web.Response:
         await users.set_credential_hash(session, user_id=principal.user_id, password_hash=new_hash)
         await tokens.revoke_user_families(session, user_id=principal.user_id, reason="password_change")
         await users.delete_user_sessions(session, user_id=principal.user_id)
-    request.app[keys.authenticator].forget()
     await end_user_connections(request.app, principal.user_id, reason="password_change")
     return responses.json(await _new_family(request, principal.user_id))
 

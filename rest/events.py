@@ -18,11 +18,13 @@ from channels.events import ControlEvent
 from hub import keys
 from hub.errors import AppError, validation_error
 from hub.realtime.control import control_envelope
-from hub.realtime.hub import StreamSubscriber
+from hub.realtime.hub import Hub
 from hub.realtime.identity import unauthorized
+from hub.realtime.subscribers import SHUTDOWN, StreamSubscriber
 from rest import responses
 from rest.api import API
 from rest.auth import require_user
+from rest.middleware import client_ip
 from rest.openapi import RouteTable
 from rest.responses import dumps
 from rest.validation import parse_query
@@ -110,17 +112,21 @@ async def list_my_events(request: web.Request) -> web.Response:
     history = await event_bus.read(audience, after, query.limit)
     if not history.events and history.resync is None and query.wait > 0:
         hub = request.app[keys.hub]
-        waiter = StreamSubscriber(audience, after, STREAM_QUEUE_BYTES)
-        await hub.add(waiter)
-        waiter.replaying = False
+        waiter = StreamSubscriber(audience, after, STREAM_QUEUE_BYTES, principal=principal)
+        _open(hub, waiter)
         try:
+            await hub.add(waiter)
+            waiter.replaying = False
             history = await event_bus.read(audience, after, query.limit)  # what arrived while subscribing
-            if not history.events and history.resync is None:
+            if not history.events and history.resync is None and waiter.ended is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(waiter.wake.wait(), query.wait)
+                if waiter.ended is not None and waiter.ended != SHUTDOWN:
+                    raise unauthorized(f"this session ended ({waiter.ended})")
                 history = await event_bus.read(audience, after, query.limit)
         finally:
             hub.remove(waiter)
+            hub.close_channel(waiter)
     if history.resync is not None:
         return _json({"events": [], "next": None, "resync": history.resync})
     events = [orjson.Fragment(envelope) for _event_id, envelope in history.events]
@@ -137,13 +143,24 @@ def _sse(event: str, data: str, event_id: str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
 
 
+def _open(hub: Hub, subscriber: StreamSubscriber) -> None:
+    if hub.draining:
+        raise AppError(
+            ProblemType.SERVICE_UNAVAILABLE, "this hub process is shutting down", headers={"Retry-After": "1"}
+        )
+    if not hub.open_channel(subscriber):
+        who = "user" if subscriber.principal is not None else "client address"
+        raise AppError(ProblemType.RATE_LIMITED, f"too many open streams for this {who}", headers={"Retry-After": "5"})
+
+
 async def _stream(request: web.Request, subscriber: StreamSubscriber, first: list[bytes]) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    await response.prepare(request)
     hub = request.app[keys.hub]
+    _open(hub, subscriber)
     try:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
         await response.write(b"retry: 3000\n\n" + b"".join(first))
         await hub.add(subscriber)
         hub.spawn(hub.catch_up(subscriber))
@@ -155,12 +172,15 @@ async def _stream(request: web.Request, subscriber: StreamSubscriber, first: lis
             items = subscriber.take()
             if items:
                 await response.write(b"".join(_sse(kind, data, event_id) for kind, data, event_id in items))
-            else:
+            elif subscriber.ended is None:
                 await response.write(b": keep-alive\n\n")
+            if subscriber.ended is not None:
+                break  # its credentials ended (session.ended), or the process drains (reconnect): the last word sent
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         hub.remove(subscriber)
+        hub.close_channel(subscriber)
     return response
 
 
@@ -193,7 +213,7 @@ async def stream_my_events(request: web.Request) -> web.StreamResponse:
         principal = await require_user(request)
     raw = request.headers.get("Last-Event-ID") or query.last_event_id
     after = parse_event_id(raw) if raw else None
-    subscriber = StreamSubscriber(bus.user_audience(principal.user_id), after, STREAM_QUEUE_BYTES)
+    subscriber = StreamSubscriber(bus.user_audience(principal.user_id), after, STREAM_QUEUE_BYTES, principal=principal)
     first = []
     if raw and after is None:
         first.append(
@@ -231,6 +251,11 @@ async def stream_public_room(request: web.Request) -> web.StreamResponse:
     if snapshot is None:
         raise AppError(ProblemType.NOT_FOUND, f"no data for room {room!r}")
     raw = request.headers.get("Last-Event-ID") or query.last_event_id
-    subscriber = StreamSubscriber(bus.room_audience(room), parse_event_id(raw) if raw else None, STREAM_QUEUE_BYTES)
+    subscriber = StreamSubscriber(
+        bus.room_audience(room),
+        parse_event_id(raw) if raw else None,
+        STREAM_QUEUE_BYTES,
+        address=client_ip(request),
+    )
     first = [_sse("snapshot", dumps({"room": room, "snapshot": snapshot}).decode())]
     return await _stream(request, subscriber, first)

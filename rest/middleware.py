@@ -16,10 +16,9 @@ from rest.openapi import Operation
 
 
 def client_ip(request: web.Request) -> str:
-    """The first ``X-Forwarded-For`` hop (the deployment's proxy sets it), else the peer address."""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    first = forwarded.split(",", 1)[0].strip()
-    return first or request.remote or "unknown"
+    """The TCP peer, or, behind a trusted proxy (CARTSNITCH_TRUSTED_PROXIES), the rightmost untrusted
+    ``X-Forwarded-For`` hop."""
+    return request.app[keys.client_address].of(request.remote, request.headers.get("X-Forwarded-For"))
 
 
 def operation_of(request: web.Request) -> Operation | None:
@@ -44,6 +43,15 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         registry = request.app[keys.metrics]
         registry.http_requests.labels(request.method, route, str(status)).inc()
         registry.http_latency.labels(route).observe(time.perf_counter() - started)
+
+
+@web.middleware
+async def drain_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """While the process drains, only liveness answers: everything else is sent elsewhere with a 503."""
+    hub = request.app.get(keys.hub)
+    if hub is not None and hub.draining and request.path != "/health":
+        raise AppError(ProblemType.SERVICE_UNAVAILABLE, "this process is shutting down", headers={"Retry-After": "1"})
+    return await handler(request)
 
 
 @web.middleware

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import typing
 import uuid
 from types import UnionType
@@ -12,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from channels.errors import ProblemType
+from hub import keys
 from hub.errors import AppError, validation_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -42,6 +44,26 @@ def _is_list(annotation: Any) -> bool:
     return False
 
 
+def _nul_fields(data: Any, path: str) -> list[str]:
+    """Where ``data`` holds a NUL character (PostgreSQL cannot store one in text; no field of ours needs it)."""
+    if isinstance(data, str):
+        return [path] if "\x00" in data else []
+    if isinstance(data, dict):
+        return [f for key, value in data.items() for f in _nul_fields(value, f"{path}.{key}" if path else str(key))]
+    if isinstance(data, list):
+        return [f for i, value in enumerate(data) for f in _nul_fields(value, f"{path}.{i}" if path else str(i))]
+    return []
+
+
+def _refuse_nul(data: Any, where: str) -> None:
+    fields = _nul_fields(data, "")
+    if fields:
+        raise validation_error(
+            [{"field": field, "message": "must not contain NUL characters", "type": "string_nul"} for field in fields],
+            f"the {where} contains NUL characters",
+        )
+
+
 def parse_query(request: web.Request, model: type[M]) -> M:
     """Validate the query string; list-typed fields accept repeated keys and comma-separated values."""
     data: dict[str, Any] = {}
@@ -54,6 +76,7 @@ def parse_query(request: web.Request, model: type[M]) -> M:
             data[key] = [part.strip() for value in values for part in value.split(",") if part.strip()]
         else:
             data[key] = values[-1]
+    _refuse_nul(data, "query string")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -70,18 +93,24 @@ async def read_json(request: web.Request) -> Any:
         and not request.content_type.endswith("+json")
     ):
         raise AppError(ProblemType.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
+    timeout = request.app[keys.settings].http_body_timeout_seconds
     try:
-        raw = await request.read()  # the whole body, however many pieces it arrives in
+        async with asyncio.timeout(timeout):
+            raw = await request.read()  # the whole body, however many pieces it arrives in
     except web.HTTPRequestEntityTooLarge:
         raise AppError(ProblemType.PAYLOAD_TOO_LARGE, f"the body is limited to {MAX_JSON_BODY} bytes") from None
+    except TimeoutError:
+        raise AppError(ProblemType.REQUEST_TIMEOUT, f"the body did not arrive within {timeout:g} s") from None
     if len(raw) > MAX_JSON_BODY:
         raise AppError(ProblemType.PAYLOAD_TOO_LARGE, f"the body is limited to {MAX_JSON_BODY} bytes")
     if not raw.strip():
         raise AppError(ProblemType.MALFORMED_JSON, "the request needs a JSON body")
     try:
-        return orjson.loads(raw)
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise AppError(ProblemType.MALFORMED_JSON, f"the body is not valid JSON: {exc.msg}") from None
+    _refuse_nul(data, "body")
+    return data
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

@@ -59,6 +59,10 @@ def hub_env(settings: Settings, **extra: str) -> dict[str, str]:
             "CARTSNITCH_SEED_DEMO_DATA": "false",
             "CARTSNITCH_RATE_LIMIT_ENABLED": "false",
             "CARTSNITCH_LOG_LEVEL": "WARNING",
+            # every test client comes from 127.0.0.1: the per-address abuse limits have tests of their own
+            "CARTSNITCH_SOCKET_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
+            "CARTSNITCH_SOCKET_CONNECTS_PER_SECOND": "1000000",
+            "CARTSNITCH_SOCKET_CONNECT_BURST": "1000000",
         }
     )
     env.update(extra)

@@ -133,6 +133,10 @@ def make_settings(database_url: str, redis_url: str | None = None, **overrides: 
         "rate_limit_enabled": False,
         "demo_sync": False,
         "seed_demo_data": False,
+        # every test client comes from 127.0.0.1: the per-address abuse limits have tests of their own
+        "socket_max_connections_per_address": 1_000_000,
+        "socket_connects_per_second": 1_000_000.0,
+        "socket_connect_burst": 1_000_000,
     }
     base.update(overrides)
     return Settings(**base)

@@ -30,6 +30,9 @@ from aiohttp import WSMsgType, web
 from engineio import packet as eio_packet
 from engineio.base_server import BaseServer
 
+from hub.infra.clientaddr import ClientAddress
+from hub.realtime.limits import Counts
+
 log = logging.getLogger("hub.engine")
 
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = "0123456"
@@ -62,6 +65,7 @@ class Outbound:
 
 class EngineSocket:
     __slots__ = (
+        "address",
         "beat",
         "close_reason",
         "closed",
@@ -81,10 +85,11 @@ class EngineSocket:
         "ws_writer",
     )
 
-    def __init__(self, server: LeanEngine, sid: str, environ: dict[str, Any]) -> None:
+    def __init__(self, server: LeanEngine, sid: str, environ: dict[str, Any], address: str) -> None:
         self.server = server
         self.sid = sid
         self.environ = environ
+        self.address = address
         self.session: dict[str, Any] | None = None
         self.ws: web.WebSocketResponse | None = None
         self.transport: asyncio.Transport | None = None
@@ -186,6 +191,8 @@ class LeanEngine:
         websocket_compression: bool = False,
         send_queue_bytes: int = 1 << 20,
         connect_timeout: float = 45.0,
+        client_address: ClientAddress | None = None,
+        max_sessions_per_address: int = 1_000_000,
         on_slow_consumer: Callable[[str], None] | None = None,
         **_ignored: Any,
     ) -> None:
@@ -199,6 +206,9 @@ class LeanEngine:
         self.websocket_compression = websocket_compression
         self.send_queue_bytes = send_queue_bytes
         self.on_slow_consumer = on_slow_consumer
+        self.client_address = client_address or ClientAddress(())
+        self.sessions_per_address = Counts(max_sessions_per_address)
+        self.draining = False
         self.sockets: dict[str, EngineSocket] = {}
         self.handlers: dict[str, Handler] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -284,8 +294,13 @@ class LeanEngine:
     ) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(target(*args, **kwargs))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("a socket task failed: %s", type(exc).__name__, exc_info=exc if log.isEnabledFor(10) else None)
 
     async def shutdown(self) -> None:
         if self._timer is not None:
@@ -318,13 +333,17 @@ class LeanEngine:
             socket.write_text(CLOSE)
         socket.closed = True
         socket.close_reason = reason
-        self.sockets.pop(socket.sid, None)
+        self._forget(socket)
         waiter = socket.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         if socket.ws_writer is not None:
             socket.ws_writer.put_nowait(None)
-        if socket.ws is not None and not socket.ws.closed:
+        if reason in (self.reason.TRANSPORT_ERROR, self.reason.PING_TIMEOUT) and socket.transport is not None:
+            # a broken or hostile client gets no closing handshake: the connection is dropped at once, and
+            # whatever it still sends is never read
+            socket.transport.abort()
+        elif socket.ws is not None and not socket.ws.closed:
             self.start_background_task(socket.ws.close)
         handler = self.handlers.get("disconnect")
         if handler is not None:
@@ -419,6 +438,10 @@ class LeanEngine:
         if sid is None:
             if method != "GET" or (transport == "websocket") != is_upgrade:
                 return self._error("Bad handshake method", 2, headers=cors)
+            if self.draining:
+                return self._error("Server shutting down", 4, 503, headers=cors)
+            if self.sessions_per_address[self._address(request)] >= self.sessions_per_address.cap:
+                return self._error("Too many sessions from this address", 4, 429, headers=cors)
             if transport == "websocket":
                 return await self._open_websocket(request)
             return await self._open_polling(request, cors)
@@ -451,11 +474,22 @@ class LeanEngine:
         }
         return {key: value for key, value in environ.items() if value}
 
+    def _address(self, request: web.Request) -> str:
+        return self.client_address.of(request.remote, request.headers.get("X-Forwarded-For"))
+
     def _new_socket(self, request: web.Request) -> EngineSocket:
         sid = self.generate_id()
-        socket = EngineSocket(self, sid, self._environ(request))
+        address = self._address(request)
+        environ = self._environ(request)
+        environ["CLIENT_ADDRESS"] = address
+        socket = EngineSocket(self, sid, environ, address)
         self.sockets[sid] = socket
+        self.sessions_per_address.acquire(address)
         return socket
+
+    def _forget(self, socket: EngineSocket) -> None:
+        if self.sockets.pop(socket.sid, None) is not None:
+            self.sessions_per_address.release(socket.address)
 
     def _open_text(self, sid: str, upgrades: list[str]) -> str:
         return OPEN + orjson.dumps({"sid": sid, "upgrades": upgrades, **self._open_fields}).decode()
@@ -470,7 +504,7 @@ class LeanEngine:
                 result = False
             if result is False:
                 socket.closed = True
-                self.sockets.pop(socket.sid, None)
+                self._forget(socket)
                 return False
         self._start_heartbeat(socket)
         return True
@@ -516,15 +550,20 @@ class LeanEngine:
             return None
         chunks: list[bytes] = []
         size = 0
-        while chunk := await request.content.readany():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
+        async with asyncio.timeout(self.ping_timeout + self.ping_interval):
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
         return b"".join(chunks)
 
     async def _post(self, request: web.Request, socket: EngineSocket, cors: dict[str, str]) -> web.Response:
-        raw = await self._read_body(request)
+        try:
+            raw = await self._read_body(request)
+        except TimeoutError:
+            await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
+            return self._error("The body did not arrive in time", 3, 408, headers=cors)
         if raw is None:
             await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
             return self._error("Payload too large", 3, 413, headers=cors)

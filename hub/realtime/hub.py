@@ -24,13 +24,21 @@ from channels.bus import EventId, parse_event_id
 from channels.errors import Problem, ProblemType
 from channels.events import ClientCommand, ControlEvent
 from hub.errors import AppError
-from hub.infra.jsonmod import dumps
 from hub.infra.metrics import Metrics
 from hub.infra.origins import OriginPolicy
-from hub.realtime.control import control_envelope
-from hub.realtime.engine import EngineSocket, LeanEngine, Outbound
+from hub.realtime.engine import LeanEngine
 from hub.realtime.fanout import EventBus, id_of
 from hub.realtime.identity import Authenticator, Principal
+from hub.realtime.limits import Counts, KeyedBuckets
+from hub.realtime.subscribers import (
+    SHUTDOWN,
+    Connection,
+    SocketSubscriber,
+    StreamSubscriber,
+    Subscriber,
+    after,
+    event_type_of,
+)
 from hub.settings import Settings
 
 log = logging.getLogger("hub.realtime")
@@ -41,137 +49,7 @@ LATENCY_SAMPLE = 4
 cost more than the rest of the delivery)."""
 SNAPSHOT_TIMEOUT = 5.0
 Snapshotter = Callable[[str], Awaitable[dict[str, Any] | None]]
-
-
-def event_type_of(envelope_json: str) -> str:
-    start = envelope_json.find('"event_type":"')
-    if start < 0:
-        return "unknown"
-    start += 14
-    return envelope_json[start : envelope_json.find('"', start)]
-
-
-def _after(event_id: EventId, last: EventId | None) -> bool:
-    return last is None or (event_id.ms, event_id.seq) > (last.ms, last.seq)
-
-
-class Subscriber:
-    """Receives one audience's events in id order, exactly once; while ``replaying``, live events wait in
-    ``pending`` so that the history replay and the live stream meet without a gap or a duplicate."""
-
-    __slots__ = ("audience", "last_id", "pending", "replaying")
-
-    def __init__(self, audience: str, last_id: EventId | None) -> None:
-        self.audience = audience
-        self.last_id = last_id
-        self.replaying = True
-        self.pending: list[tuple[EventId, str]] = []
-
-    def send(self, event_id: EventId, envelope_json: str, cache: dict[str, Any]) -> bool:
-        raise NotImplementedError
-
-    def send_control(self, event: ControlEvent, payload: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def closed(self) -> bool:
-        raise NotImplementedError
-
-
-class SocketSubscriber(Subscriber):
-    """A socket's interest in one audience: its user namespace, or one public room."""
-
-    __slots__ = ("conn", "namespace")
-
-    def __init__(self, conn: Connection, audience: str, last_id: EventId | None) -> None:
-        super().__init__(audience, last_id)
-        self.conn = conn
-        self.namespace = conn.namespace
-
-    def send(self, event_id: EventId, envelope_json: str, cache: dict[str, Any]) -> bool:
-        out = cache.get(self.namespace)
-        if out is None:
-            text = "2" + self.namespace + ',["' + event_type_of(envelope_json) + '",' + envelope_json + "]"
-            out = cache[self.namespace] = Outbound(text)
-        return self.conn.engine_socket.write(out)
-
-    def send_control(self, event: ControlEvent, payload: dict[str, Any]) -> None:
-        envelope = dumps(control_envelope(event, payload))
-        self.conn.engine_socket.write(Outbound("2" + self.namespace + ',["' + event.value + '",' + envelope + "]"))
-
-    def closed(self) -> bool:
-        return self.conn.engine_socket.closed
-
-
-class StreamSubscriber(Subscriber):
-    """An SSE stream or a long-poll: events go to a bounded queue that the HTTP handler drains."""
-
-    __slots__ = ("limit", "overflowed", "queue", "queued", "wake")
-
-    def __init__(self, audience: str, last_id: EventId | None, limit_bytes: int) -> None:
-        super().__init__(audience, last_id)
-        self.queue: list[tuple[str, str, str | None]] = []
-        self.queued = 0
-        self.limit = limit_bytes
-        self.overflowed = False
-        self.wake = asyncio.Event()
-
-    def send(self, event_id: EventId, envelope_json: str, cache: dict[str, Any]) -> bool:
-        if self.overflowed:
-            return False
-        self.queued += len(envelope_json)
-        if self.queued > self.limit:
-            self.overflowed = True
-            self.wake.set()
-            return False
-        self.queue.append((event_type_of(envelope_json), envelope_json, str(event_id)))
-        self.wake.set()
-        return True
-
-    def send_control(self, event: ControlEvent, payload: dict[str, Any]) -> None:
-        self.queue.append((event.value, dumps(control_envelope(event, payload)), None))
-        self.wake.set()
-
-    def take(self) -> list[tuple[str, str, str | None]]:
-        items, self.queue = self.queue, []
-        self.queued = 0
-        self.wake.clear()
-        return items
-
-    def closed(self) -> bool:
-        return self.overflowed
-
-
-class Connection:
-    """One Socket.IO namespace connection of this process."""
-
-    __slots__ = (
-        "engine_socket",
-        "expires_at",
-        "namespace",
-        "principal",
-        "sid",
-        "strikes",
-        "subscribers",
-        "tokens",
-        "tokens_at",
-        "user_id",
-        "warned",
-    )
-
-    def __init__(
-        self, sid: str, namespace: str, engine_socket: EngineSocket, principal: Principal | None, burst: int
-    ) -> None:
-        self.sid = sid
-        self.namespace = namespace
-        self.engine_socket = engine_socket
-        self.principal = principal
-        self.user_id = principal.user_id if principal else None
-        self.expires_at = principal.expires_at if principal else 0.0
-        self.warned = False
-        self.subscribers: dict[str, SocketSubscriber] = {}
-        self.tokens = float(burst)
-        self.tokens_at = time.monotonic()
-        self.strikes = 0
+Channel = Connection | StreamSubscriber
 
 
 def _problem(kind: ProblemType, detail: str) -> dict[str, Any]:
@@ -203,10 +81,19 @@ class Hub:
         self.snapshot: Snapshotter | None = None
         self.origins = OriginPolicy(settings.cors_origins)
         self.connections: dict[str, Connection] = {}
+        self._channels: dict[str, dict[int, Channel]] = {}
+        """user id -> the live channels (user-namespace connections, SSE streams, long-polls) of that user."""
+        self._per_user = Counts(settings.socket_max_connections_per_user)
+        self._per_address = Counts(settings.socket_max_connections_per_address)
+        self._inbound = KeyedBuckets(settings.socket_inbound_events_per_second, settings.socket_inbound_burst)
+        self._connects = KeyedBuckets(settings.socket_connects_per_second, settings.socket_connect_burst)
+        self.draining = False
+        self._streams: set[StreamSubscriber] = set()
         self._audiences: dict[str, dict[int, Subscriber]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._revalidator: asyncio.Task[None] | None = None
         self._live_counts = [0, 0]
         self._subscriptions_dirty = True
         self._delivered_counts: dict[str, int] = {}
@@ -215,6 +102,7 @@ class Hub:
         bus_.on_live = self.on_live
         bus_.on_reconnect = self.on_bus_reconnect
         engine.on_slow_consumer = self._slow_consumer
+        server.manager.on_session_ended = self.end_local
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -224,16 +112,23 @@ class Hub:
         self.server.on("*", self.on_event, namespace="*")
 
     async def start(self) -> None:
+        if not self.server.manager_initialized:
+            # python-socketio starts its adapter at the first socket; revocations must reach this process's
+            # streams even when it has no socket yet
+            self.server.manager_initialized = True
+            self.server.manager.initialize()
         self._sweeper = asyncio.ensure_future(self._auth_sweep())
+        self._revalidator = asyncio.ensure_future(self._revalidate_loop())
 
     async def close(self) -> None:
         self.flush_metrics()
         if self.flush_metrics in self.metrics.before_render:
             self.metrics.before_render.remove(self.flush_metrics)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for background in (self._sweeper, self._revalidator):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         for task in list(self._tasks):
             task.cancel()
 
@@ -288,6 +183,87 @@ class Hub:
     def audiences(self) -> set[str]:
         return set(self._audiences)
 
+    # --- live channels and revocation ---------------------------------------------------------------------
+
+    def open_channel(self, channel: Channel) -> bool:
+        """Count a long-lived channel against its caps (per user, or per client address when anonymous) and make
+        it reachable by revocation; False when a cap is reached."""
+        principal = channel.principal
+        if principal is None:
+            opened = self._per_address.acquire(channel.address or "unknown")
+        elif opened := self._per_user.acquire(principal.user_id):
+            self._channels.setdefault(principal.user_id, {})[id(channel)] = channel
+        if opened and isinstance(channel, StreamSubscriber):
+            self._streams.add(channel)
+        return opened
+
+    def close_channel(self, channel: Channel) -> None:
+        if isinstance(channel, StreamSubscriber):
+            self._streams.discard(channel)
+        principal = channel.principal
+        if principal is None:
+            self._per_address.release(channel.address or "unknown")
+            return
+        channels = self._channels.get(principal.user_id)
+        if channels is not None and channels.pop(id(channel), None) is not None:
+            self._per_user.release(principal.user_id)
+            if not channels:
+                del self._channels[principal.user_id]
+
+    def drain(self) -> None:
+        """Refuse new connections and streams; end every stream with a reconnect (long-polls answer at once)."""
+        self.draining = True
+        self.engine.draining = True
+        for stream in list(self._streams):
+            stream.end(SHUTDOWN, ControlEvent.RECONNECT)
+
+    def end_local(self, user_id: str, credential_id: str | None, reason: str) -> None:
+        """End this process's live channels of a user (of one credential, or all), and forget cached liveness."""
+        self.authenticator.forget(user_id, credential_id)
+        for channel in list(self._channels.get(user_id, {}).values()):
+            if credential_id is None or (channel.principal and channel.principal.credential_id == credential_id):
+                self._end(channel, reason)
+
+    def _end(self, channel: Channel, reason: str) -> None:
+        if isinstance(channel, Connection):
+            self.spawn(self._end_connection(channel, reason))
+        else:
+            channel.end(reason)
+
+    async def _end_connection(self, conn: Connection, reason: str) -> None:
+        if self.connections.get(conn.sid) is not conn:
+            return
+        for subscriber in list(conn.subscribers.values()):
+            subscriber.send_control(ControlEvent.SESSION_ENDED, {"reason": reason})
+        self._forget(conn)
+        await self.server.disconnect(conn.sid, namespace=conn.namespace)
+
+    async def _revalidate_loop(self) -> None:
+        """Credentials can end where the hub does not see it (a Better-Auth sign-out deletes the session row; another
+        service revokes a family): every live channel's credential is checked again at a fixed interval."""
+        failing = False
+        while True:
+            await asyncio.sleep(self.settings.session_revalidate_seconds)
+            principals = {
+                channel.principal.credential_id: channel.principal
+                for channels in self._channels.values()
+                for channel in channels.values()
+                if channel.principal is not None
+            }
+            if not principals:
+                continue
+            try:
+                live = await self.authenticator.still_live(principals.values())
+            except Exception as exc:
+                if not failing:
+                    log.warning("revalidating live sessions failed (%s); retrying", type(exc).__name__)
+                failing = True
+                continue
+            failing = False
+            for credential_id, principal in principals.items():
+                if credential_id not in live:
+                    self.end_local(principal.user_id, credential_id, "revoked")
+
     # --- delivery ------------------------------------------------------------------------------------------
 
     def on_live(self, audience: str, envelope_json: str) -> None:
@@ -305,7 +281,7 @@ class Hub:
             if subscriber.replaying:
                 subscriber.pending.append((event_id, envelope_json))
                 continue
-            if not _after(event_id, subscriber.last_id):
+            if not after(event_id, subscriber.last_id):
                 continue
             if subscriber.send(event_id, envelope_json, cache):
                 subscriber.last_id = event_id
@@ -363,7 +339,7 @@ class Hub:
                     for event_id, envelope_json in history.events:
                         if subscriber.closed():
                             return
-                        if _after(event_id, subscriber.last_id) and subscriber.send(event_id, envelope_json, cache):
+                        if after(event_id, subscriber.last_id) and subscriber.send(event_id, envelope_json, cache):
                             subscriber.last_id = event_id
                             replayed += 1
                         cache.clear()
@@ -378,7 +354,7 @@ class Hub:
             # No await from here on: the pending live events are flushed and the subscriber goes live atomically.
             cache = {}
             for event_id, envelope_json in subscriber.pending:
-                if _after(event_id, subscriber.last_id) and subscriber.send(event_id, envelope_json, cache):
+                if after(event_id, subscriber.last_id) and subscriber.send(event_id, envelope_json, cache):
                     subscriber.last_id = event_id
                 cache.clear()
             subscriber.pending.clear()
@@ -415,6 +391,12 @@ class Hub:
         principal = None
         last_id: EventId | None = None
         invalid_last_id = False
+        address = environ.get("CLIENT_ADDRESS") or environ.get("REMOTE_ADDR") or "unknown"
+        if self.draining:
+            raise _refusal(ProblemType.SERVICE_UNAVAILABLE, "this hub process is shutting down; reconnect")
+        if not self._connects.take(address):
+            self.metrics.inbound_limited.inc()
+            raise _refusal(ProblemType.RATE_LIMITED, "too many connection attempts from this address; slow down")
         if namespace != rooms.PUBLIC_NAMESPACE:
             user_id = rooms.parse_user_namespace(namespace)
             if user_id is None:
@@ -436,7 +418,12 @@ class Hub:
         engine_socket = self.engine.socket(eio_sid) if eio_sid else None
         if engine_socket is None or engine_socket.closed:
             return False
-        conn = Connection(sid, namespace, engine_socket, principal, self.settings.socket_inbound_burst)
+        conn = Connection(sid, namespace, engine_socket, principal, address)
+        if principal is not None and not self.open_channel(conn):
+            raise _refusal(
+                ProblemType.RATE_LIMITED,
+                f"at most {self._per_user.cap} live connections per user (CARTSNITCH_SOCKET_MAX_CONNECTIONS_PER_USER)",
+            )
         self.connections[sid] = conn
         self.metrics.connections.labels(_kind(namespace)).inc()
         if principal is None:
@@ -465,6 +452,8 @@ class Hub:
     def _forget(self, conn: Connection) -> None:
         if self.connections.pop(conn.sid, None) is None:
             return
+        if conn.principal is not None:
+            self.close_channel(conn)
         self.metrics.connections.labels(_kind(conn.namespace)).dec()
         for subscriber in conn.subscribers.values():
             self.remove(subscriber)
@@ -492,12 +481,8 @@ class Hub:
         return {"ok": False, "problem": _problem(ProblemType.NOT_FOUND, f"unknown event {str(event)[:100]!r}")}
 
     def _take_token(self, conn: Connection) -> bool:
-        now = time.monotonic()
-        rate = self.settings.socket_inbound_events_per_second
-        conn.tokens = min(float(self.settings.socket_inbound_burst), conn.tokens + (now - conn.tokens_at) * rate)
-        conn.tokens_at = now
-        if conn.tokens >= 1:
-            conn.tokens -= 1
+        # one budget per user (or client address), however many connections it opens and closes
+        if self._inbound.take("user:" + conn.user_id if conn.user_id else "address:" + conn.address):
             conn.strikes = 0
             return True
         self.metrics.inbound_limited.inc()
@@ -561,6 +546,10 @@ class Hub:
             await asyncio.sleep(1.0)
             self.flush_metrics()
             now = time.time()
+            for channels in list(self._channels.values()):
+                for channel in list(channels.values()):
+                    if isinstance(channel, StreamSubscriber) and now >= channel.expires_at:
+                        channel.end("token_expired")
             for conn in list(self.connections.values()):
                 if conn.principal is None:
                     continue

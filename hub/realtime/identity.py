@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
+from urllib.parse import unquote
 
 from channels.errors import ProblemType
 from hub.errors import AppError
@@ -35,26 +39,54 @@ def unauthorized(detail: str) -> AppError:
 
 
 def session_token_from_cookie_value(value: str) -> str | None:
-    """Better-Auth's cookie is ``<token>.<signature>``; the token is the part before the first dot."""
-    token = value.split(".", 1)[0].strip()
+    """The token of Better-Auth's cookie value ``<token>.<signature>`` (URL-encoded), signature unchecked."""
+    token = unquote(value).strip().split(".", 1)[0].strip()
     return token or None
 
 
-def session_token_from_cookies(cookies: Mapping[str, str]) -> str | None:
+def verified_session_token(value: str, secret: str) -> str | None:
+    """The token of a signed Better-Auth value, when its signature is Better-Auth's: standard base64 of
+    HMAC-SHA256(secret, token), 44 characters, after the last dot, the whole URL-encoded (better-call's
+    ``signCookieValue``). None for a missing, malformed or wrong signature."""
+    token, dot, signature = unquote(value).strip().rpartition(".")
+    if not dot or not token or len(signature) != 44 or not signature.endswith("="):
+        return None
+    expected = base64.b64encode(hmac.new(secret.encode(), token.encode(), hashlib.sha256).digest()).decode()
+    return token if hmac.compare_digest(expected, signature) else None
+
+
+def session_cookie(cookies: Mapping[str, str]) -> str | None:
+    """The raw value of the Better-Auth session cookie, when the request carries one."""
     for name in SESSION_COOKIES:
         if cookies.get(name):
-            return session_token_from_cookie_value(cookies[name])
+            return cookies[name]
     return None
 
 
-class Authenticator:
-    """Resolves credentials; a family seen live is trusted for ``cache_seconds`` before it is checked again."""
+def session_token_from_cookies(cookies: Mapping[str, str]) -> str | None:
+    value = session_cookie(cookies)
+    return session_token_from_cookie_value(value) if value else None
 
-    def __init__(self, codec: TokenCodec, sessionmaker: Sessionmaker, cache_seconds: float = 5.0) -> None:
+
+class Authenticator:
+    """Resolves credentials. A (family, user) pair seen live is trusted for ``cache_seconds`` before it is checked
+    again; a revocation anywhere in the cluster reaches this cache through ``forget`` within a second."""
+
+    def __init__(
+        self,
+        codec: TokenCodec,
+        sessionmaker: Sessionmaker,
+        *,
+        better_auth_secret: str | None = None,
+        cache_seconds: float = 5.0,
+    ) -> None:
         self.codec = codec
         self._sessionmaker = sessionmaker
+        self._better_auth_secret = better_auth_secret or None
         self._cache_seconds = cache_seconds
-        self._live_families: dict[str, float] = {}
+        self._live_families: dict[tuple[str, str], float] = {}
+        self._revocations = 0
+        """Bumped by every ``forget``: a liveness answer whose query started before it is not cached."""
         self._pending: dict[tuple[str, str], asyncio.Future[bool]] = {}
         self._flush: asyncio.Handle | None = None
         self._batches: set[asyncio.Task[None]] = set()
@@ -77,6 +109,19 @@ class Authenticator:
             raise unauthorized("unknown or expired session")
         return Principal(row.user_id, "session", row.id, row.expires_at.timestamp())
 
+    async def signed_session(self, value: str) -> Principal:
+        """A Better-Auth session value (cookie, or a session token sent as bearer): its signature is verified when
+        CARTSNITCH_BETTER_AUTH_SECRET is set, else only the token before the dot is used."""
+        if self._better_auth_secret is not None:
+            token = verified_session_token(value, self._better_auth_secret)
+            if token is None:
+                raise unauthorized("the session token's signature is missing or wrong")
+        else:
+            token = session_token_from_cookie_value(value)
+            if token is None:
+                raise unauthorized("empty session token")
+        return await self.session_token(token)
+
     async def bearer(self, token: str) -> Principal:
         """An ``Authorization: Bearer`` value: an access JWT or a Better-Auth session token."""
         token = token.strip()
@@ -84,10 +129,7 @@ class Authenticator:
             raise unauthorized("empty bearer token")
         if looks_like_jwt(token):
             return await self.access_token(token)
-        session_token = session_token_from_cookie_value(token)
-        if session_token is None:
-            raise unauthorized("empty bearer token")
-        return await self.session_token(session_token)
+        return await self.signed_session(token)
 
     async def request_credentials(self, authorization: str | None, cookies: Mapping[str, str]) -> Principal | None:
         """The caller of an HTTP request or socket handshake, None when it brings no credentials."""
@@ -96,16 +138,31 @@ class Authenticator:
             if scheme.lower() != "bearer":
                 raise unauthorized("use the Bearer scheme")
             return await self.bearer(value)
-        cookie_token = session_token_from_cookies(cookies)
-        if cookie_token:
-            return await self.session_token(cookie_token)
+        cookie = session_cookie(cookies)
+        if cookie:
+            return await self.signed_session(cookie)
         return None
+
+    async def still_live(self, principals: Iterable[Principal]) -> set[str]:
+        """The credential ids among ``principals`` that are still valid (not revoked, not deleted, not expired), in
+        two queries whatever their number; for revalidating long-lived channels."""
+        families = {(p.credential_id, p.user_id) for p in principals if p.kind == "jwt"}
+        sessions = {p.credential_id for p in principals if p.kind == "session"}
+        live: set[str] = set()
+        async with self._sessionmaker() as session:
+            if families:
+                live.update(family for family, _user in await tokens.live_families(session, families=list(families)))
+            if sessions:
+                live.update(await users.live_session_ids(session, session_ids=list(sessions), now=datetime.now(UTC)))
+        now = time.time()
+        return {p.credential_id for p in principals if p.credential_id in live and p.expires_at > now}
 
     async def _family_live(self, family_id: str, user_id: str) -> bool:
         now = time.monotonic()
-        if self._live_families.get(family_id, 0.0) > now:
-            return True
         key = (family_id, user_id)
+        if self._live_families.get(key, 0.0) > now:
+            return True
+        revocations = self._revocations
         waiter = self._pending.get(key)
         if waiter is None:
             waiter = self._pending[key] = asyncio.get_running_loop().create_future()
@@ -114,10 +171,10 @@ class Authenticator:
                 # reconnect storm costs a few queries rather than one per socket.
                 self._flush = asyncio.get_running_loop().call_soon(self._start_batch)
         live = await asyncio.shield(waiter)
-        if live:
+        if live and revocations == self._revocations:
             if len(self._live_families) >= _FAMILY_CACHE_LIMIT:
                 self._live_families.clear()
-            self._live_families[family_id] = now + self._cache_seconds
+            self._live_families[key] = now + self._cache_seconds
         return live
 
     def _start_batch(self) -> None:
@@ -150,9 +207,11 @@ class Authenticator:
             if not waiter.done():
                 waiter.set_result(key in live)
 
-    def forget(self, family_id: str | None = None) -> None:
-        """Drop cached liveness (one family, or all) after a sign-out in this process."""
-        if family_id is None:
-            self._live_families.clear()
+    def forget(self, user_id: str, family_id: str | None = None) -> None:
+        """Drop cached liveness after a revocation: one family of the user, or all of the user's."""
+        self._revocations += 1
+        if family_id is not None:
+            self._live_families.pop((family_id, user_id), None)
         else:
-            self._live_families.pop(family_id, None)
+            for key in [key for key in self._live_families if key[1] == user_id]:
+                del self._live_families[key]

@@ -3,6 +3,10 @@ connections on every process."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -12,11 +16,12 @@ from channels import bus, rooms
 from channels.events import ControlEvent
 from hub import keys
 from hub.infra import jsonmod
-from hub.realtime.control import control_envelope
+from hub.infra.clientaddr import ClientAddress
 from hub.realtime.engine import LeanEngine
 from hub.settings import Settings
 
 SOCKETIO_PATH = "socket.io"
+log = logging.getLogger("hub.socket")
 
 
 class _IndexedRooms:
@@ -87,17 +92,43 @@ class _IndexedRooms:
                     del pending[namespace]
 
 
+SessionEnded = Callable[[str, str | None, str], None]
+"""(user id, credential id or None for all of the user's, reason): ends this process's live channels."""
+
+
 class HubManager(_IndexedRooms, socketio.AsyncManager):  # type: ignore[misc]
     """The single-process manager (embedded default)."""
 
+    on_session_ended: SessionEnded | None = None
+
 
 class HubRedisManager(_IndexedRooms, socketio.AsyncRedisManager):  # type: ignore[misc]
-    """python-socketio's Redis adapter; a ``cartsnitch.session.ended`` emit is carried out as "tell, then
-    disconnect" by every process that holds a connection of that namespace."""
+    """python-socketio's Redis adapter. A ``cartsnitch.session.ended`` emit to a user's namespace (its room naming
+    one credential, or none for all of the user's) is carried out by every process for its own live channels of
+    that user: sockets, SSE streams and long-polls each get the control event, then end."""
+
+    on_session_ended: SessionEnded | None = None
+
+    async def close(self) -> None:
+        """Stop listening and close the adapter's Redis connections (python-socketio leaves them to the GC)."""
+        thread = getattr(self, "thread", None)
+        if thread is not None:
+            thread.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await thread
+        for client in (self.pubsub, self.redis):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         if message.get("event") == ControlEvent.SESSION_ENDED.value:
-            await _end_local(self.server, message.get("namespace") or "/", message.get("data") or {})
+            user_id = rooms.parse_user_namespace(message.get("namespace") or "")
+            data = message.get("data")
+            payload = data[0] if isinstance(data, list) and data else data  # the adapter sends emit arguments as a list
+            reason = payload.get("reason") if isinstance(payload, dict) else None
+            if user_id is not None and self.on_session_ended is not None:
+                self.on_session_ended(user_id, message.get("room"), str(reason or "revoked"))
             return
         await super()._handle_emit(message)
 
@@ -133,6 +164,13 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
         if engine_socket is not None and self.manager.namespaces_of(eio_sid):
             engine_socket.joined = True
 
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        # the protocol's event is a non-empty array whose first member is the name (a string): anything else is a
+        # malformed packet, and the connection ends as the reference server ends it
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            raise ValueError("an event is [name, ...args] with a string name")
+        await super()._handle_event(eio_sid, namespace, id, data)
+
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
         """Bound what a message may make the server hold: a header announcing attachments is refused past
         MAX_ATTACHMENTS, and the attachments that follow past the payload limit together (the connection ends)."""
@@ -162,13 +200,6 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
         self._attachment_bytes.pop(eio_sid, None)
 
 
-async def _end_local(server: socketio.AsyncServer, namespace: str, envelope: dict[str, Any]) -> None:
-    participants = list(server.manager.get_participants(namespace, None)) if namespace in server.manager.rooms else []
-    for sid, _eio_sid in participants:
-        await server.emit(ControlEvent.SESSION_ENDED.value, envelope, to=sid, namespace=namespace, ignore_queue=True)
-        await server.disconnect(sid, namespace=namespace, ignore_queue=True)
-
-
 def build_server(settings: Settings) -> HubServer:
     manager: Any = (
         HubRedisManager(settings.redis_url, channel=bus.SOCKETIO_CHANNEL) if settings.redis_url else HubManager()
@@ -183,6 +214,8 @@ def build_server(settings: Settings) -> HubServer:
         connect_timeout=settings.socket_connect_timeout_seconds,
         max_http_buffer_size=settings.socket_max_payload_bytes,
         max_payload_bytes=settings.socket_max_payload_bytes,
+        client_address=ClientAddress(settings.trusted_proxies),
+        max_sessions_per_address=settings.socket_max_connections_per_address,
         websocket_compression=settings.socket_compression,
         send_queue_bytes=settings.socket_send_queue_bytes,
         logger=False,
@@ -190,17 +223,34 @@ def build_server(settings: Settings) -> HubServer:
     )
 
 
-async def end_user_connections(app: web.Application, user_id: str, *, reason: str) -> None:
-    """Tell every live connection of ``user_id``, on every hub process, that its session ended; then drop it."""
+async def end_user_connections(
+    app: web.Application, user_id: str, *, reason: str, credential_id: str | None = None
+) -> None:
+    """End the live channels of ``user_id`` (those of one credential, or all) on every hub process: each gets
+    ``cartsnitch.session.ended {reason}``, then closes. This process acts at once; the others within the Redis
+    round trip. When Redis does not answer, the others learn it at their next revalidation."""
     server = app[keys.sio]
-    namespace = rooms.user_namespace(user_id)
-    envelope = control_envelope(ControlEvent.SESSION_ENDED, {"reason": reason})
-    if isinstance(server.manager, HubRedisManager):
-        await server.emit(ControlEvent.SESSION_ENDED.value, envelope, namespace=namespace)
-    else:
-        await _end_local(server, namespace, envelope)
+    if not isinstance(server.manager, HubRedisManager):
+        app[keys.hub].end_local(user_id, credential_id, reason)
+        return
+    try:
+        await asyncio.wait_for(
+            server.emit(
+                ControlEvent.SESSION_ENDED.value,
+                {"reason": reason},
+                namespace=rooms.user_namespace(user_id),
+                room=credential_id,
+            ),
+            app[keys.settings].redis_timeout_seconds,
+        )
+    except Exception as exc:  # the local part ran before the publish; the rest is revalidation's
+        log.warning("could not publish the end of a session (%s)", type(exc).__name__)
+        app[keys.hub].end_local(user_id, credential_id, reason)
 
 
 async def close_all(app: web.Application) -> None:
     """Sockets close first, before the database and Redis they depend on (on_shutdown runs before cleanup)."""
-    await app[keys.sio].shutdown()
+    server = app[keys.sio]
+    await server.shutdown()
+    if isinstance(server.manager, HubRedisManager):
+        await server.manager.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import weakref
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -23,6 +24,7 @@ def build_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     transaction the driver spends BEGIN, ``;`` and ROLLBACK on it); the engine returned runs transactions as
     usual, at READ COMMITTED. ``Sessionmaker`` reads straight from the autocommit connections."""
     if database_url.startswith("sqlite"):
+        _create_private(database_url)
         engine = create_async_engine(database_url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -45,6 +47,18 @@ def build_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     engine = pool.execution_options(isolation_level=TRANSACTIONS)
     _AUTOCOMMIT[engine.sync_engine] = pool
     return engine
+
+
+def _create_private(database_url: str) -> None:
+    """Create the SQLite file readable by its owner only (it holds password hashes and session tokens); SQLite
+    gives its -wal and -shm files the same mode."""
+    path = database_url.split("///", 1)[-1].split("?", 1)[0]
+    if not path or path == ":memory:" or os.path.exists(path):
+        return
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 class Sessionmaker:

@@ -101,3 +101,9 @@ async def delete_session(session: AsyncSession, *, session_id: str) -> None:
 
 async def delete_user_sessions(session: AsyncSession, *, user_id: str) -> None:
     await session.execute(delete(Session).where(Session.user_id == user_id))
+
+
+async def live_session_ids(session: AsyncSession, *, session_ids: list[str], now: datetime) -> set[str]:
+    """Which of the Better-Auth session ids still exist and have not expired."""
+    result = await session.execute(select(Session.id).where(Session.id.in_(session_ids), Session.expires_at > now))
+    return set(result.scalars())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -230,6 +231,8 @@ async def test_polling_post_in_two_slow_pieces_is_read_whole(calm_server: TestSe
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
     writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
     packets = [p for p in await polling.packets() if p != "2"]
     packets += [] if len(packets) == 2 else [p for p in await polling.packets() if p != "2"]
     assert packets[0].startswith("40/public,{")

@@ -238,7 +238,10 @@ async def test_malformed_json_is_a_400_problem(client: Client) -> None:
 async def test_login_is_rate_limited_per_client(aiohttp_client: Any, settings: Any) -> None:
     from hub.app import create_app
 
-    limited = await aiohttp_client(create_app(settings.with_overrides(rate_limit_enabled=True)))
+    # the test client connects from 127.0.0.1: a trusted proxy here, so X-Forwarded-For names the client
+    limited = await aiohttp_client(
+        create_app(settings.with_overrides(rate_limit_enabled=True, trusted_proxies=("127.0.0.1/32", "10.0.0.0/8")))
+    )
     statuses = []
     for _ in range(6):
         response = await limited.post(
@@ -258,3 +261,25 @@ async def test_login_is_rate_limited_per_client(aiohttp_client: Any, settings: A
         headers={"X-Forwarded-For": "198.51.100.7"},
     )
     assert other.status == 401
+    # a client cannot borrow another's budget by writing its address left of the proxy's
+    spoofed = await limited.post(
+        "/auth/login",
+        json={"email": "x@example.com", "password": "whatever"},
+        headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9, 10.0.0.1"},
+    )
+    assert spoofed.status == 429
+
+
+async def test_forwarded_for_from_an_untrusted_peer_changes_nothing(aiohttp_client: Any, settings: Any) -> None:
+    from hub.app import create_app
+
+    limited = await aiohttp_client(create_app(settings.with_overrides(rate_limit_enabled=True)))
+    statuses = []
+    for n in range(25):
+        response = await limited.post(
+            "/auth/login",
+            json={"email": "x@example.com", "password": "whatever"},
+            headers={"X-Forwarded-For": f"203.0.113.{n}"},
+        )
+        statuses.append(response.status)
+    assert statuses.count(401) == 5 and statuses.count(429) == 20

@@ -4,6 +4,7 @@ reads), CSRF for cookie-authenticated changes, whole request bodies, revalidated
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -161,6 +162,8 @@ async def _raw_post(server: TestServer, path: str, headers: dict[str, str], piec
         await asyncio.sleep(pause)
     response = await asyncio.wait_for(reader.read(1 << 16), 10)
     writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
     return response
 
 

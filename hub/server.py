@@ -1,0 +1,98 @@
+"""Running the app: aiohttp's runner with the hub's request handler, and a drain on SIGTERM.
+
+The request handler answers what aiohttp rejects before any route runs (a malformed request line, an oversized
+header) with a problem+json 400 like every other error, and logs one line without the request's content (an
+oversized Cookie header would otherwise put the start of a session token in the log).
+
+The drain, in order: readiness turns 503 and new requests get 503; SSE streams get ``cartsnitch.reconnect`` and
+end, long-polls answer at once with what they have; sockets get an Engine.IO close (clients reconnect, to
+another process, and resume from their last id); then the listener stops and resources close."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from channels.errors import Problem, ProblemType
+from hub import keys
+from hub.app import SERVER
+
+log = logging.getLogger("hub.server")
+SHUTDOWN_TIMEOUT = 5.0
+"""How long in-flight requests get to finish once the drain has ended every stream."""
+
+
+class HubRequestHandler(RequestHandler):
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            log.error("error handling a request from %s: %s", request.remote, type(exc).__name__ if exc else status)
+        else:
+            log.info("refused a malformed request from %s (%s)", request.remote, type(exc).__name__ if exc else status)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response was under way")
+        kind = ProblemType.INTERNAL if status >= 500 else ProblemType.BAD_REQUEST
+        # the parser's message quotes the offending bytes (a cookie, say): none of it goes back or into the log
+        detail = None if status >= 500 else "the request line or a header is malformed or too long"
+        body = Problem(kind, detail).to_dict()
+        body["status"] = status
+        response = web.json_response(body, status=status, content_type="application/problem+json")
+        response.headers["Server"] = SERVER
+        response.force_close()
+        return response
+
+
+class HubWebServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return HubRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class HubRunner(web.AppRunner):
+    """aiohttp's AppRunner whose connections are served by HubRequestHandler."""
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()
+        return HubWebServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            **plain._kwargs,
+        )
+
+
+async def drain(app: web.Application) -> None:
+    """Stop taking work and hand every live client over to another process (see the module's docstring)."""
+    hub = app[keys.hub]
+    hub.drain()
+    await app[keys.sio].shutdown()
+
+
+async def serve(app: web.Application, *, host: str, port: int, sock: socket.socket | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and stop."""
+    runner = HubRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    # a deep accept queue: a reconnect storm after a failover brings thousands of sockets within seconds
+    site: web.BaseSite = web.SockSite(runner, sock) if sock else web.TCPSite(runner, host, port, backlog=4096)
+    await site.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stopping.wait()
+        log.info("draining: streams and sockets are told to reconnect elsewhere")
+        await drain(app)
+    finally:
+        await runner.cleanup()
