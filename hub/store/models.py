@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     Date,
     DateTime,
     Float,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Uuid,
     false,
     func,
+    literal_column,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -170,6 +172,8 @@ class UserStoreAccount(Timestamps, Base):
 
 class NormalizedProduct(Timestamps, Base):
     __tablename__ = "normalized_products"
+    # the catalogue's order (newest first): a page, a short search and a category are read from its end
+    __table_args__ = (Index("ix_normalized_products_created_at_id", "created_at", "id"),)
     id: Mapped[uuid.UUID] = _uuid_pk()
     canonical_name: Mapped[str] = mapped_column(String(255), nullable=False)
     category: Mapped[str | None] = mapped_column(String(50), index=True)
@@ -185,6 +189,24 @@ Index(
     NormalizedProduct.upc_variants,
     postgresql_using="gin",
     postgresql_ops={"upc_variants": "jsonb_path_ops"},
+).ddl_if(dialect="postgresql")
+
+_PRODUCT = NormalizedProduct.__table__.c
+PRODUCT_SEARCH_TEXT: ColumnElement[str] = func.lower(
+    _PRODUCT.canonical_name.concat(
+        func.coalesce(literal_column("' '", String).concat(_PRODUCT.brand), literal_column("''", String))
+    )
+)
+"""A product's name and brand as one lower-case text, the expression the trigram index holds (spelled with SQL
+literals, not bound parameters, so a query's expression is the index's). A needle in the name or in the brand is
+in it too, so ``LIKE`` on it narrows a search without changing the result."""
+
+# pg_trgm (migration 0003): serves LIKE '%needle%' on PRODUCT_SEARCH_TEXT when the needle has a trigram
+Index(
+    "ix_normalized_products_search_trgm",
+    PRODUCT_SEARCH_TEXT.label("search_text"),
+    postgresql_using="gin",
+    postgresql_ops={"search_text": "gin_trgm_ops"},
 ).ddl_if(dialect="postgresql")
 
 

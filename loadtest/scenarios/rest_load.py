@@ -7,6 +7,13 @@ newest purchase and the product with the most price rows. The deep keyset page i
 ``Link: rel="next"`` for DEEP_PAGES pages as the user with the most purchases (every seeded user has the demo
 password; the demo user has only about ten pages).
 
+Product search (``/products?q=``) has no response cache: four needles, each its own row. A common word (milk), a
+three-letter prefix (che), a word found in one product name only (picked from the database) and one found nowhere.
+With ``--old-gateway URL`` (or CARTSNITCH_OLD_GATEWAY_URL) the same search requests also go to an already-running old
+FastAPI gateway (cartsnitch/api, started by you on the same database; this scenario neither installs nor starts it),
+right after the hub's, with a Better-Auth session the scenario adds to ``sessions`` for the demo user and removes at
+the end. Its CPU is read when ``--old-gateway-pid`` (CARTSNITCH_OLD_GATEWAY_PID) names its process.
+
 "Uncached" requests add ``bust=<run>.<thread>.<n>`` to the query string from a wrk Lua script, a different value on
 every request: the handlers ignore the parameter, but the response cache is keyed by path and query string, so every
 request misses, computes, and stores its entry (the full cost a client pays on a miss).
@@ -18,6 +25,8 @@ DURATION_SECONDS with ``wrk -t<threads> -c<connections> --latency``. CPU is read
     python -m loadtest.scenarios.rest_load                       # fresh PostgreSQL + Redis, seeded here
     python -m loadtest.scenarios.rest_load --connections 2 --only purchases_first,product_cached
     python -m loadtest.scenarios.rest_load --database-url postgresql+asyncpg://… --redis-url redis://…  # reuse
+    python -m loadtest.scenarios.rest_load --database-url … --redis-url … --demo-password … \
+        --only search_common,search_prefix,search_rare,search_none --connections 2,16 --old-gateway http://…
 """
 
 from __future__ import annotations
@@ -47,7 +56,6 @@ from redis.asyncio import Redis
 from loadtest.common import (
     RESULTS,
     Backing,
-    Server,
     backing,
     cpu_seconds,
     hub_cli,
@@ -69,6 +77,12 @@ SEED_ARGS = ("--users", "1000", "--products", "5000", "--price-rows", "1000000",
 SEED = "42"
 DEMO_EMAIL = "demo@cartsnitch.local"
 API = "/api/v1"
+SEARCH_COMMON = "milk"
+SEARCH_PREFIX = "che"
+SEARCH_NONE = "xyzzy"
+GATEWAY_SESSION_ID = "rest-load-gateway"
+HUB = "hub"
+OLD_GATEWAY = "old-gateway"
 
 BUST_SCRIPT = """
 local made = 0
@@ -93,6 +107,17 @@ class Endpoint:
     path: str
     auth: str | None  # the e-mail to sign in as, None for a public route
     bust: bool = False
+    cacheable: bool = True  # False: the route keeps no response cache (product search)
+    gateway: bool = False  # the old gateway answers the same request (product search)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What wrk drives: the hub this scenario started, or the old gateway someone else started."""
+
+    name: str
+    url: str
+    pid: int | None  # None: its CPU is not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +228,7 @@ class Dataset:
     product_price_rows: int
     heavy_email: str
     heavy_purchases: int
+    rare_word: str
 
 
 async def seed_large(env: dict[str, str], database_url: str, password: str) -> None:
@@ -244,13 +270,41 @@ async def pick_ids(database_url: str) -> Dataset:
             "SELECT normalized_product_id::text AS id, count(*) AS price_rows FROM price_history "
             "GROUP BY normalized_product_id ORDER BY count(*) DESC, normalized_product_id LIMIT 1"
         )
+        rare_word = await connection.fetchval(
+            "SELECT word FROM (SELECT regexp_split_to_table(lower(canonical_name), '[^a-z]+') AS word "
+            "FROM normalized_products) AS words WHERE length(word) >= 6 GROUP BY word HAVING count(*) = 1 "
+            "ORDER BY word LIMIT 1"
+        )
     finally:
         await connection.close()
-    if purchase is None or heavy is None or product is None:
-        raise RuntimeError("the database holds no purchases of the demo user or no prices")
+    if purchase is None or heavy is None or product is None or rare_word is None:
+        raise RuntimeError("the database holds no purchases of the demo user, no prices or no products")
     return Dataset(
-        purchase["id"], purchase["items"], product["id"], product["price_rows"], heavy["email"], heavy["purchases"]
+        purchase["id"],
+        purchase["items"],
+        product["id"],
+        product["price_rows"],
+        heavy["email"],
+        heavy["purchases"],
+        rare_word,
     )
+
+
+async def gateway_session(database_url: str, token: str | None) -> None:
+    """Add (token) or remove (None) the demo user's Better-Auth session, the credential the old gateway checks."""
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute("DELETE FROM sessions WHERE id = $1", GATEWAY_SESSION_ID)
+        if token is not None:
+            await connection.execute(
+                "INSERT INTO sessions (id, token, user_id, expires_at) SELECT $1, $2, id, now() + interval '1 day' "
+                "FROM users WHERE email = $3",
+                GATEWAY_SESSION_ID,
+                token,
+                DEMO_EMAIL,
+            )
+    finally:
+        await connection.close()
 
 
 async def login(http: aiohttp.ClientSession, base: str, email: str, password: str) -> str:
@@ -291,7 +345,7 @@ async def check(http: aiohttp.ClientSession, url: str, token: str | None) -> int
 
 
 async def measure(
-    server: Server,
+    server: Target,
     backends: Backends,
     endpoint: Endpoint,
     token: str | None,
@@ -313,18 +367,20 @@ async def measure(
     wrk = functools.partial(run_wrk, url, threads=threads, connections=connections, token=token, script=script)
     await asyncio.to_thread(wrk, seconds=WARMUP_SECONDS)
 
-    sampler = await start_profile(server.pid, endpoint.name, connections, seconds) if profile else None
+    sampler = None
+    if profile and server.pid is not None:
+        sampler = await start_profile(server.pid, endpoint.name, connections, seconds)
     database_before = await backends.database_cpu()
     redis_before = await backends.redis_cpu()
     own_before = own_cpu()
-    server_before = cpu_seconds(server.pid)
+    server_before = cpu_seconds(server.pid) if server.pid is not None else 0.0
     wrk_before = children_cpu()
     busy_before, total_before = machine_busy()
     started = time.monotonic()
     output = await asyncio.to_thread(wrk, seconds=seconds)
     elapsed = time.monotonic() - started
     busy_after, total_after = machine_busy()
-    server_cpu = cpu_seconds(server.pid) - server_before
+    server_cpu = cpu_seconds(server.pid) - server_before if server.pid is not None else 0.0
     wrk_cpu = children_cpu() - wrk_before
     own = own_cpu() - own_before
     database_after = await backends.database_cpu()
@@ -337,9 +393,10 @@ async def measure(
     machine_cpu = cores * (busy_after - busy_before) / max(1.0, total_after - total_before)
     others = machine_cpu - (server_cpu + wrk_cpu + database_cpu + redis_cpu + own) / elapsed
     data = {
+        "target": server.name,
         "endpoint": endpoint.name,
         "path": endpoint.path if len(endpoint.path) < 120 else endpoint.path[:117] + "...",
-        "cached": not endpoint.bust,
+        "cached": endpoint.cacheable and not endpoint.bust,
         "threads": threads,
         "connections": connections,
         "seconds": seconds,
@@ -353,8 +410,8 @@ async def measure(
         "max_ms": result.max_ms,
         "non_2xx": result.non_2xx,
         "socket_errors": result.socket_errors,
-        "server_cpu_pct": 100 * server_cpu / elapsed,
-        "server_cpu_us_per_request": server_cpu * 1e6 / max(1, result.requests),
+        "server_cpu_pct": 100 * server_cpu / elapsed if server.pid is not None else None,
+        "server_cpu_us_per_request": server_cpu * 1e6 / max(1, result.requests) if server.pid is not None else None,
         "wrk_cpu_pct": 100 * wrk_cpu / elapsed,
         "database_cpu_pct": 100 * database_cpu / elapsed,
         "redis_cpu_pct": 100 * redis_cpu / elapsed,
@@ -362,9 +419,10 @@ async def measure(
         "other_cpu_pct": max(0.0, 100 * others),
     }
     print(
-        f"  {endpoint.name:<22} c={connections:<3} {data['requests_per_s']:>8.0f} req/s  p50 {data['p50_ms']:6.2f} ms"
-        f"  p99 {data['p99_ms']:6.2f} ms  max {data['max_ms']:7.2f} ms  server {data['server_cpu_pct']:3.0f}%"
-        f" ({data['server_cpu_us_per_request']:.0f} µs/req)  wrk {data['wrk_cpu_pct']:3.0f}%"
+        f"  {server.name:<11} {endpoint.name:<22} c={connections:<3} {data['requests_per_s']:>8.0f} req/s"
+        f"  p50 {data['p50_ms']:6.2f} ms  p99 {data['p99_ms']:6.2f} ms  max {data['max_ms']:7.2f} ms"
+        f"  server {_figure(data['server_cpu_pct'], 3)}% ({_figure(data['server_cpu_us_per_request'], 0)} µs/req)"
+        f"  wrk {data['wrk_cpu_pct']:3.0f}%"
         f"  postgres {data['database_cpu_pct']:3.0f}%  redis {data['redis_cpu_pct']:3.0f}%"
         f"  other {data['other_cpu_pct']:3.0f}%  non-2xx {data['non_2xx']}  errors {data['socket_errors']}",
         flush=True,
@@ -411,19 +469,32 @@ async def where(database_url: str | None, redis_url: str | None) -> AsyncIterato
         yield fresh
 
 
+def _figure(value: float | None, width: int) -> str:
+    return f"{value:>{width}.0f}" if value is not None else f"{'-':>{width}}"
+
+
 def summary(rows: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'endpoint':<22} {'cached':>6} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-        f"{'server%':>7} {'µs/req':>6} {'wrk%':>5} {'pg%':>4} {'redis%':>6} {'other%':>6} {'errors':>6}"
+        f"\n{'target':<11} {'endpoint':<22} {'cached':>6} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'max ms':>7} {'server%':>7} {'µs/req':>6} {'wrk%':>5} {'pg%':>4} {'redis%':>6} {'other%':>6} {'errors':>6}"
     )
     for r in rows:
         print(
-            f"{r['endpoint']:<22} {'yes' if r['cached'] else 'no':>6} {r['connections']:>5} "
+            f"{r['target']:<11} {r['endpoint']:<22} {'yes' if r['cached'] else 'no':>6} {r['connections']:>5} "
             f"{r['requests_per_s']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
-            f"{r['server_cpu_pct']:>7.0f} {r['server_cpu_us_per_request']:>6.0f} {r['wrk_cpu_pct']:>5.0f} "
-            f"{r['database_cpu_pct']:>4.0f} {r['redis_cpu_pct']:>6.0f} {r['other_cpu_pct']:>6.0f} "
-            f"{r['non_2xx'] + r['socket_errors']:>6}"
+            f"{_figure(r['server_cpu_pct'], 7)} {_figure(r['server_cpu_us_per_request'], 6)} "
+            f"{r['wrk_cpu_pct']:>5.0f} {r['database_cpu_pct']:>4.0f} {r['redis_cpu_pct']:>6.0f} "
+            f"{r['other_cpu_pct']:>6.0f} {r['non_2xx'] + r['socket_errors']:>6}"
         )
+    gateway = {(r["endpoint"], r["connections"]): r for r in rows if r["target"] == OLD_GATEWAY}
+    for r in rows:
+        old = gateway.get((r["endpoint"], r["connections"]))
+        if r["target"] == HUB and old is not None and old["requests_per_s"]:
+            print(
+                f"hub / old gateway, {r['endpoint']} c={r['connections']}: "
+                f"{r['requests_per_s'] / old['requests_per_s']:.2f}x req/s, p50 {r['p50_ms']:.2f} vs "
+                f"{old['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} vs {old['p99_ms']:.2f} ms"
+            )
 
 
 async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -436,20 +507,26 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(
             f"demo purchase {data.demo_purchase_id} ({data.demo_purchase_items} items), product {data.product_id} "
             f"({data.product_price_rows} price rows), deep pages as {data.heavy_email} "
-            f"({data.heavy_purchases} purchases)",
+            f"({data.heavy_purchases} purchases), rare word {data.rare_word!r}",
             flush=True,
         )
-        server = await start_hub(env)
+        hub = await start_hub(env)
+        targets = [Target(HUB, hub.url, hub.pid)]
+        gateway_token = secrets.token_urlsafe(24).replace("-", "").replace("_", "")  # no dot: the token is all
+        if args.old_gateway:
+            await gateway_session(backing_urls.database_url, gateway_token)
+            targets.append(Target(OLD_GATEWAY, args.old_gateway.rstrip("/"), args.old_gateway_pid))
         database = await asyncpg.connect(backing_urls.database_url.replace("postgresql+asyncpg://", "postgresql://"))
         redis = Redis.from_url(backing_urls.redis_url)
         backends = Backends(database, redis)
         try:
             async with aiohttp.ClientSession() as http:
-                heavy_token = await login(http, server.url, data.heavy_email, password)
-                deep_path, deep_pages = await deep_page(http, server.url, heavy_token)
+                heavy_token = await login(http, hub.url, data.heavy_email, password)
+                deep_path, deep_pages = await deep_page(http, hub.url, heavy_token)
             print(f"deep page: page {deep_pages} of {data.heavy_email}'s purchases", flush=True)
             product = f"{API}/products/{data.product_id}"
             trend = f"{API}/public/trends/{data.product_id}?days=90"
+            search = f"{API}/products?q="
             endpoints = [
                 Endpoint("purchases_first", f"{API}/purchases?page_size={PAGE_SIZE}", DEMO_EMAIL),
                 Endpoint("purchases_deep", deep_path, data.heavy_email),
@@ -458,41 +535,50 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
                 Endpoint("product_uncached", product, DEMO_EMAIL, bust=True),
                 Endpoint("trend_cached", trend, None),
                 Endpoint("trend_uncached", trend, None, bust=True),
+                Endpoint("search_common", search + SEARCH_COMMON, DEMO_EMAIL, cacheable=False, gateway=True),
+                Endpoint("search_prefix", search + SEARCH_PREFIX, DEMO_EMAIL, cacheable=False, gateway=True),
+                Endpoint("search_rare", search + data.rare_word, DEMO_EMAIL, cacheable=False, gateway=True),
+                Endpoint("search_none", search + SEARCH_NONE, DEMO_EMAIL, cacheable=False, gateway=True),
             ]
             chosen = [e for e in endpoints if not args.only or e.name in args.only]
             with tempfile.TemporaryDirectory(prefix="rest-load-") as scripts:
                 for connections in args.connections:
                     print(f"wrk -t{args.threads} -c{connections} -d{args.duration}s --latency", flush=True)
                     for endpoint in chosen:
-                        token = None
-                        if endpoint.auth is not None:
-                            # a fresh access token for each run: they live 15 minutes
-                            async with aiohttp.ClientSession() as http:
-                                token = await login(http, server.url, endpoint.auth, password)
-                        result = await measure(
-                            server,
-                            backends,
-                            endpoint,
-                            token,
-                            threads=min(args.threads, connections),
-                            connections=connections,
-                            seconds=args.duration,
-                            script_dir=Path(scripts),
-                            profile=args.profile,
-                        )
-                        result.update(
-                            {
-                                "label": args.label,
-                                "machine": machine(),
-                                "deep_page": deep_pages if endpoint.name == "purchases_deep" else None,
-                            }
-                        )
-                        record("rest_load", result)
-                        rows.append(result)
+                        for target in targets:
+                            if target.name == OLD_GATEWAY and not endpoint.gateway:
+                                continue
+                            token = gateway_token if target.name == OLD_GATEWAY else None
+                            if target.name == HUB and endpoint.auth is not None:
+                                # a fresh access token for each run: they live 15 minutes
+                                async with aiohttp.ClientSession() as http:
+                                    token = await login(http, hub.url, endpoint.auth, password)
+                            result = await measure(
+                                target,
+                                backends,
+                                endpoint,
+                                token,
+                                threads=min(args.threads, connections),
+                                connections=connections,
+                                seconds=args.duration,
+                                script_dir=Path(scripts),
+                                profile=args.profile,
+                            )
+                            result.update(
+                                {
+                                    "label": args.label,
+                                    "machine": machine(),
+                                    "deep_page": deep_pages if endpoint.name == "purchases_deep" else None,
+                                }
+                            )
+                            record("rest_load", result)
+                            rows.append(result)
         finally:
             await database.close()
             await redis.aclose()
-            await server.stop()
+            await hub.stop()
+            if args.old_gateway:
+                await gateway_session(backing_urls.database_url, None)
     summary(rows)
     return rows
 
@@ -508,6 +594,17 @@ if __name__ == "__main__":
     parser.add_argument("--database-url", help="reuse this seeded (or empty) database instead of a fresh one")
     parser.add_argument("--redis-url", help="with --database-url: the Redis to use")
     parser.add_argument("--demo-password", help="the seeded users' password (needed when reusing a database)")
+    parser.add_argument(
+        "--old-gateway",
+        default=os.environ.get("CARTSNITCH_OLD_GATEWAY_URL"),
+        help="base URL of a running old gateway on the same database: the search rows are measured there too",
+    )
+    parser.add_argument(
+        "--old-gateway-pid",
+        type=int,
+        default=int(os.environ["CARTSNITCH_OLD_GATEWAY_PID"]) if os.environ.get("CARTSNITCH_OLD_GATEWAY_PID") else None,
+        help="the old gateway's process id, to read its CPU time",
+    )
     args = parser.parse_args()
     args.connections = [int(n) for n in args.connections.split(",")]
     args.only = {name for name in args.only.split(",") if name}
@@ -515,4 +612,6 @@ if __name__ == "__main__":
         sys.exit("wrk is not installed: apt-get install wrk (Debian package wrk)")
     if args.database_url and not args.demo_password:
         sys.exit("--demo-password is needed with --database-url (the password the database was seeded with)")
+    if args.old_gateway and not args.database_url:
+        sys.exit("--old-gateway needs --database-url: the gateway must read the database this scenario uses")
     asyncio.run(main(args))

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
+import warnings
 from collections.abc import Callable
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect, make_url, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.store import products
 from hub.store.engine import build_engine
-from hub.store.migrate import current_revision, upgrade
+from hub.store.migrate import alembic_config, current_revision, upgrade
 from hub.store.models import Base
+from tests import factories
 
 # The shared tables as the platform's own migrations create them (text user ids, JSONB upc_variants).
 PLATFORM_DDL = """
@@ -153,19 +160,23 @@ def _exists_on(dialect: str) -> Callable[..., bool]:
     return include
 
 
+def _compare(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": _exists_on(connection.dialect.name)}
+    )
+    with warnings.catch_warnings():
+        # SQLite cannot reflect expression indexes, so alembic names the one it skips (before include_object
+        # is asked); it is the PostgreSQL-only trigram index, which SQLite never gets
+        warnings.filterwarnings("ignore", "autogenerate skipping .* 'ix_normalized_products_search_trgm'")
+        return compare_metadata(context, Base.metadata)
+
+
 async def _schema_drift(url: str) -> list[object]:
     """What autogenerate would change to make the migrated database match the models (nothing, when they agree)."""
     engine = build_engine(url)
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(
-                        c, opts={"compare_type": True, "include_object": _exists_on(c.dialect.name)}
-                    ),
-                    Base.metadata,
-                )
-            )
+            return await connection.run_sync(_compare)
     finally:
         await engine.dispose()
 
@@ -183,3 +194,102 @@ async def test_the_migrations_build_the_schema_the_models_describe_on_sqlite(tmp
     finally:
         await engine.dispose()
     assert await _schema_drift(url) == []
+
+
+SEARCH_INDEXES = {"ix_normalized_products_created_at_id", "ix_normalized_products_search_trgm"}
+
+
+async def _product_indexes(url: str) -> set[str]:
+    engine = build_engine(url)
+    try:
+        async with engine.connect() as connection:
+            found = await connection.run_sync(lambda c: inspect(c).get_indexes("normalized_products"))
+        return {index["name"] for index in found if index["name"]}
+    finally:
+        await engine.dispose()
+
+
+async def _downgrade(url: str, revision: str) -> None:
+    engine = build_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda c: command.downgrade(alembic_config(c), revision))
+        assert await current_revision(engine) == revision
+    finally:
+        await engine.dispose()
+
+
+async def _upgrade(url: str) -> None:
+    engine = build_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_migration_0003_adds_and_removes_the_search_indexes_on_postgres(pg_url: str) -> None:
+    assert await _product_indexes(pg_url) >= SEARCH_INDEXES
+    await _downgrade(pg_url, "0002")
+    assert not SEARCH_INDEXES & await _product_indexes(pg_url)
+    await _upgrade(pg_url)
+    assert await _product_indexes(pg_url) >= SEARCH_INDEXES
+    assert await _schema_drift(pg_url) == []
+
+
+async def test_migration_0003_adds_and_removes_the_search_indexes_on_sqlite(sqlite_url: str) -> None:
+    # SQLite gets the (created_at, id) index only: the trigram index is PostgreSQL's
+    assert SEARCH_INDEXES & await _product_indexes(sqlite_url) == {"ix_normalized_products_created_at_id"}
+    await _downgrade(sqlite_url, "0002")
+    assert not SEARCH_INDEXES & await _product_indexes(sqlite_url)
+    await _upgrade(sqlite_url)
+    assert SEARCH_INDEXES & await _product_indexes(sqlite_url) == {"ix_normalized_products_created_at_id"}
+    assert await _schema_drift(sqlite_url) == []
+
+
+@pytest.mark.postgres
+async def test_migration_0003_goes_on_without_pg_trgm_when_the_role_may_not_create_it(
+    pg_admin_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A role that owns its tables but not the database may not create an extension, not even a trusted one."""
+    from tests.conftest import _asyncpg_dsn
+
+    role, password, database = "hub_no_extensions", secrets.token_urlsafe(12), "no_extensions"
+    admin = await asyncpg.connect(_asyncpg_dsn(pg_admin_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
+    admin_url = make_url(pg_admin_url).set(database=database)
+    admin = await asyncpg.connect(_asyncpg_dsn(admin_url.render_as_string(hide_password=False)))
+    try:
+        await admin.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    finally:
+        await admin.close()
+    url = admin_url.set(username=role, password=password).render_as_string(hide_password=False)
+    try:
+        with caplog.at_level(logging.WARNING, logger="alembic"):
+            await _upgrade(url)
+        assert any("CREATE EXTENSION pg_trgm" in record.getMessage() for record in caplog.records)
+        assert SEARCH_INDEXES & await _product_indexes(url) == {"ix_normalized_products_created_at_id"}
+        engine = build_engine(url)
+        try:
+            async with engine.begin() as connection:
+                assert await connection.scalar(text("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'")) == 0
+            async with AsyncSession(engine) as session, session.begin():
+                await factories.create_product(session, canonical_name="Whole Milk", brand="Dairy Best")
+            async with AsyncSession(engine) as session:
+                found = await products.search_products(session, q="milk", limit=20)
+            assert [row.canonical_name for row in found] == ["Whole Milk"]
+        finally:
+            await engine.dispose()
+    finally:
+        admin = await asyncpg.connect(_asyncpg_dsn(pg_admin_url))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        finally:
+            await admin.close()

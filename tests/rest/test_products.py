@@ -117,6 +117,86 @@ async def test_search_matches_name_brand_or_exact_upc(client: Client) -> None:
     assert await _ids(client, w.ann, f"{API}/products?q=%20") == [str(w.chips.id), str(w.oat.id), str(w.milk.id)]
 
 
+async def test_search_short_needles_and_any_case(client: Client) -> None:
+    w = await _world(client)
+    assert await _ids(client, w.ann, f"{API}/products?q=k") == [str(w.milk.id)]
+    assert await _ids(client, w.ann, f"{API}/products?q=Oa") == [str(w.oat.id)]
+    assert await _ids(client, w.ann, f"{API}/products?q=Ly") == [str(w.oat.id)]  # the brand, OATLY
+    assert await _ids(client, w.ann, f"{API}/products?q=t") == [str(w.chips.id), str(w.oat.id), str(w.milk.id)]
+    assert await _ids(client, w.ann, f"{API}/products?q=wHOLE%20mILK") == [str(w.milk.id)]
+    assert await _ids(client, w.ann, f"{API}/products?q=OATLY") == [str(w.oat.id)]
+    assert await _ids(client, w.ann, f"{API}/products?q=zq") == []
+
+
+async def test_search_never_matches_across_name_and_brand(client: Client) -> None:
+    w = await _world(client)  # milk: "Whole Milk 1 gal" by "Dairy Best"
+    assert await _ids(client, w.ann, f"{API}/products?q=1%20gal") == [str(w.milk.id)]
+    assert await _ids(client, w.ann, f"{API}/products?q=dairy%20best") == [str(w.milk.id)]
+    assert await _ids(client, w.ann, f"{API}/products?q=gal%20dairy") == []
+    assert await _ids(client, w.ann, f"{API}/products?q=gal%20d") == []
+    assert await _ids(client, w.ann, f"{API}/products?q=beverage%20oatly") == []
+
+
+async def test_search_wildcards_and_escapes_match_themselves(client: Client) -> None:
+    w = await _world(client)
+    async with client.app[keys.sessionmaker].begin() as session:
+        underscore = await factories.create_product(session, canonical_name="Half_and_Half", brand=None)
+        backslash = await factories.create_product(session, canonical_name=r"Back\Slash Soap", brand=None)
+        slash = await factories.create_product(session, canonical_name="Ground Beef 90/10", brand=None)
+        percent = await factories.create_product(session, canonical_name="Juice 50% Less Sugar", brand=None)
+    cases = {
+        "%25": [percent, w.chips],
+        "_": [underscore],
+        "f_a": [underscore],
+        "half_and": [underscore],
+        "half%25": [],
+        "%5C": [backslash],
+        "k%5Cs": [backslash],
+        "back%5Cslash": [backslash],
+        "%5C%5C": [],
+        "%5Cs": [backslash],
+        "/": [slash],
+        "90/10": [slash],
+        "0/1": [slash],
+        "//": [],
+        "50%25%20less": [percent],
+        "100%25": [w.chips],
+        "chips%20100%25": [w.chips],
+        "s%20100": [w.chips],
+        "%25%25": [],
+        "j%25e": [],
+        "j_ice": [],
+        "'": [],
+        "%22": [],
+    }
+    for q, expected in cases.items():
+        found = await _ids(client, w.ann, f"{API}/products?q={q}")
+        assert found == [str(p.id) for p in expected], q
+
+
+async def test_search_pages_by_offset_and_cursor(client: Client) -> None:
+    w = await _world(client)
+    async with client.app[keys.sessionmaker].begin() as session:
+        for n in range(5):
+            await factories.create_product(session, canonical_name=f"Skim Milk {n}", brand="Dairy Best")
+    everything = await _ids(client, w.ann, f"{API}/products?q=milk&page_size=100")
+    assert len(everything) == 6 and everything[-1] == str(w.milk.id)
+    assert await _ids(client, w.ann, f"{API}/products?q=milk&page_size=4&page=2") == everything[4:]
+    for q in ("milk", "mi", "dairy%20b"):
+        expected = await _ids(client, w.ann, f"{API}/products?q={q}&page_size=100")
+        walked: list[str] = []
+        path = f"{API}/products?q={q}&page_size=2"
+        while True:
+            response = await _get(client, w.ann, path)
+            assert response.status == 200
+            walked += [item["id"] for item in await response.json()]
+            if "Link" not in response.headers:
+                break
+            link = response.headers["Link"]
+            path = link[1 : link.index(">")]
+        assert walked == expected, q
+
+
 async def test_filter_by_category_and_store(client: Client) -> None:
     w = await _world(client)
     assert await _ids(client, w.ann, f"{API}/products?category=dairy") == [str(w.oat.id), str(w.milk.id)]
