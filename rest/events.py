@@ -133,7 +133,7 @@ async def _stream(request: web.Request, subscriber: StreamSubscriber, first: lis
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(subscriber.wake.wait(), KEEPALIVE_SECONDS)
-            if subscriber.overflowed:
+            if subscriber.overflowed or subscriber.ending:
                 break  # the client reconnects with Last-Event-ID and resumes from the history
             items = subscriber.take()
             if items:

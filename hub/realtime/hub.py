@@ -104,7 +104,7 @@ class SocketSubscriber(Subscriber):
 class StreamSubscriber(Subscriber):
     """An SSE stream or a long-poll: events go to a bounded queue that the HTTP handler drains."""
 
-    __slots__ = ("limit", "overflowed", "queue", "queued", "wake")
+    __slots__ = ("ending", "limit", "overflowed", "queue", "queued", "wake")
 
     def __init__(self, audience: str, last_id: EventId | None, limit_bytes: int) -> None:
         super().__init__(audience, last_id)
@@ -112,7 +112,13 @@ class StreamSubscriber(Subscriber):
         self.queued = 0
         self.limit = limit_bytes
         self.overflowed = False
+        self.ending = False
         self.wake = asyncio.Event()
+
+    def end(self) -> None:
+        """Ask the HTTP handler to finish (the process is shutting down; the client resumes elsewhere)."""
+        self.ending = True
+        self.wake.set()
 
     def send(self, event_id: EventId, envelope_json: str, cache: dict[str, Any]) -> bool:
         if self.overflowed:
@@ -234,6 +240,13 @@ class Hub:
                 await self._sweeper
         for task in list(self._tasks):
             task.cancel()
+
+    def end_streams(self) -> None:
+        """End every SSE stream and long-poll of this process, so shutdown does not wait for them."""
+        for members in self._audiences.values():
+            for subscriber in members.values():
+                if isinstance(subscriber, StreamSubscriber):
+                    subscriber.end()
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

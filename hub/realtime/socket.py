@@ -151,5 +151,9 @@ async def end_user_connections(app: web.Application, user_id: str, *, reason: st
 
 
 async def close_all(app: web.Application) -> None:
-    """Sockets close first, before the database and Redis they depend on (on_shutdown runs before cleanup)."""
+    """Sockets and streams close first, before the database and Redis they depend on (on_shutdown runs before
+    cleanup); a stream left open would hold the shutdown for its whole timeout."""
+    hub = app.get(keys.hub)
+    if hub is not None:
+        hub.end_streams()
     await app[keys.sio].shutdown()
