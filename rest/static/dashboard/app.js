@@ -50,6 +50,18 @@
     return node;
   }
 
+  // Every store keeps its colour on every chart: the public store list, by name, decides them.
+  async function loadStores() {
+    try {
+      const response = await fetch("/api/v1/stores");
+      if (!response.ok) return;
+      const stores = await response.json();
+      stores.sort((a, b) => a.name.localeCompare(b.name)).forEach((store, i) => storeColors.set(store.id, i % 6));
+    } catch {
+      // colours are then given in order of appearance
+    }
+  }
+
   function colorOf(storeId) {
     if (!storeColors.has(storeId)) storeColors.set(storeId, storeColors.size % 6);
     return `c${storeColors.get(storeId)}`;
@@ -605,8 +617,10 @@
     });
   }).observe(document.querySelector("main"));
 
-  const initial = productFromHash();
-  if (initial) selectProduct(initial, "");
-  streams.comparison.open();
-  streams.inflation.open();
+  loadStores().finally(() => {
+    const initial = productFromHash();
+    if (initial) selectProduct(initial, "");
+    streams.comparison.open();
+    streams.inflation.open();
+  });
 })();
