@@ -119,10 +119,11 @@ class DemoTicker:
             }
             await self.ingest.publish(EventType.PRICES_UPDATED, payload, service=SERVICE, source="demo")
             log.info(
-                "demo ticker: simulated price of %s at %s: %s (was %s)",
+                "demo ticker: simulated price of %s at %s: regular %s, sale %s (shelf price was %s)",
                 product_id,
                 price.store_slug,
-                payload["sale_price"] or payload["regular_price"],
+                payload["regular_price"],
+                payload["sale_price"],
                 price.price,
             )
             return payload
