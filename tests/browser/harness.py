@@ -442,6 +442,7 @@ class Tab:
         self.page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         self.page.on("requestfailed", self._failed)
         self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("websocket", lambda socket: self.requests.append(socket.url))
         self.page.on(
             "response", lambda r: self.error_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None
         )

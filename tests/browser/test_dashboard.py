@@ -93,3 +93,26 @@ def test_the_dashboard_follows_a_searched_product_live_on_desktop_and_phone(
     for device in (tab, phone):
         assert device.hosts() == {urlsplit(hub.url).netloc}
         device.assert_clean()
+
+
+def test_the_dashboard_comes_back_live_after_the_hub_restarts(tab: Tab, hub: HubProcess) -> None:
+    page = tab.page
+    product = hub.get_json("/api/v1/public/store-comparison")["products"][2]
+    page.goto(f"{hub.url}/#product={product['product_id']}")
+    expect(page.locator("#status")).to_have_text("live")
+    expect(_chart(page)).not_to_have_attribute("data-points", "0")
+
+    hub.restart()
+    expect(page.locator("#status")).to_have_text("live", timeout=20_000)
+    store = product["prices"][-1]
+    slug = next(s["slug"] for s in hub.get_json("/api/v1/stores") if s["id"] == store["store_id"])
+    price = _shelf(Decimal(str(store["price"])) * Decimal("1.5"))
+    hub.publish_price(
+        product_id=product["product_id"], store_id=store["store_id"], store_slug=slug, regular_price=price
+    )
+    expect(_chart(page)).to_have_attribute("data-updates", "1")
+    expect(page.locator(f'#trend-legend > li[data-store="{store["store_id"]}"]')).to_have_attribute(
+        "data-price", str(float(price))
+    )
+    # the streams ended cleanly at shutdown; only the reconnections tried while the hub was down were refused
+    tab.assert_clean(allow=("net::ERR_CONNECTION_REFUSED",))

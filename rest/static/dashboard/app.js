@@ -12,6 +12,8 @@
   const SEARCH_DELAY_MS = 250;
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
   const DEMO_SERVICE = "demo-ticker";
+  const RETRY_MS = 2000;
+  const MAX_RETRY_MS = 60000;
   const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
   const shortDate = new Intl.DateTimeFormat("en-US", { month: "short", day: "numeric", timeZone: "UTC" });
   const clock = new Intl.DateTimeFormat("en-US", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
@@ -93,19 +95,26 @@
 
   // --- live streams ---------------------------------------------------------------------------------------
 
+  // A browser retries an SSE stream by itself after a network error, but gives up on an HTTP error (a 429 or a
+  // 503 while the hub restarts): then the stream is reopened here, backing off up to a minute.
   class Stream {
     constructor(room, handlers) {
       this.room = room;
       this.handlers = handlers;
       this.source = null;
-      this.gotSnapshot = false;
+      this.timer = 0;
+      this.retrying = false;
+      this.delay = RETRY_MS;
     }
 
     open() {
       if (this.source) return;
+      clearTimeout(this.timer);
+      this.timer = 0;
+      this.retrying = false;
       const source = new EventSource(`${API}/stream?room=${encodeURIComponent(this.room)}`);
       source.addEventListener("snapshot", (event) => {
-        this.gotSnapshot = true;
+        this.delay = RETRY_MS;
         this.handlers.snapshot(JSON.parse(event.data).snapshot);
         updateStatus();
       });
@@ -113,17 +122,34 @@
       source.addEventListener("cartsnitch.resync", () => this.reopen());
       source.addEventListener("open", updateStatus);
       source.addEventListener("error", () => {
-        if (source.readyState === EventSource.CLOSED && !this.gotSnapshot && this.handlers.failed) {
-          this.close();
-          this.handlers.failed();
-        }
+        if (source.readyState === EventSource.CLOSED && this.source === source) this.refused();
         updateStatus();
       });
       this.source = source;
       updateStatus();
     }
 
+    async refused() {
+      this.source.close();
+      this.source = null;
+      this.retrying = true;
+      const gone = this.handlers.gone ? await this.handlers.gone() : false;
+      if (gone || !this.retrying) {
+        this.retrying = false;
+        updateStatus();
+        return;
+      }
+      this.timer = setTimeout(() => {
+        this.timer = 0;
+        if (!document.hidden) this.open();
+      }, this.delay);
+      this.delay = Math.min(this.delay * 2, MAX_RETRY_MS);
+    }
+
     close() {
+      clearTimeout(this.timer);
+      this.timer = 0;
+      this.retrying = false;
       if (this.source) this.source.close();
       this.source = null;
     }
@@ -134,6 +160,7 @@
     }
 
     get state() {
+      if (this.retrying) return EventSource.CONNECTING;
       return this.source ? this.source.readyState : EventSource.CLOSED;
     }
   }
@@ -203,11 +230,19 @@
         renderTrend();
       },
       update: applyPriceUpdate,
-      failed: () => {
+      gone: async () => {
+        let status = 0;
+        try {
+          status = (await fetch(`${API}/trends/${id}?days=1`)).status;
+        } catch {
+          return false;
+        }
+        if (status !== 404 || state.productId !== id) return status === 404;
         $("trend-title").textContent = "Product not found";
         state.productId = null;
         const first = state.comparison && state.comparison.products[0];
         if (first && first.product_id !== id) selectProduct(first.product_id, first.product_name);
+        return true;
       },
     });
     if (!document.hidden) streams.trend.open();
