@@ -3,6 +3,7 @@ published, on a desktop and on a phone, with nothing loaded from anywhere but th
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -116,3 +117,16 @@ def test_the_dashboard_comes_back_live_after_the_hub_restarts(tab: Tab, hub: Hub
     )
     # the streams ended cleanly at shutdown; only the reconnections tried while the hub was down were refused
     tab.assert_clean(allow=("net::ERR_CONNECTION_REFUSED",))
+
+
+def test_a_link_to_an_unknown_product_falls_back_to_the_opening_product(tab: Tab, hub: HubProcess) -> None:
+    unknown = str(uuid.uuid4())
+    tab.page.goto(f"{hub.url}/#product={unknown}")
+    opening = hub.get_json("/api/v1/public/store-comparison")["products"][0]
+    expect(_chart(tab.page)).to_have_attribute("data-product", opening["product_id"])
+    expect(tab.page.locator("#trend-title")).to_have_text(opening["product_name"])
+    expect(tab.page.locator("#status")).to_have_text("live")
+    assert tab.page.evaluate("location.hash") == f"#product={opening['product_id']}"
+    refused = [r for r in tab.error_responses if unknown in r]
+    assert refused and all(r.startswith("404 ") for r in refused)
+    tab.assert_clean(allow=(unknown, "status of 404"))
