@@ -25,7 +25,9 @@ Fixtures for scenarios (objects from ``tests/browser/harness.py``):
                    ``CARTSNITCH_BROWSER_ARTIFACTS``).
 
 Tests here are plain functions, not coroutines: Playwright's sync API runs its event loop in the test's thread.
-Use ``harness.run_async`` for a coroutine (a database write, an async client).
+Use ``harness.run_async`` for a coroutine (a database write, an async client). Pages of the hub run under its
+Content-Security-Policy, which refuses Playwright's string predicates (``page.wait_for_function("…")`` is an
+eval): wait with ``expect(locator)`` instead.
 """
 
 from __future__ import annotations

@@ -33,8 +33,9 @@ from typing import Any, TypeVar
 from playwright.sync_api import BrowserContext, Page, Request
 
 from hub.cli import DEMO_EMAIL
-from hub.store import prices
+from hub.store import prices, seed
 from hub.store.engine import build_engine, build_sessionmaker
+from hub.store.migrate import upgrade
 from tests.services import free_port, unavailable
 
 T = TypeVar("T")
@@ -57,6 +58,7 @@ DB_FILE = "cartsnitch-hub.db"
 DEMO_PASSWORD = "browser-demo-password"
 READY_SECONDS = 60.0
 ABORTED = "net::ERR_ABORTED"
+RUN_ASYNC_SECONDS = 300
 
 
 def chromium_path() -> str | None:
@@ -90,9 +92,9 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
 
     worker = threading.Thread(target=target, name="browser-tests-async")
     worker.start()
-    worker.join(60)
+    worker.join(RUN_ASYNC_SECONDS)
     if worker.is_alive():
-        raise TimeoutError("the coroutine did not finish within 60 s")
+        raise TimeoutError(f"the coroutine did not finish within {RUN_ASYNC_SECONDS} s")
     if failure:
         raise failure[0]
     return result[0]
@@ -140,24 +142,16 @@ def seed_demo_database(directory: Path) -> Path:
     run; every hub starts from a copy, in seconds). The demo user's password is ``DEMO_PASSWORD``."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / DB_FILE
-    env = hub_environment(
-        {
-            "CARTSNITCH_DATABASE_URL": f"sqlite+aiosqlite:///{path}",
-            "CARTSNITCH_DEV_MODE": "true",
-            "CARTSNITCH_LOG_LEVEL": "WARNING",
-        }
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "seed", "--demo-password", DEMO_PASSWORD],
-        env=env,
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"seeding the demo database failed:\n{done.stderr[-3000:]}")
+
+    async def build() -> None:
+        engine = build_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            await upgrade(engine)
+            await seed.seed(engine, seed.SeedSize.demo(), demo_email=DEMO_EMAIL, demo_password=DEMO_PASSWORD)
+        finally:
+            await engine.dispose()
+
+    run_async(build)
     return path
 
 
