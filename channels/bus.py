@@ -27,6 +27,11 @@ def room_audience(room: str) -> str:
     return "room:" + room
 
 
+def room_of_audience(audience: str) -> str | None:
+    """The room named by a room audience, or None for a user audience."""
+    return audience[len("room:") :] if audience.startswith("room:") else None
+
+
 def history_key(audience: str) -> str:
     """The Redis stream holding an audience's event history."""
     return PREFIX + "history:" + audience

@@ -70,7 +70,13 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.sio] = socket.build_server(settings)
     app[keys.sio].attach(app, socketio_path=socket.SOCKETIO_PATH)
     app.cleanup_ctx.extend(
-        [resources.database_ctx, resources.redis_ctx, resources.http_client_ctx, resources.realtime_ctx]
+        [
+            resources.database_ctx,
+            resources.redis_ctx,
+            resources.http_client_ctx,
+            resources.realtime_ctx,
+            resources.demo_ticker_ctx,
+        ]
     )
     app.on_shutdown.append(socket.close_all)
     app.on_response_prepare.append(_common_headers)

@@ -98,6 +98,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lines.append(
             f"demo login: {DEMO_EMAIL} / {stored['demo_password']}" + ("  (demo data loaded)" if seeded else "")
         )
+    live = (
+        f"  (a simulated price change every {settings.demo_ticker_seconds:g} s)" if settings.demo_ticker_seconds else ""
+    )
+    lines.append(f"dashboard: http://{shown_host}:{port}/{live}")
     for line in lines:
         print(line, flush=True)
     asyncio.run(server.serve(app, host=host, port=port))

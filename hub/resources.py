@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -20,6 +22,7 @@ from hub.realtime.fanout import EventBus, LocalBus, RedisBus, redis_client
 from hub.realtime.hub import Hub
 from hub.realtime.identity import Authenticator
 from hub.realtime.ingest import Ingest
+from hub.realtime.ticker import DemoTicker
 from hub.realtime.tickets import StreamTickets
 from hub.store.engine import build_engine, build_sessionmaker
 
@@ -96,3 +99,20 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await hub.close()
     await bus.close()
+
+
+async def demo_ticker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The demo price ticker when it is on (dev mode only); started after the realtime core, stopped before it."""
+    seconds = app[keys.settings].demo_ticker_seconds
+    if seconds <= 0:
+        yield
+        return
+    ticker = DemoTicker(app[keys.sessionmaker], app[keys.ingest], app[keys.hub], seconds)
+    log.warning(
+        "demo ticker: a simulated price change every %g s (CARTSNITCH_DEMO_TICKER_SECONDS=0 turns it off)", seconds
+    )
+    task = asyncio.create_task(ticker.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

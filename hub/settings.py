@@ -12,6 +12,7 @@ from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///cartsnitch-hub.db"
 DEFAULT_CORS_ORIGINS = ("https://cartsnitch.com", "http://localhost:3000", "http://localhost:5173")
+DEMO_TICKER_SECONDS = 5.0
 _PLACEHOLDER_WORDS = ("change", "placeholder", "secret", "example", "your", "dev", "test", "default", "xxx")
 _JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 MIN_SECRET_LENGTH = 32
@@ -79,6 +80,8 @@ class Settings:
     stream_ticket_seconds: int = 30
     demo_sync: bool = False
     seed_demo_data: bool = False
+    demo_ticker_seconds: float = 0.0
+    """Every this many seconds a simulated price change is published (0: off)."""
     cache_ttl_seconds: int = 300
     buyers_cache_seconds: int = 60
     log_level: str = "INFO"
@@ -144,6 +147,13 @@ def _parse_float(raw: str) -> float:
     value = float(raw.strip())
     if not 0 < value < 1e9:
         raise ValueError("must be a positive number")
+    return value
+
+
+def _parse_seconds_or_off(raw: str) -> float:
+    value = float(raw.strip())
+    if not (value == 0 or 0.1 <= value <= 86400):
+        raise ValueError("must be 0 (off) or between 0.1 and 86400 seconds")
     return value
 
 
@@ -247,6 +257,7 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "stream_ticket_seconds": (("CARTSNITCH_STREAM_TICKET_SECONDS",), lambda raw: _parse_int(raw, 1, 300)),
     "demo_sync": (("CARTSNITCH_DEMO_SYNC",), _parse_bool),
     "seed_demo_data": (("CARTSNITCH_SEED_DEMO_DATA",), _parse_bool),
+    "demo_ticker_seconds": (("CARTSNITCH_DEMO_TICKER_SECONDS",), _parse_seconds_or_off),
     "cache_ttl_seconds": (("CARTSNITCH_CACHE_TTL_SECONDS",), _parse_int),
     "buyers_cache_seconds": (("CARTSNITCH_BUYERS_CACHE_SECONDS",), _parse_int),
     "log_level": (("CARTSNITCH_LOG_LEVEL", "LOG_LEVEL"), _parse_log_level),
@@ -271,6 +282,7 @@ def _read(env: Mapping[str, str]) -> Settings:
     dev_mode = values.setdefault("dev_mode", embedded)
     values.setdefault("demo_sync", dev_mode and "receiptwitness_url" not in values)
     values.setdefault("seed_demo_data", embedded)
+    values.setdefault("demo_ticker_seconds", DEMO_TICKER_SECONDS if embedded and dev_mode else 0.0)
     database_url = values.get("database_url", DEFAULT_DATABASE_URL)
     if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         problems.append("CARTSNITCH_DATABASE_URL: must be a postgresql:// or sqlite:// URL")
@@ -292,6 +304,8 @@ def _read(env: Mapping[str, str]) -> Settings:
                 )
         if not values.get("fernet_key"):
             problems.append("CARTSNITCH_FERNET_KEY: required outside dev mode")
+    if values.get("demo_ticker_seconds") and not dev_mode:
+        problems.append("CARTSNITCH_DEMO_TICKER_SECONDS: only in dev mode (the ticker writes simulated prices)")
     if values.get("fernet_key"):
         problems.extend(_fernet_problems(values["fernet_key"]))
     if problems:

@@ -1,5 +1,6 @@
 """Public dashboard routes (no sign-in): a product's price trend, a store comparison, the basket index against
-CPI-U. Cached per query string and served with ETags; the bodies are the public socket rooms' snapshots."""
+CPI-U, and a product search. Cached per query string and served with ETags; the bodies are the public socket
+rooms' snapshots."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from datetime import date
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from channels.errors import ProblemType
 from hub import keys
 from hub.errors import AppError
 from hub.infra import cache
-from hub.store import public
+from hub.store import products, public
 from hub.store.prices import Category
 from rest.api import API
 from rest.caching import cached_json
@@ -188,3 +189,49 @@ async def get_inflation(request: web.Request) -> web.Response:
         return InflationOut.model_validate(snapshot)
 
     return await cached_json(request, cache.PRICES, compute, key=_cache_key(request))
+
+
+MAX_SEARCH_RESULTS = 20
+
+
+class PublicProductQuery(BaseModel):
+    q: str | None = Field(
+        None, max_length=100, description="part of the name or brand (any case), or an exact UPC; empty: newest"
+    )
+    category: Category | None = None
+    limit: int = Field(10, ge=1, le=MAX_SEARCH_RESULTS)
+
+    @field_validator("q")
+    @classmethod
+    def _search_text(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value.strip() or None
+
+
+class PublicProductOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    brand: str | None
+    category: str | None
+
+
+@routes.get(
+    f"{API}/public/products",
+    summary="Find products by name, brand or UPC (for public dashboards)",
+    auth="none",
+    query=PublicProductQuery,
+    response=list[PublicProductOut],
+    cached=True,
+)
+async def search_public_products(request: web.Request) -> web.Response:
+    query = parse_query(request, PublicProductQuery)
+
+    async def compute() -> list[PublicProductOut]:
+        async with request.app[keys.sessionmaker]() as session:
+            rows = await products.search_products(session, q=query.q, category=query.category, limit=query.limit)
+        return [PublicProductOut(id=p.id, name=p.canonical_name, brand=p.brand, category=p.category) for p in rows]
+
+    return await cached_json(request, cache.PRODUCTS, compute)

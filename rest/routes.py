@@ -12,6 +12,7 @@ from rest import (
     alerts,
     auth,
     coupons,
+    dashboard,
     docs,
     events,
     health,
@@ -28,6 +29,7 @@ from rest.openapi import Operation, RouteTable, build_spec
 
 TABLES: tuple[RouteTable, ...] = (
     health.routes,
+    dashboard.routes,
     docs.routes,
     auth.routes,
     stores.routes,

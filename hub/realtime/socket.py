@@ -249,7 +249,12 @@ async def end_user_connections(
 
 
 async def close_all(app: web.Application) -> None:
-    """Sockets close first, before the database and Redis they depend on (on_shutdown runs before cleanup)."""
+    """Streams and sockets close first, before the database and Redis they depend on (on_shutdown runs before
+    cleanup): every stream is told to reconnect elsewhere (one left open would hold the shutdown for its whole
+    timeout), then every socket gets an Engine.IO close."""
+    hub = app.get(keys.hub)
+    if hub is not None and not hub.draining:
+        hub.drain()
     server = app[keys.sio]
     await server.shutdown()
     if isinstance(server.manager, HubRedisManager):

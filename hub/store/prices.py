@@ -23,6 +23,7 @@ from sqlalchemy import (
     null,
     select,
     true,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -413,3 +414,53 @@ async def price_increases(
         PriceIncrease(product_id, name, store_id, store_name, _money(old), _money(new), _money(pct), day)
         for product_id, name, store_id, store_name, old, new, pct, day in rows
     ]
+
+
+async def record_daily_price(
+    session: AsyncSession,
+    *,
+    product_id: uuid.UUID,
+    store_id: uuid.UUID,
+    observed_date: date,
+    regular_price: Decimal,
+    sale_price: Decimal | None,
+    source: str,
+) -> bool:
+    """Make this the (product, store) observation of ``observed_date``: that day's rows take the new prices, or one
+    row is inserted. One observation a day keeps every reader agreeing on the latest price (ties within a day are
+    broken by row id). False, and nothing written, when that day's observation is a receipt's line."""
+    same_day = (
+        (PriceHistory.normalized_product_id == product_id)
+        & (PriceHistory.store_id == store_id)
+        & (PriceHistory.observed_date == observed_date)
+    )
+    receipts = await session.scalar(
+        select(func.count()).select_from(PriceHistory).where(same_day, PriceHistory.purchase_item_id.is_not(None))
+    )
+    if receipts:
+        return False
+    result = await session.execute(
+        update(PriceHistory)
+        .where(same_day)
+        .values(
+            regular_price=regular_price,
+            sale_price=sale_price,
+            loyalty_price=None,
+            coupon_price=None,
+            source=source,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(result, "rowcount", 0):
+        session.add(
+            PriceHistory(
+                normalized_product_id=product_id,
+                store_id=store_id,
+                observed_date=observed_date,
+                regular_price=regular_price,
+                sale_price=sale_price,
+                source=source,
+            )
+        )
+        await session.flush()
+    return True

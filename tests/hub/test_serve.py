@@ -35,7 +35,7 @@ async def _start(cwd: Path, port: int) -> tuple[asyncio.subprocess.Process, list
     )
     lines: list[str] = []
     assert process.stdout is not None
-    while len(lines) < 2:
+    while len(lines) < 3:
         raw = await asyncio.wait_for(process.stdout.readline(), 60)
         assert raw, "serve ended before printing its URL"
         lines.append(raw.decode().strip())
@@ -65,6 +65,7 @@ async def test_serve_with_no_settings_runs_the_embedded_default(tmp_path: Path) 
         assert url is not None and url.group(0) == f"http://127.0.0.1:{port}"
         login = re.search(r"demo login: (\S+) / (\S+)", lines[1])
         assert login is not None
+        assert lines[2] == f"dashboard: http://127.0.0.1:{port}/  (a simulated price change every 5 s)"
         await _health_within(url.group(0), 30)
         assert time.monotonic() - started < 30
         async with aiohttp.ClientSession() as http:
@@ -76,6 +77,9 @@ async def test_serve_with_no_settings_runs_the_embedded_default(tmp_path: Path) 
             purchases = await http.get(url.group(0) + "/api/v1/purchases", headers={"Authorization": f"Bearer {token}"})
             assert purchases.status == 200
             assert len(await purchases.json()) > 0
+            dashboard = await http.get(url.group(0) + "/")
+            assert dashboard.status == 200
+            assert dashboard.headers["Content-Type"].startswith("text/html")
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 20) == 0

@@ -9,6 +9,11 @@ from cryptography.fernet import Fernet
 from hub.settings import DEFAULT_DATABASE_URL, Settings, SettingsError, is_placeholder, setting_names
 
 STRONG = "k3P9x-2vQ8_mZ7rT1wY6uB4nH5jL0sDfGaQpWeRtYu"
+_SECRETS = {
+    "CARTSNITCH_JWT_SECRET_KEY": STRONG,
+    "CARTSNITCH_SERVICE_KEY": STRONG[::-1],
+    "CARTSNITCH_FERNET_KEY": Fernet.generate_key().decode(),
+}
 
 
 def test_defaults_run_the_embedded_default() -> None:
@@ -118,3 +123,25 @@ def test_secrets_do_not_appear_in_repr() -> None:
 
 def test_every_env_source_names_a_settings_field() -> None:
     assert set(setting_names()) <= {f.name for f in fields(Settings)}
+
+
+def test_the_demo_ticker_runs_only_in_the_embedded_default_unless_asked() -> None:
+    assert Settings.from_env({}).demo_ticker_seconds == 5
+    assert Settings.from_env({"CARTSNITCH_DEMO_TICKER_SECONDS": "0"}).demo_ticker_seconds == 0
+    assert Settings.from_env({"CARTSNITCH_DEMO_TICKER_SECONDS": "1.5"}).demo_ticker_seconds == 1.5
+    assert Settings.from_env({"CARTSNITCH_DEV_MODE": "false", **_SECRETS}).demo_ticker_seconds == 0
+    postgres = {"CARTSNITCH_DATABASE_URL": "postgresql://u@db/c", **_SECRETS}
+    assert Settings.from_env(postgres).demo_ticker_seconds == 0
+    assert Settings.from_env({**postgres, "CARTSNITCH_DEV_MODE": "true"}).demo_ticker_seconds == 0
+
+
+@pytest.mark.parametrize("raw", ["-1", "0.01", "nan", "inf", "fast"])
+def test_a_bad_demo_ticker_interval_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError, match="CARTSNITCH_DEMO_TICKER_SECONDS"):
+        Settings.from_env({"CARTSNITCH_DEMO_TICKER_SECONDS": raw})
+
+
+def test_the_demo_ticker_is_refused_outside_dev_mode() -> None:
+    env = {"CARTSNITCH_DATABASE_URL": "postgresql://u@db/c", "CARTSNITCH_DEMO_TICKER_SECONDS": "5", **_SECRETS}
+    with pytest.raises(SettingsError, match="CARTSNITCH_DEMO_TICKER_SECONDS: only in dev mode"):
+        Settings.from_env(env)

@@ -10,6 +10,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from hub import keys
+from hub.app import create_app
 from tests import factories
 
 
@@ -187,3 +188,21 @@ async def test_a_stream_ticket_expires(aiohttp_server: Any, settings: Any) -> No
         await asyncio.sleep(1.3)
         late = await http.get(server.make_url("/api/v1/me/events/stream").with_query(ticket=ticket))
         assert late.status == 401
+
+
+async def test_open_streams_end_when_the_server_shuts_down(aiohttp_server: Any, settings: Any, user: Any) -> None:
+    own = await aiohttp_server(create_app(settings))
+    headers = await factories.auth_headers(own.app, user.id)
+    async with ClientSession() as http:
+        public = await http.get(own.make_url("/api/v1/public/stream"), params={"room": "inflation"})
+        mine = await http.get(own.make_url("/api/v1/me/events/stream"), headers=headers)
+        poll = asyncio.ensure_future(http.get(own.make_url("/api/v1/me/events"), params={"wait": 30}, headers=headers))
+        assert public.status == 200 and mine.status == 200
+        await public.content.readline()
+        await asyncio.sleep(0.2)
+        started = asyncio.get_running_loop().time()
+        await own.close()
+        assert asyncio.get_running_loop().time() - started < 5
+        for stream in (public, mine):
+            await asyncio.wait_for(stream.read(), 5)  # the body ends: the client reconnects elsewhere
+        assert (await asyncio.wait_for(poll, 5)).status == 200

@@ -366,3 +366,53 @@ async def test_public_routes_are_cached_until_prices_are_invalidated(client: Cli
     assert comparison["products"][0]["cheapest_store_id"] == str(cheap.id)
     inflation = await expect_json(await client.get(urls[2]))
     assert [m["basket_index"] for m in inflation["months"]] == [100.0, 125.0]
+
+
+async def test_public_product_search_needs_no_sign_in(client: Client) -> None:
+    async with client.app[keys.sessionmaker].begin() as session:
+        whole = await factories.create_product(
+            session, canonical_name="Whole Milk", brand="Dairyland", category="dairy", upc_variants=["041303001234"]
+        )
+        oat = await factories.create_product(session, canonical_name="Oat Drink", brand="Milkless", category="dairy")
+        await factories.create_product(session, canonical_name="Rye Bread", brand="Baker", category="bakery")
+    found = await expect_json(await client.get("/api/v1/public/products", params={"q": "MILK"}))
+    assert sorted(found, key=lambda p: p["name"]) == [
+        {"id": str(oat.id), "name": "Oat Drink", "brand": "Milkless", "category": "dairy"},
+        {"id": str(whole.id), "name": "Whole Milk", "brand": "Dairyland", "category": "dairy"},
+    ]
+    by_upc = await expect_json(await client.get("/api/v1/public/products", params={"q": "041303001234"}))
+    assert [p["id"] for p in by_upc] == [str(whole.id)]
+    bakery = await expect_json(await client.get("/api/v1/public/products", params={"category": "bakery"}))
+    assert [p["name"] for p in bakery] == ["Rye Bread"]
+    one = await expect_json(await client.get("/api/v1/public/products", params={"limit": "1"}))
+    assert len(one) == 1
+    assert await expect_json(await client.get("/api/v1/public/products", params={"q": "%"})) == []
+
+
+async def test_public_product_search_is_capped(client: Client) -> None:
+    async with client.app[keys.sessionmaker].begin() as session:
+        for n in range(25):
+            await factories.create_product(session, canonical_name=f"Pasta {n}")
+    assert len(await expect_json(await client.get("/api/v1/public/products", params={"q": "pasta"}))) == 10
+    most = await expect_json(await client.get("/api/v1/public/products", params={"q": "pasta", "limit": "20"}))
+    assert len(most) == 20
+    for params in ({"limit": "21"}, {"limit": "0"}, {"q": "x" * 101}, {"category": "toys"}):
+        body = await expect_problem(await client.get("/api/v1/public/products", params=params), 422)
+        assert body["code"] == "VALIDATION_ERROR"
+
+
+async def test_public_product_search_is_cached_until_products_change(client: Client) -> None:
+    async with client.app[keys.sessionmaker].begin() as session:
+        await factories.create_product(session, canonical_name="Jasmine Rice")
+    first = await client.get("/api/v1/public/products", params={"q": "rice"})
+    assert len(await expect_json(first)) == 1
+    assert first.headers["ETag"]
+    again = await client.get(
+        "/api/v1/public/products", params={"q": "rice"}, headers={"If-None-Match": first.headers["ETag"]}
+    )
+    assert again.status == 304
+    async with client.app[keys.sessionmaker].begin() as session:
+        await factories.create_product(session, canonical_name="Basmati Rice")
+    assert len(await expect_json(await client.get("/api/v1/public/products", params={"q": "rice"}))) == 1
+    await client.app[keys.cache].invalidate(cache.PRODUCTS)
+    assert len(await expect_json(await client.get("/api/v1/public/products", params={"q": "rice"}))) == 2
