@@ -5,6 +5,7 @@ Grammar (Centrifugo-style): ``hub:v1:<what>:<audience>``; an audience is ``user:
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 PREFIX = "hub:v1:"
@@ -52,6 +53,29 @@ def legacy_dedupe_key(digest: str) -> str:
     return PREFIX + "legacy:" + digest
 
 
+def idempotency_key(key: str) -> str:
+    """The Redis key remembering what a publisher's Idempotency-Key recorded (the key itself is hashed)."""
+    return PREFIX + "idem:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+class Recorded(NamedTuple):
+    """What recording an event did: its id, and whether a dedupe or idempotency key had recorded it already (then
+    ``id`` is the first recording's, and ``fingerprint`` what the first request carried)."""
+
+    id: str
+    repeated: bool = False
+    fingerprint: str = ""
+
+
+def parse_recorded(reply: object, prefix: str = "") -> Recorded:
+    """A script's reply: the new id, or ``=<fingerprint> <id>`` when its dedupe key had recorded it already."""
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    if text.startswith("="):
+        fingerprint, _, first = text[1:].partition(" ")
+        return Recorded(first, True, fingerprint)
+    return Recorded(prefix + text)
+
+
 class EventId(NamedTuple):
     ms: int
     seq: int
@@ -73,11 +97,13 @@ def parse_event_id(value: object) -> EventId | None:
 
 # Records one event in an audience's history and routes it live, atomically (one round trip).
 # KEYS: epoch, history stream, live channel[, dedupe key]
-# ARGV: envelope JSON without id (an object), max events, max age in ms, candidate epoch[, dedupe ttl s]
-# Returns the event id, or false when the dedupe key existed (another hub process recorded it).
+# ARGV: envelope JSON without id (an object), max events, max age in ms, candidate epoch[, dedupe ttl s, fingerprint]
+# Returns the event id; when the dedupe key exists (another hub process, or an earlier try of the same publish,
+# recorded it) nothing is recorded and the reply is '=<fingerprint> <first id>'.
 RECORD_SCRIPT = """
 if KEYS[4] then
-  if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[5]) then return false end
+  local seen = redis.call('GET', KEYS[4])
+  if seen then return '=' .. seen end
 end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -94,16 +120,21 @@ end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local id = sid .. '-' .. epoch
 redis.call('PUBLISH', KEYS[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
+if KEYS[4] then redis.call('SET', KEYS[4], (ARGV[6] or '') .. ' ' .. id, 'EX', ARGV[5]) end
 return id
 """
 
 # Queues one event for the hub to expand (buyers, coupon users, trend rooms, cache invalidation).
-# KEYS: ingest stream[, dedupe key]; ARGV: envelope JSON without id, max length[, dedupe ttl s]
+# KEYS: ingest stream[, dedupe key]; ARGV: envelope JSON without id, max length[, dedupe ttl s, fingerprint]
+# Returns the queue entry id, or '=<fingerprint> <first entry id>' as RECORD_SCRIPT does.
 INGEST_SCRIPT = """
 if KEYS[2] then
-  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return false end
+  local seen = redis.call('GET', KEYS[2])
+  if seen then return '=' .. seen end
 end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+local entry = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
+if KEYS[2] then redis.call('SET', KEYS[2], (ARGV[4] or '') .. ' ingest-' .. entry, 'EX', ARGV[3]) end
+return entry
 """
 
 

@@ -32,6 +32,9 @@ class ProblemType(Enum):
     UNSUPPORTED_MEDIA_TYPE = _Kind("unsupported-media-type", "Unsupported media type", 415, "BAD_REQUEST")
     VALIDATION = _Kind("validation", "Validation failed", 422, "VALIDATION_ERROR")
     INVALID_PAYLOAD = _Kind("invalid-payload", "Event payload fails its schema", 422, "VALIDATION_ERROR")
+    IDEMPOTENCY_KEY_REUSED = _Kind(
+        "idempotency-key-reused", "Idempotency-Key used for a different event", 422, "VALIDATION_ERROR"
+    )
     RATE_LIMITED = _Kind("rate-limited", "Too many requests", 429, "RATE_LIMITED")
     INTERNAL = _Kind("internal", "Internal server error", 500, "INTERNAL_ERROR")
     BAD_GATEWAY = _Kind("bad-gateway", "Upstream service failed", 502, "BAD_GATEWAY")

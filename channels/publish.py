@@ -15,6 +15,15 @@ from channels.payloads import InvalidPayload, build_envelope, validate_payload
 
 DEFAULT_MAX_EVENTS = 1000
 DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
+DEFAULT_IDEMPOTENCY_SECONDS = 24 * 3600
+
+
+class IdempotencyConflict(ValueError):
+    """An Idempotency-Key that recorded a different event earlier (within the retention window)."""
+
+    def __init__(self, first_id: str) -> None:
+        super().__init__("this idempotency key was used for a different event")
+        self.first_id = first_id
 
 
 class RedisLike(Protocol):
@@ -48,6 +57,13 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
+def fingerprint(event_type: str, payload: Mapping[str, Any]) -> str:
+    """What makes two publishes the same event for an idempotency key: the type and the payload (not the
+    timestamp, which a retry may renew)."""
+    digest = hashlib.sha256(event_type.encode() + b"\0" + orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()[:24]
+
+
 def encode_envelope(envelope: Mapping[str, Any]) -> str:
     """The envelope as compact JSON text, members in the order given."""
     return orjson.dumps(envelope).decode()
@@ -61,26 +77,34 @@ async def record(
     max_events: int = DEFAULT_MAX_EVENTS,
     max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS,
     dedupe_key: str | None = None,
-) -> str | None:
-    """Append an encoded envelope to ``audience``'s history and publish it live; None when deduplicated away."""
+    dedupe_seconds: int = bus.LEGACY_DEDUPE_SECONDS,
+    fingerprint: str = "",
+) -> bus.Recorded:
+    """Append an encoded envelope to ``audience``'s history and publish it live, unless ``dedupe_key`` recorded
+    one already (then nothing is recorded and the first id comes back, ``repeated``)."""
     keys = [bus.EPOCH_KEY, bus.history_key(audience), bus.live_channel(audience)]
     args: list[Any] = [envelope_json, max_events, max_age_seconds * 1000, new_epoch()]
     if dedupe_key:
         keys.append(dedupe_key)
-        args.append(bus.LEGACY_DEDUPE_SECONDS)
-    result = await run_script(redis, bus.RECORD_SCRIPT, keys, args)
-    return None if result is None else _text(result)
+        args.extend((dedupe_seconds, fingerprint))
+    return bus.parse_recorded(await run_script(redis, bus.RECORD_SCRIPT, keys, args))
 
 
-async def enqueue(redis: RedisLike, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
-    """Queue an encoded envelope for hub-side expansion; returns the queue entry id (None when deduplicated)."""
+async def enqueue(
+    redis: RedisLike,
+    envelope_json: str,
+    *,
+    dedupe_key: str | None = None,
+    dedupe_seconds: int = bus.LEGACY_DEDUPE_SECONDS,
+    fingerprint: str = "",
+) -> bus.Recorded:
+    """Queue an encoded envelope for hub-side expansion; its id is the queue entry's (``ingest-…``)."""
     keys = [bus.INGEST_STREAM]
     args: list[Any] = [envelope_json, bus.INGEST_MAXLEN]
     if dedupe_key:
         keys.append(dedupe_key)
-        args.append(bus.LEGACY_DEDUPE_SECONDS)
-    result = await run_script(redis, bus.INGEST_SCRIPT, keys, args)
-    return None if result is None else "ingest-" + _text(result)
+        args.extend((dedupe_seconds, fingerprint))
+    return bus.parse_recorded(await run_script(redis, bus.INGEST_SCRIPT, keys, args), "ingest-")
 
 
 async def publish(
@@ -92,9 +116,13 @@ async def publish(
     timestamp: str | None = None,
     max_events: int = DEFAULT_MAX_EVENTS,
     max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS,
+    idempotency_key: str | None = None,
+    idempotency_seconds: int = DEFAULT_IDEMPOTENCY_SECONDS,
 ) -> str:
     """Validate and publish one catalog event; returns its id (for expanded audiences, the queue entry id).
 
+    With ``idempotency_key``, a retry within ``idempotency_seconds`` (after a timeout, say) records nothing and
+    returns the first publish's id; the same key with another event raises IdempotencyConflict.
     Raises InvalidPayload when the payload fails its schema; nothing is recorded then.
     """
     kind = event_type if isinstance(event_type, EventType) else parse_event_type(event_type)
@@ -102,20 +130,23 @@ async def publish(
         raise InvalidPayload([{"field": "event_type", "message": f"unknown event type {event_type!r}", "type": "enum"}])
     checked = validate_payload(kind, payload)
     envelope_json = encode_envelope(build_envelope(kind, checked, service=service, timestamp=timestamp))
+    dedupe_key = bus.idempotency_key(idempotency_key) if idempotency_key else None
+    signature = fingerprint(kind.value, checked)
     if is_direct(kind, checked):
-        event_id = await record(
+        result = await record(
             redis,
             bus.user_audience(checked["user_id"]),
             envelope_json,
             max_events=max_events,
             max_age_seconds=max_age_seconds,
+            dedupe_key=dedupe_key,
+            dedupe_seconds=idempotency_seconds,
+            fingerprint=signature,
         )
     else:
-        event_id = await enqueue(redis, envelope_json)
-    if event_id is None:  # only a dedupe key makes the scripts skip, and none was given
-        raise RuntimeError("the event bus refused to record the event")
-    return event_id
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        result = await enqueue(
+            redis, envelope_json, dedupe_key=dedupe_key, dedupe_seconds=idempotency_seconds, fingerprint=signature
+        )
+    if result.repeated and result.fingerprint != signature:
+        raise IdempotencyConflict(result.id)
+    return result.id

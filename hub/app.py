@@ -13,6 +13,7 @@ from hub import keys, resources
 from hub.infra.clientaddr import ClientAddress
 from hub.infra.metrics import Metrics
 from hub.infra.origins import OriginPolicy
+from hub.infra.outages import Outages
 from hub.realtime import socket
 from hub.settings import Settings
 from rest import middleware, problems, routes
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.settings] = settings
     app[keys.metrics] = Metrics()
     app[keys.origins] = OriginPolicy(settings.cors_origins)
+    app[keys.outages] = Outages()
     app[keys.client_address] = ClientAddress(settings.trusted_proxies)
     if not settings.better_auth_secret:
         log.warning(

@@ -178,10 +178,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
 async def _publish_redis(settings: Settings, args: argparse.Namespace, payload: Any) -> int:
     from redis.asyncio import Redis
 
-    from channels.publish import publish
+    from channels.publish import IdempotencyConflict, publish
 
     assert settings.redis_url is not None
-    client = Redis.from_url(settings.redis_url)
+    client = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=10)
     try:
         event_id = await publish(
             client,
@@ -190,7 +190,12 @@ async def _publish_redis(settings: Settings, args: argparse.Namespace, payload: 
             service=args.service,
             max_events=settings.history_max_events,
             max_age_seconds=settings.history_max_age_seconds,
+            idempotency_key=args.idempotency_key,
+            idempotency_seconds=settings.idempotency_seconds,
         )
+    except IdempotencyConflict as exc:
+        print(f"the idempotency key recorded a different event ({exc.first_id})", file=sys.stderr)
+        return 2
     finally:
         await client.aclose()
     print(event_id)
@@ -210,10 +215,13 @@ async def _publish_http(settings: Settings, args: argparse.Namespace, payload: A
         return 2
     url = args.url.rstrip("/") + "/internal/events"
     body = {"event_type": args.event_type, "payload": payload, "service": args.service}
+    headers = {"X-Service-Key": settings.service_key}
+    if args.idempotency_key:
+        headers["Idempotency-Key"] = args.idempotency_key
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-            session.post(url, json=body, headers={"X-Service-Key": settings.service_key}) as response,
+            session.post(url, json=body, headers=headers) as response,
         ):
             data = await response.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -306,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("event_type")
     publish.add_argument("--payload", required=True, help="the payload as JSON")
     publish.add_argument("--service", default="cli", help="the envelope's service name")
+    publish.add_argument(
+        "--idempotency-key",
+        help="a key of this publish: run again with the same key (within 24 h), it records nothing and prints the "
+        "first event's id",
+    )
     publish.add_argument(
         "--url", default="http://127.0.0.1:8000", help="the hub to hand the event to when no Redis is configured"
     )

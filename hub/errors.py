@@ -30,6 +30,38 @@ class AppError(Exception):
         return Problem(self.problem, self.detail, self.extensions or None).to_dict(instance)
 
 
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """``"redis"`` or ``"database"`` when ``exc`` (or what caused it) says that dependency did not answer in time or
+    refused the connection; None for any other failure. The hub's own Redis code raises redis-py's exception
+    types; a bare OSError or timeout comes from the database driver (the upstream services' errors are aiohttp's
+    and handled where they are called)."""
+    import redis.exceptions
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            return "redis"
+        if isinstance(current, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.InterfaceError):
+            return "database"
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return "database"
+        if isinstance(current, OSError | TimeoutError) or type(current).__module__.startswith("asyncpg"):
+            if type(current).__module__.startswith("asyncpg") and not _is_asyncpg_connection_error(current):
+                return None
+            return "database"
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__ or current.__context__
+    return None
+
+
+def _is_asyncpg_connection_error(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name in ("CannotConnectNowError", "ConnectionDoesNotExistError", "InterfaceError", "ConnectionFailureError")
+
+
 def validation_error(errors: list[dict[str, str]], detail: str = "the request is not valid") -> AppError:
     """A 422 problem whose ``errors`` list every failure as ``{field, message, type}``."""
     return AppError(ProblemType.VALIDATION, detail, errors=errors)

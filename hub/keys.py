@@ -13,6 +13,7 @@ from hub.infra.cache import Cache
 from hub.infra.clientaddr import ClientAddress
 from hub.infra.metrics import Metrics
 from hub.infra.origins import OriginPolicy
+from hub.infra.outages import Outages
 from hub.infra.ratelimit import RateLimiter
 from hub.realtime.fanout import EventBus
 from hub.realtime.hub import Hub
@@ -33,6 +34,7 @@ cache = web.AppKey("hub.cache", Cache)
 http_client = web.AppKey("hub.http_client", ClientSession)
 sio = web.AppKey("hub.sio", AsyncServer)
 origins = web.AppKey("hub.origins", OriginPolicy)
+outages = web.AppKey("hub.outages", Outages)
 client_address = web.AppKey("hub.client_address", ClientAddress)
 tickets = web.AppKey("hub.tickets", StreamTickets)
 operations = web.AppKey("hub.operations", dict[Any, Any])

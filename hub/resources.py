@@ -31,7 +31,11 @@ log = logging.getLogger("hub")
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings]
-    engine = build_engine(settings.database_url)
+    engine = build_engine(
+        settings.database_url,
+        wait_seconds=settings.database_timeout_seconds,
+        statement_seconds=settings.database_statement_timeout_seconds,
+    )
     app[keys.engine] = engine
     app[keys.sessionmaker] = build_sessionmaker(engine)
     codec = TokenCodec(
@@ -51,7 +55,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings]
     client = None
     if settings.redis_url:
-        client = redis_client(settings.redis_url)
+        client = redis_client(settings.redis_url, timeout=settings.redis_timeout_seconds)
     app[keys.redis] = client
     app[keys.limiter] = RateLimiter(client)
     app[keys.cache] = Cache(client, settings.cache_ttl_seconds)
@@ -79,6 +83,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
             max_events=settings.history_max_events,
             max_age_seconds=settings.history_max_age_seconds,
             consumer=consumer,
+            timeout=settings.redis_timeout_seconds,
         )
     else:
         bus = LocalBus(
@@ -87,7 +92,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
             max_age_seconds=settings.history_max_age_seconds,
         )
     server = app[keys.sio]
-    hub = Hub(settings, bus, server.eio, app[keys.authenticator], app[keys.metrics], server)
+    hub = Hub(settings, bus, server.eio, app[keys.authenticator], app[keys.metrics], server, app[keys.outages])
     hub.register_handlers()
     ingest = Ingest(settings, bus, app[keys.sessionmaker], app[keys.cache], app[keys.metrics])
     snapshots.wire(app, hub, ingest, bus)

@@ -75,6 +75,9 @@ class Settings:
     http_header_timeout_seconds: float = 15.0
     http_body_timeout_seconds: float = 30.0
     redis_timeout_seconds: float = 2.0
+    database_timeout_seconds: float = 5.0
+    database_statement_timeout_seconds: float = 30.0
+    idempotency_seconds: int = 24 * 3600
     log_lines_per_second: int = 20
     auth_expiring_notice_seconds: int = 60
     stream_ticket_seconds: int = 30
@@ -252,6 +255,9 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "http_header_timeout_seconds": (("CARTSNITCH_HTTP_HEADER_TIMEOUT_SECONDS",), _parse_float),
     "http_body_timeout_seconds": (("CARTSNITCH_HTTP_BODY_TIMEOUT_SECONDS",), _parse_float),
     "redis_timeout_seconds": (("CARTSNITCH_REDIS_TIMEOUT_SECONDS",), _parse_float),
+    "database_timeout_seconds": (("CARTSNITCH_DATABASE_TIMEOUT_SECONDS",), _parse_float),
+    "database_statement_timeout_seconds": (("CARTSNITCH_DATABASE_STATEMENT_TIMEOUT_SECONDS",), _parse_float),
+    "idempotency_seconds": (("CARTSNITCH_IDEMPOTENCY_SECONDS",), _parse_int),
     "log_lines_per_second": (("CARTSNITCH_LOG_LINES_PER_SECOND",), _parse_int),
     "auth_expiring_notice_seconds": (("CARTSNITCH_AUTH_EXPIRING_NOTICE_SECONDS",), _parse_int),
     "stream_ticket_seconds": (("CARTSNITCH_STREAM_TICKET_SECONDS",), lambda raw: _parse_int(raw, 1, 300)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -10,14 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from channels.errors import ProblemType
 from channels.events import EventType
 from channels.payloads import InvalidPayload
+from channels.publish import IdempotencyConflict
 from hub import keys
-from hub.errors import AppError
+from hub.errors import AppError, validation_error
 from hub.infra.security import constant_time_equals
 from rest import responses
 from rest.openapi import RouteTable
 from rest.validation import parse_body
 
 routes = RouteTable("internal")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ENVELOPE_FIELDS = ("timestamp", "service", "event_type")
 
 
@@ -53,14 +56,40 @@ class EventAccepted(BaseModel):
     response=EventAccepted,
     status=202,
     errors=(503,),
+    header_params={
+        "Idempotency-Key": "a key of this publish: a retry with the same key within CARTSNITCH_IDEMPOTENCY_SECONDS "
+        "(24 h) records nothing and returns the first event's id; the key reused for another event is a 422"
+    },
 )
 async def publish_event(request: web.Request) -> web.Response:
     require_service(request)
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise validation_error(
+            [
+                {
+                    "field": "Idempotency-Key",
+                    "message": "must be 1 to 255 visible ASCII characters",
+                    "type": "string_pattern_mismatch",
+                }
+            ]
+        )
     body = await parse_body(request, EventIn)
     try:
         event_id = await request.app[keys.ingest].publish(
-            body.event_type, body.payload, service=body.service, timestamp=body.timestamp, source="http"
+            body.event_type,
+            body.payload,
+            service=body.service,
+            timestamp=body.timestamp,
+            source="http",
+            idempotency_key=idempotency_key,
         )
+    except IdempotencyConflict as exc:
+        raise AppError(
+            ProblemType.IDEMPOTENCY_KEY_REUSED,
+            "this Idempotency-Key recorded a different event; use a new key for a new event",
+            first_id=exc.first_id,
+        ) from None
     except InvalidPayload as exc:
         request.app[keys.metrics].events_invalid.labels("http").inc()
         errors = [

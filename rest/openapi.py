@@ -51,6 +51,8 @@ class Operation:
     content_type: str = "application/json"
     path_params: dict[str, str] = field(default_factory=dict)
     include_in_schema: bool = True
+    header_params: dict[str, str] = field(default_factory=dict)
+    """Optional request headers the operation reads (name -> description)."""
 
     @property
     def name(self) -> str:
@@ -96,6 +98,7 @@ class RouteTable:
         content_type: str = "application/json",
         path_params: dict[str, str] | None = None,
         include_in_schema: bool = True,
+        header_params: dict[str, str] | None = None,
     ) -> Callable[[Handler], Handler]:
         defaults: dict[Auth, Limit] = {"none": "public", "user": "user", "service": "none"}
         default_limit = defaults[auth]
@@ -120,6 +123,7 @@ class RouteTable:
                     content_type,
                     path_params or {},
                     include_in_schema,
+                    header_params or {},
                 )
             )
             return handler
@@ -163,6 +167,16 @@ def _parameters(op: Operation, components: _Components) -> list[dict[str, Any]]:
                 "required": True,
                 "description": op.path_params.get(name, ""),
                 "schema": {"type": "string", "minLength": 1},
+            }
+        )
+    for name, description in op.header_params.items():
+        params.append(
+            {
+                "name": name,
+                "in": "header",
+                "required": False,
+                "description": description,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
             }
         )
     if op.query is not None:

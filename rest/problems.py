@@ -9,7 +9,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from channels.errors import PROBLEM_BASE, ProblemType
-from hub.errors import AppError
+from hub import keys
+from hub.errors import AppError, unavailable_dependency
 from rest.responses import PROBLEM_JSON, dumps
 
 log = logging.getLogger("hub.rest")
@@ -18,6 +19,7 @@ _BY_STATUS = {kind.status: kind for kind in reversed(ProblemType)}
 _BY_STATUS[400] = ProblemType.BAD_REQUEST
 _BY_STATUS[405] = ProblemType.METHOD_NOT_ALLOWED
 _KEEP_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+RETRY_AFTER = "5"
 
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
@@ -55,7 +57,14 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         if exc.content_type == PROBLEM_JSON:
             raise
         return _from_http_exception(exc, request.path)
-    except Exception:
+    except Exception as exc:
+        dependency = unavailable_dependency(exc)
+        if dependency is not None:
+            request.app[keys.outages].report(dependency, exc)
+            unavailable = AppError(
+                ProblemType.SERVICE_UNAVAILABLE, f"the {dependency} is unavailable; retry in a few seconds"
+            )
+            return problem_response(unavailable.to_dict(request.path), {"Retry-After": RETRY_AFTER})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(AppError(ProblemType.INTERNAL).to_dict(request.path))
 

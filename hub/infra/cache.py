@@ -24,9 +24,14 @@ def _scope_key(scope: str) -> str:
     return f"{PREFIX}cache:{scope}"
 
 
+SKIP_SECONDS = 1.0
+"""After Redis failed to answer, the cache is skipped this long (reads go to the database at once)."""
+
+
 class Cache:
     def __init__(self, redis: Any | None, ttl_seconds: int) -> None:
         self._redis = redis
+        self._skip_until = 0.0
         self._ttl = ttl_seconds
         self._local: dict[str, dict[str, tuple[float, bytes]]] = {}
         self._inflight: dict[tuple[str, str, int], asyncio.Future[bytes]] = {}
@@ -67,15 +72,25 @@ class Cache:
         if self._redis is not None and scopes:
             try:
                 await self._redis.delete(*(_scope_key(s) for s in scopes))
-            except Exception:
-                log.warning("cache: could not invalidate %s in Redis", scopes, exc_info=True)
+            except Exception as exc:
+                self._failed("invalidation", exc)
+
+    def _redis_usable(self) -> bool:
+        return self._redis is not None and time.monotonic() >= self._skip_until
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        if time.monotonic() >= self._skip_until:
+            log.warning("cache: Redis %s failed (%s); reading from the database", what, type(exc).__name__)
+        self._skip_until = time.monotonic() + SKIP_SECONDS
 
     async def _get(self, scope: str, key: str) -> bytes | None:
         if self._redis is not None:
+            if not self._redis_usable():
+                return None
             try:
                 value = await self._redis.hget(_scope_key(scope), key)
-            except Exception:
-                log.warning("cache: Redis read failed", exc_info=True)
+            except Exception as exc:
+                self._failed("read", exc)
                 return None
             return bytes(value) if value is not None else None
         entry = self._local.get(scope, {}).get(key)
@@ -85,13 +100,15 @@ class Cache:
 
     async def _set(self, scope: str, key: str, value: bytes) -> None:
         if self._redis is not None:
+            if not self._redis_usable():
+                return
             try:
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.hset(_scope_key(scope), key, value)
                 pipe.expire(_scope_key(scope), self._ttl)
                 await pipe.execute()
-            except Exception:
-                log.warning("cache: Redis write failed", exc_info=True)
+            except Exception as exc:
+                self._failed("write", exc)
             return
         entries = self._local.setdefault(scope, {})
         if len(entries) >= _LOCAL_LIMIT:

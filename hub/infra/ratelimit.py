@@ -21,6 +21,10 @@ return {n, ttl}
 """
 
 
+SKIP_SECONDS = 1.0
+"""After Redis failed to answer, windows are counted in this process for this long before Redis is tried again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
@@ -48,16 +52,19 @@ class RateLimiter:
         self._redis = redis
         self._script: Any = redis.register_script(_SCRIPT) if redis is not None else None
         self._windows: dict[str, tuple[float, int]] = {}
+        self._skip_until = 0.0
         self._last_prune = time.monotonic()
 
     async def hit(self, bucket: str, identity: str, *, limit: int, window_seconds: int) -> Verdict:
         """Count one request of ``identity`` against ``bucket``'s window."""
         key = f"{PREFIX}ratelimit:{bucket}:{identity}"
-        if self._script is not None:
+        if self._script is not None and time.monotonic() >= self._skip_until:
             try:
                 count, ttl_ms = await self._script(keys=[key], args=[window_seconds * 1000])
-            except Exception:  # a Redis outage must not take the API down with it
-                log.warning("rate limiter: Redis unavailable, counting in-process", exc_info=True)
+            except Exception as exc:  # a Redis outage must not take the API down with it
+                if time.monotonic() >= self._skip_until:
+                    log.warning("rate limiter: Redis unavailable (%s), counting in-process", type(exc).__name__)
+                self._skip_until = time.monotonic() + SKIP_SECONDS
             else:
                 return self._verdict(int(count), limit, int(ttl_ms) / 1000, window_seconds)
         return self._local(key, limit, window_seconds)

@@ -11,6 +11,8 @@ from typing import Any, cast
 
 import hiredis
 from redis.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 CONNECT_TIMEOUT = 5.0
 
@@ -27,18 +29,23 @@ class ReplyError(Exception):
     """An error reply from Redis."""
 
 
-async def open_connection(url: str, factory: Callable[[], asyncio.Protocol]) -> asyncio.Protocol:
-    """Connect ``factory()`` to the Redis at ``url`` (tcp, tls or unix socket)."""
+async def open_connection(
+    url: str, factory: Callable[[], asyncio.Protocol], connect_seconds: float = CONNECT_TIMEOUT
+) -> asyncio.Protocol:
+    """Connect ``factory()`` to the Redis at ``url`` (tcp, tls or unix socket) within ``connect_seconds``."""
     options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     loop = asyncio.get_running_loop()
-    if "path" in options:
-        _, protocol = await asyncio.wait_for(loop.create_unix_connection(factory, options["path"]), CONNECT_TIMEOUT)
-    else:
-        tls = ssl.create_default_context() if url.startswith("rediss://") else None
-        _, protocol = await asyncio.wait_for(
-            loop.create_connection(factory, options.get("host", "localhost"), options.get("port", 6379), ssl=tls),
-            CONNECT_TIMEOUT,
-        )
+    try:
+        if "path" in options:
+            _, protocol = await asyncio.wait_for(loop.create_unix_connection(factory, options["path"]), connect_seconds)
+        else:
+            tls = ssl.create_default_context() if url.startswith("rediss://") else None
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(factory, options.get("host", "localhost"), options.get("port", 6379), ssl=tls),
+                connect_seconds,
+            )
+    except (OSError, TimeoutError) as exc:
+        raise RedisConnectionError(f"cannot connect to Redis: {type(exc).__name__}") from exc
     return protocol
 
 
@@ -61,14 +68,14 @@ class CommandConnection(asyncio.Protocol):
         self.closed = False
 
     @classmethod
-    async def connect(cls, url: str) -> CommandConnection:
-        connection = cast(CommandConnection, await open_connection(url, cls))
+    async def connect(cls, url: str, connect_seconds: float = CONNECT_TIMEOUT) -> CommandConnection:
+        connection = cast(CommandConnection, await open_connection(url, cls, connect_seconds))
         auth = auth_command(url)
         if auth is not None:
-            [reply] = await connection.execute([auth])
+            [reply] = await connection.execute([auth], connect_seconds)
             if isinstance(reply, ReplyError):
                 connection.close()
-                raise ConnectionError(f"Redis refused the credentials: {reply}")
+                raise RedisConnectionError(f"Redis refused the credentials: {reply}")
         return connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -91,22 +98,29 @@ class CommandConnection(asyncio.Protocol):
         while self._batches:
             future, _, _ = self._batches.popleft()
             if not future.done():
-                future.set_exception(ConnectionError("Redis connection lost"))
+                future.set_exception(RedisConnectionError("Redis connection lost"))
 
-    async def execute(self, commands: list[bytes]) -> list[Any]:
-        """Send encoded commands in one write; their replies, in order (errors as ReplyError values)."""
+    async def execute(self, commands: list[bytes], within: float | None = None) -> list[Any]:
+        """Send encoded commands in one write; their replies, in order (errors as ReplyError values). Past
+        ``within`` seconds the connection is closed (its later replies would answer the wrong batch) and the call raises
+        a Redis TimeoutError: the commands may or may not have run."""
         if not commands:
             return []
         if self.closed or self.transport is None or self.transport.is_closing():
-            raise ConnectionError("Redis connection closed")
+            raise RedisConnectionError("Redis connection closed")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._batches.append((future, [], len(commands)))
         self.transport.write(b"".join(commands))
-        return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), within)
+        except TimeoutError:
+            self.close()
+            raise RedisTimeoutError(f"Redis did not answer within {within} s") from None
 
     def close(self) -> None:
+        self.closed = True
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
 
 class PubSubConnection(asyncio.Protocol):
@@ -142,7 +156,7 @@ class PubSubConnection(asyncio.Protocol):
                 elif kind in (b"subscribe", b"psubscribe"):
                     self.on_subscribed(reply[1])
             elif isinstance(reply, hiredis.ReplyError):
-                raise ConnectionError(f"pub/sub error: {reply}")
+                raise RedisConnectionError(f"pub/sub error: {reply}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():

@@ -12,24 +12,34 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import delete, func, insert, select
 
 from channels import bus
-from channels.bus import EventId, parse_event_id
+from channels.bus import EventId, Recorded, parse_event_id
 from channels.publish import is_noscript, new_epoch
 from hub.infra.resp import CommandConnection, PubSubConnection, ReplyError, auth_command, command, open_connection
 from hub.store.engine import Sessionmaker
-from hub.store.models import HubEvent, HubEventMark, HubMeta
+from hub.store.models import HubEvent, HubEventMark, HubIdempotencyKey, HubMeta
 
 log = logging.getLogger("hub.fanout")
+
+RECONNECT_FIRST = 0.05
+RECONNECT_CAP = 1.0
+"""Pub/sub reconnect back-off: from 50 ms, doubling, never over a second (jittered)."""
+INGEST_BLOCK_SECONDS = 2.0
 
 LiveHandler = Callable[[str, str], None]
 """(audience, envelope JSON with id) for every live event of a subscribed audience."""
@@ -37,6 +47,15 @@ IngestHandler = Callable[[str, str], Awaitable[None]]
 """(queue entry id, envelope JSON without id) for every queued event; one process handles each entry."""
 LegacyHandler = Callable[[list[tuple[bytes, bytes]]], Awaitable[None]]
 """A batch of (channel, raw message), the plain PUBLISHes on ``cartsnitch.*`` received since the last batch."""
+
+
+class Dedupe(NamedTuple):
+    """A key that gives one publish one place in the history: a retry (or another hub process receiving the same
+    legacy PUBLISH) within ``seconds`` records nothing and gets the first id back."""
+
+    key: str
+    seconds: int
+    fingerprint: str = ""
 
 
 @dataclass(slots=True)
@@ -56,11 +75,11 @@ class EventBus(Protocol):
 
     async def close(self) -> None: ...
 
-    async def record(self, audience: str, envelope_json: str, *, dedupe_key: str | None = None) -> str | None: ...
+    async def record(self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded: ...
 
     async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]: ...
 
-    async def enqueue(self, envelope_json: str, *, dedupe_key: str | None = None) -> str | None: ...
+    async def enqueue(self, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded: ...
 
     async def read(self, audience: str, after: EventId | None, limit: int) -> History: ...
 
@@ -71,10 +90,19 @@ class EventBus(Protocol):
     def subscription_count(self) -> int: ...
 
 
-def redis_client(url: str, *, max_connections: int = 64) -> Redis:
-    """A redis-py client whose pool makes callers wait for a free connection instead of failing (its default
-    refuses the 101st concurrent command: a reconnect storm reads thousands of histories at once)."""
-    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30, socket_connect_timeout=5)
+def redis_client(url: str, *, timeout: float, max_connections: int = 64, read_timeout: float | None = None) -> Redis:
+    """A redis-py client for request paths: every command (and the wait for a pooled connection, which makes a
+    reconnect storm queue rather than fail) gives up after ``timeout``; a command that finds its pooled connection
+    dead (Redis restarted) is sent once more on a fresh one."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_connect_timeout=timeout,
+        socket_timeout=read_timeout or timeout,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
+    )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
@@ -98,13 +126,16 @@ async def _noop_ingest(entry_id: str, envelope_json: str) -> None:
 class RedisBus:
     """History in Redis streams, live routing on per-audience channels, the ingest queue as a consumer group."""
 
-    def __init__(self, url: str, *, max_events: int, max_age_seconds: int, consumer: str) -> None:
+    def __init__(self, url: str, *, max_events: int, max_age_seconds: int, consumer: str, timeout: float = 2.0) -> None:
         self.url = url
         self.max_events = max_events
         self.max_age_seconds = max_age_seconds
         self.consumer = consumer
-        self.redis = redis_client(url)
-        self._blocking = redis_client(url, max_connections=2)
+        self.timeout = timeout
+        self.redis = redis_client(url, timeout=timeout)
+        self._blocking = redis_client(
+            url, timeout=timeout, max_connections=2, read_timeout=INGEST_BLOCK_SECONDS + timeout
+        )
         self.on_live: LiveHandler = _noop_live
         self.on_ingest: IngestHandler = _noop_ingest
         self.on_legacy: LegacyHandler | None = None
@@ -157,12 +188,16 @@ class RedisBus:
         the subscription and a history read that follows it)."""
         channel = bus.live_channel(audience)
         self._channels.add(channel)
-        await self._connected.wait()
-        waiter = asyncio.get_running_loop().create_future()
-        self._confirmations.setdefault(channel.encode(), deque()).append(waiter)
-        assert self._protocol is not None
-        self._protocol.send("SUBSCRIBE", channel)
-        await asyncio.wait_for(waiter, 10)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._connected.wait()
+                waiter = asyncio.get_running_loop().create_future()
+                self._confirmations.setdefault(channel.encode(), deque()).append(waiter)
+                assert self._protocol is not None
+                self._protocol.send("SUBSCRIBE", channel)
+                await waiter
+        except TimeoutError:
+            raise RedisTimeoutError("Redis did not confirm the subscription in time") from None
 
     async def unsubscribe(self, audience: str) -> None:
         channel = bus.live_channel(audience)
@@ -174,17 +209,22 @@ class RedisBus:
         return len(self._channels)
 
     async def _pubsub_loop(self) -> None:
-        delay = 0.1
+        delay = RECONNECT_FIRST
         first = True
+        failing = False
         while not self._closing:
             try:
                 protocol = await self._connect_pubsub()
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                log.warning("pub/sub connection to Redis failed (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            except (OSError, TimeoutError, ConnectionError, RedisConnectionError) as exc:
+                if not failing:
+                    log.warning("pub/sub connection to Redis failed (%s); retrying", type(exc).__name__)
+                failing = True
+                # short and jittered: every hub process retries, and none should wait long once Redis is back
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, RECONNECT_CAP)
                 continue
-            delay = 0.1
+            delay = RECONNECT_FIRST
+            failing = False
             self._protocol = protocol
             if self.on_legacy is not None:
                 protocol.send("PSUBSCRIBE", bus.LEGACY_PATTERN)
@@ -219,36 +259,36 @@ class RedisBus:
 
     # history ------------------------------------------------------------------------------------------
 
-    async def record(self, audience: str, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
-        return (await self.pipeline_scripts([(audience, envelope_json, dedupe_key)], []))[0]
+    async def record(self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded:
+        return (await self.pipeline_scripts([(audience, envelope_json, dedupe)], []))[0]
 
     async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]:
         """Record several events in one pipelined round trip."""
         results = await self.pipeline_scripts([(audience, envelope, None) for audience, envelope in items], [])
-        return [r for r in results if r is not None]
+        return [result.id for result in results]
 
     async def pipeline_scripts(
-        self, records: Sequence[tuple[str, str, str | None]], queued: Sequence[tuple[str, str | None]]
-    ) -> list[str | None]:
-        """Record (audience, envelope, dedupe key) and queue (envelope, dedupe key) items in one round trip;
-        the result has one id per item (records first), None where a dedupe key was taken already."""
+        self, records: Sequence[tuple[str, str, Dedupe | None]], queued: Sequence[tuple[str, Dedupe | None]]
+    ) -> list[Recorded]:
+        """Record (audience, envelope, dedupe) and queue (envelope, dedupe) items in one round trip; one result per
+        item (records first), ``repeated`` where a dedupe key had recorded it already."""
         calls: list[bytes] = []
         epoch = new_epoch().encode()
         max_events = str(self.max_events).encode()
         max_age = str(self.max_age_seconds * 1000).encode()
-        for audience, envelope_json, dedupe_key in records:
+        for audience, envelope_json, dedupe in records:
             keys = [EPOCH_KEY_B, (HISTORY_PREFIX + audience).encode(), (LIVE_PREFIX + audience).encode()]
             args = [envelope_json.encode(), max_events, max_age, epoch]
-            if dedupe_key:
-                keys.append(dedupe_key.encode())
-                args.append(DEDUPE_SECONDS_B)
+            if dedupe is not None:
+                keys.append(dedupe.key.encode())
+                args.extend((str(dedupe.seconds).encode(), dedupe.fingerprint.encode()))
             calls.append(command(b"EVALSHA", RECORD_SHA, len(keys), *keys, *args))
-        for envelope_json, dedupe_key in queued:
+        for envelope_json, dedupe in queued:
             keys = [INGEST_STREAM_B]
             args = [envelope_json.encode(), INGEST_MAXLEN_B]
-            if dedupe_key:
-                keys.append(dedupe_key.encode())
-                args.append(DEDUPE_SECONDS_B)
+            if dedupe is not None:
+                keys.append(dedupe.key.encode())
+                args.extend((str(dedupe.seconds).encode(), dedupe.fingerprint.encode()))
             calls.append(command(b"EVALSHA", INGEST_SHA, len(keys), *keys, *args))
         results = await self._execute(calls)
         missing = [i for i, result in enumerate(results) if isinstance(result, ReplyError) and is_noscript(result)]
@@ -259,15 +299,11 @@ class RedisBus:
             )
             for index, result in zip(missing, await self._execute([calls[i] for i in missing]), strict=True):
                 results[index] = result
-        out: list[str | None] = []
+        out: list[Recorded] = []
         for index, result in enumerate(results):
             if isinstance(result, ReplyError):
                 raise result
-            if result is None:
-                out.append(None)
-            else:
-                text = result.decode()
-                out.append(text if index < len(records) else "ingest-" + text)
+            out.append(bus.parse_recorded(result, "" if index < len(records) else "ingest-"))
         return out
 
     async def _execute(self, calls: list[bytes]) -> list[Any]:
@@ -276,11 +312,11 @@ class RedisBus:
             async with self._commands_lock:
                 connection = self._commands
                 if connection is None or connection.closed:
-                    connection = self._commands = await CommandConnection.connect(self.url)
-        return await connection.execute(calls)
+                    connection = self._commands = await CommandConnection.connect(self.url, self.timeout)
+        return await connection.execute(calls, self.timeout)
 
-    async def enqueue(self, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
-        return (await self.pipeline_scripts([], [(envelope_json, dedupe_key)]))[0]
+    async def enqueue(self, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded:
+        return (await self.pipeline_scripts([], [(envelope_json, dedupe)]))[0]
 
     async def read(self, audience: str, after: EventId | None, limit: int) -> History:
         key = bus.history_key(audience)
@@ -338,7 +374,11 @@ class RedisBus:
                     last_claim = time.monotonic()
                     await self._claim_abandoned()
                 reply = await self._blocking.xreadgroup(
-                    bus.INGEST_GROUP, self.consumer, {bus.INGEST_STREAM: ">"}, count=100, block=2000
+                    bus.INGEST_GROUP,
+                    self.consumer,
+                    {bus.INGEST_STREAM: ">"},
+                    count=100,
+                    block=int(INGEST_BLOCK_SECONDS * 1000),
                 )
                 for _stream, entries in cast(list[tuple[bytes, list[Any]]], reply or []):
                     await self._handle_entries(entries)
@@ -403,7 +443,6 @@ INGEST_SHA = _sha(bus.INGEST_SCRIPT)
 EPOCH_KEY_B = bus.EPOCH_KEY.encode()
 INGEST_STREAM_B = bus.INGEST_STREAM.encode()
 INGEST_MAXLEN_B = str(bus.INGEST_MAXLEN).encode()
-DEDUPE_SECONDS_B = str(bus.LEGACY_DEDUPE_SECONDS).encode()
 HISTORY_PREFIX = bus.history_key("")
 LIVE_PREFIX = bus.live_channel("")
 
@@ -427,6 +466,7 @@ class LocalBus:
         self.on_reconnect: Callable[[], None] = lambda: None
         self._audiences: set[str] = set()
         self._lock = asyncio.Lock()
+        self._once_lock = asyncio.Lock()
         self._epoch = ""
         self._epoch_lock = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
@@ -466,10 +506,25 @@ class LocalBus:
     def subscription_count(self) -> int:
         return len(self._audiences)
 
-    async def record(self, audience: str, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
-        return (await self.record_many([(audience, envelope_json)]))[0]
+    async def record(self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded:
+        if dedupe is None:
+            return Recorded((await self.record_many([(audience, envelope_json)]))[0])
+        return await self._once(dedupe, lambda: self.record_many([(audience, envelope_json)], dedupe=dedupe))
 
-    async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]:
+    async def _once(self, dedupe: Dedupe, run: Callable[[], Awaitable[list[str]]]) -> Recorded:
+        """What ``dedupe`` recorded before (within its window), or ``run()``, remembered under it."""
+        async with self.sessionmaker() as session:
+            seen = await session.get(HubIdempotencyKey, dedupe.key)
+        if seen is not None and seen.expires_at > datetime.now(UTC):
+            return Recorded(seen.event_id, True, seen.fingerprint)
+        async with self._once_lock:  # one run per key even when its retries race each other
+            async with self.sessionmaker() as session:
+                seen = await session.get(HubIdempotencyKey, dedupe.key)
+            if seen is not None and seen.expires_at > datetime.now(UTC):
+                return Recorded(seen.event_id, True, seen.fingerprint)
+            return Recorded((await run())[0])
+
+    async def record_many(self, items: Sequence[tuple[str, str]], *, dedupe: Dedupe | None = None) -> list[str]:
         # Serialised: ids are assigned and events dispatched in one order, so no subscriber sees them swapped.
         async with self._lock:
             epoch = await self._current_epoch()
@@ -483,6 +538,8 @@ class LocalBus:
                         .returning(HubEvent.id)
                     )
                     ids.append(result.scalar_one())
+                if dedupe is not None:
+                    await self._remember(session, dedupe, str(EventId(ids[0], 0, epoch)), now)
             out = []
             for (audience, envelope_json), row_id in zip(items, ids, strict=True):
                 event_id = str(EventId(row_id, 0, epoch))
@@ -495,11 +552,31 @@ class LocalBus:
                     await self._trim_count(audience)
             return out
 
-    async def enqueue(self, envelope_json: str, *, dedupe_key: str | None = None) -> str | None:
-        self._seq += 1
-        entry_id = f"local-{self._seq}"
-        await self._queue.put((entry_id, envelope_json))
-        return "ingest-" + entry_id
+    @staticmethod
+    async def _remember(session: Any, dedupe: Dedupe, event_id: str, now: datetime) -> None:
+        await session.execute(delete(HubIdempotencyKey).where(HubIdempotencyKey.key == dedupe.key))
+        session.add(
+            HubIdempotencyKey(
+                key=dedupe.key,
+                fingerprint=dedupe.fingerprint,
+                event_id=event_id,
+                expires_at=now + timedelta(seconds=dedupe.seconds),
+            )
+        )
+
+    async def enqueue(self, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded:
+        async def put() -> list[str]:
+            self._seq += 1
+            entry_id = f"ingest-local-{self._seq}"
+            if dedupe is not None:
+                async with self.sessionmaker.begin() as session:
+                    await self._remember(session, dedupe, entry_id, datetime.now(UTC))
+            await self._queue.put((entry_id, envelope_json))
+            return [entry_id]
+
+        if dedupe is None:
+            return Recorded((await put())[0])
+        return await self._once(dedupe, put)
 
     async def read(self, audience: str, after: EventId | None, limit: int) -> History:
         epoch = await self._current_epoch()
@@ -554,6 +631,7 @@ class LocalBus:
             ).all()
             for audience, last_id in rows:
                 await self._delete_through(session, audience, last_id)
+            await session.execute(delete(HubIdempotencyKey).where(HubIdempotencyKey.expires_at < datetime.now(UTC)))
 
     async def _age_loop(self) -> None:
         while True:

@@ -23,9 +23,10 @@ from channels import bus, rooms
 from channels.bus import EventId, parse_event_id
 from channels.errors import Problem, ProblemType
 from channels.events import ClientCommand, ControlEvent
-from hub.errors import AppError
+from hub.errors import AppError, unavailable_dependency
 from hub.infra.metrics import Metrics
 from hub.infra.origins import OriginPolicy
+from hub.infra.outages import Outages
 from hub.realtime.engine import LeanEngine
 from hub.realtime.fanout import EventBus, id_of
 from hub.realtime.identity import Authenticator, Principal
@@ -50,6 +51,7 @@ cost more than the rest of the delivery)."""
 SNAPSHOT_TIMEOUT = 5.0
 Snapshotter = Callable[[str], Awaitable[dict[str, Any] | None]]
 Channel = Connection | StreamSubscriber
+HISTORY_LOST = "history_lost"
 
 
 def _problem(kind: ProblemType, detail: str) -> dict[str, Any]:
@@ -71,6 +73,7 @@ class Hub:
         authenticator: Authenticator,
         metrics: Metrics,
         server: Any,
+        outages: Outages | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus_
@@ -78,6 +81,7 @@ class Hub:
         self.authenticator = authenticator
         self.metrics = metrics
         self.server = server
+        self.outages = outages or Outages()
         self.snapshot: Snapshotter | None = None
         self.origins = OriginPolicy(settings.cors_origins)
         self.connections: dict[str, Connection] = {}
@@ -326,28 +330,37 @@ class Hub:
     async def catch_up(self, subscriber: Subscriber) -> None:
         """Replay the history after the subscriber's last id, then switch it to live with no gap."""
         replayed = 0
+        position = subscriber.last_id
         try:
-            if subscriber.last_id is not None:
-                while True:
-                    history = await self.bus.read(subscriber.audience, subscriber.last_id, REPLAY_BATCH)
-                    if history.resync is not None:
-                        subscriber.send_control(ControlEvent.RESYNC, {"reason": history.resync})
-                        self.metrics.resumes.labels("resync").inc()
-                        subscriber.last_id = None
+            while position is not None:
+                history = await self.bus.read(subscriber.audience, position, REPLAY_BATCH)
+                if history.resync is not None:
+                    subscriber.send_control(ControlEvent.RESYNC, {"reason": history.resync})
+                    self.metrics.resumes.labels("resync").inc()
+                    subscriber.last_id = None
+                    if history.resync != HISTORY_LOST:
                         break
-                    cache: dict[str, Any] = {}
-                    for event_id, envelope_json in history.events:
-                        if subscriber.closed():
-                            return
-                        if after(event_id, subscriber.last_id) and subscriber.send(event_id, envelope_json, cache):
-                            subscriber.last_id = event_id
-                            replayed += 1
-                        cache.clear()
-                    if len(history.events) < REPLAY_BATCH:
-                        self.metrics.resumes.labels("replayed").inc()
-                        break
-        except Exception:
-            log.exception("replay of %s failed", subscriber.audience)
+                    # the history this id belonged to is gone: everything the new one holds is news to the
+                    # subscriber (events accepted while the bus reconnected are there), so it is replayed whole
+                    history = await self.bus.read(subscriber.audience, None, REPLAY_BATCH)
+                cache: dict[str, Any] = {}
+                for event_id, envelope_json in history.events:
+                    if subscriber.closed():
+                        return
+                    if after(event_id, subscriber.last_id) and subscriber.send(event_id, envelope_json, cache):
+                        subscriber.last_id = event_id
+                        replayed += 1
+                    cache.clear()
+                if len(history.events) < REPLAY_BATCH:
+                    self.metrics.resumes.labels("replayed").inc()
+                    break
+                position = history.events[-1][0]
+        except Exception as exc:
+            dependency = unavailable_dependency(exc)
+            if dependency is None:
+                log.exception("replay of %s failed", subscriber.audience)
+            else:
+                self.outages.report(dependency, exc)
             subscriber.send_control(ControlEvent.RESYNC, {"reason": "history_unavailable"})
             subscriber.last_id = None
         finally:
@@ -407,7 +420,16 @@ class Hub:
                     ProblemType.FORBIDDEN,
                     f"the origin {origin[:200]} may not open user namespaces (see CARTSNITCH_CORS_ORIGINS)",
                 )
-            principal = await self._authenticate(environ, auth)
+            try:
+                principal = await self._authenticate(environ, auth)
+            except Exception as exc:
+                dependency = unavailable_dependency(exc)
+                if dependency is None:
+                    raise
+                self.outages.report(dependency, exc)
+                raise _refusal(
+                    ProblemType.SERVICE_UNAVAILABLE, f"the {dependency} is unavailable; retry in a few seconds"
+                ) from None
             if principal.user_id != user_id:
                 raise _refusal(ProblemType.FORBIDDEN, "this token belongs to another user")
             raw_last = auth.get("last_event_id") if isinstance(auth, dict) else None

@@ -18,11 +18,11 @@ import orjson
 from channels import bus, rooms
 from channels.events import AUDIENCE, Audience, EventType, is_direct, parse_event_type
 from channels.payloads import InvalidPayload, build_envelope, utc_timestamp, validate_payload
-from channels.publish import encode_envelope
+from channels.publish import IdempotencyConflict, encode_envelope, fingerprint
 from hub.infra import cache as cache_scopes
 from hub.infra.cache import Cache
 from hub.infra.metrics import Metrics
-from hub.realtime.fanout import EventBus, RedisBus
+from hub.realtime.fanout import Dedupe, EventBus, RedisBus
 from hub.settings import Settings
 from hub.store import alerts, audiences
 from hub.store.engine import Sessionmaker
@@ -110,28 +110,46 @@ class Ingest:
     # --- accepting ------------------------------------------------------------------------------------------
 
     async def publish(
-        self, event_type: EventType | str, payload: Any, *, service: str, timestamp: str | None = None, source: str
+        self,
+        event_type: EventType | str,
+        payload: Any,
+        *,
+        service: str,
+        timestamp: str | None = None,
+        source: str,
+        idempotency_key: str | None = None,
     ) -> str:
-        """Validate and accept one event (HTTP, CLI, the hub itself); returns its id (or its queue entry id)."""
+        """Validate and accept one event (HTTP, CLI, the hub itself); returns its id (or its queue entry id).
+
+        With ``idempotency_key``, a repeat within the retention window records nothing and returns the first id;
+        the key reused for a different event raises IdempotencyConflict."""
         kind, checked, service, timestamp = check_envelope(
             {"event_type": str(event_type), "payload": payload, "service": service, "timestamp": timestamp}
         )
         envelope_json = encode_envelope(build_envelope(kind, checked, service=service, timestamp=timestamp))
+        signature = fingerprint(kind.value, checked)
+        dedupe = (
+            Dedupe(bus.idempotency_key(idempotency_key), self.settings.idempotency_seconds, signature)
+            if idempotency_key
+            else None
+        )
         if is_direct(kind, checked):
-            event_id = await self.bus.record(bus.user_audience(checked["user_id"]), envelope_json)
+            result = await self.bus.record(bus.user_audience(checked["user_id"]), envelope_json, dedupe=dedupe)
         else:
-            event_id = await self.bus.enqueue(envelope_json)
-        if event_id is None:
-            raise RuntimeError("the event bus did not record the event")
+            result = await self.bus.enqueue(envelope_json, dedupe=dedupe)
+        if result.repeated:
+            if result.fingerprint != signature:
+                raise IdempotencyConflict(result.id)
+            return result.id
         self._ingested(kind.value, source).inc()
-        return event_id
+        return result.id
 
     async def handle_legacy(self, batch: list[tuple[bytes, bytes]]) -> None:
         """Plain PUBLISHes of the platform on ``cartsnitch.*``: every hub process receives them, the dedupe key
         gives each exactly one place in the history (one round trip for the whole batch)."""
         assert isinstance(self.bus, RedisBus)
-        records: list[tuple[str, str, str | None]] = []
-        queued: list[tuple[str, str | None]] = []
+        records: list[tuple[str, str, Dedupe | None]] = []
+        queued: list[tuple[str, Dedupe | None]] = []
         record_kinds: list[str] = []
         queued_kinds: list[str] = []
         for channel, raw in batch:
@@ -143,7 +161,9 @@ class Ingest:
                 log.warning("invalid event on %s ignored: %s", channel.decode(errors="replace"), exc)
                 continue
             envelope_json = encode_envelope(build_envelope(kind, payload, service=service, timestamp=timestamp))
-            dedupe = bus.legacy_dedupe_key(hashlib.blake2b(raw, digest_size=16).hexdigest())
+            dedupe = Dedupe(
+                bus.legacy_dedupe_key(hashlib.blake2b(raw, digest_size=16).hexdigest()), bus.LEGACY_DEDUPE_SECONDS
+            )
             if is_direct(kind, payload):
                 records.append((bus.user_audience(payload["user_id"]), envelope_json, dedupe))
                 record_kinds.append(kind.value)
@@ -152,7 +172,7 @@ class Ingest:
                 queued_kinds.append(kind.value)
         results = await self.bus.pipeline_scripts(records, queued)
         for kind_name, result in zip(record_kinds + queued_kinds, results, strict=True):
-            if result is not None:
+            if not result.repeated:  # else another hub process recorded it
                 self._ingested(kind_name, "redis").inc()
 
     def _ingested(self, event_type: str, source: str) -> Any:

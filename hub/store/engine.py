@@ -17,15 +17,24 @@ _AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, AsyncEngine] = weakref.WeakKeyDic
 isolation level)."""
 
 
-def build_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+def build_engine(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    wait_seconds: float = 30.0,
+    statement_seconds: float | None = None,
+) -> AsyncEngine:
     """An engine for ``database_url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    ``wait_seconds`` bounds connecting and waiting for a pooled connection, ``statement_seconds`` (PostgreSQL) each
+    statement: a database that is down or frozen costs a request that long, then a 503.
 
     On PostgreSQL the pooled connections rest in autocommit, so the pre-ping on checkout is a single ``;`` (in a
     transaction the driver spends BEGIN, ``;`` and ROLLBACK on it); the engine returned runs transactions as
     usual, at READ COMMITTED. ``Sessionmaker`` reads straight from the autocommit connections."""
     if database_url.startswith("sqlite"):
         _create_private(database_url)
-        engine = create_async_engine(database_url, connect_args={"timeout": 30})
+        engine = create_async_engine(database_url, connect_args={"timeout": wait_seconds})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -42,7 +51,9 @@ def build_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        pool_timeout=wait_seconds,
         isolation_level="AUTOCOMMIT",
+        connect_args={"timeout": wait_seconds, "command_timeout": statement_seconds},
     )
     engine = pool.execution_options(isolation_level=TRANSACTIONS)
     _AUTOCOMMIT[engine.sync_engine] = pool

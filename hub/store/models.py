@@ -421,3 +421,13 @@ class HubMeta(Base):
     __tablename__ = "hub_meta"
     key: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class HubIdempotencyKey(Base):
+    """What a publish with an Idempotency-Key recorded, in the embedded default (Redis keeps these otherwise)."""
+
+    __tablename__ = "hub_idempotency_keys"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    event_id: Mapped[str] = mapped_column(String(120), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
