@@ -19,14 +19,17 @@ from rest import responses
 MAX_PAGE = 10_000
 
 
-class PageQuery(BaseModel):
+class CursorQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    page: int = Field(1, ge=1, le=MAX_PAGE, description="1-based page number (offset paging)")
-    page_size: int = Field(20, ge=1, le=100, description="items per page")
     cursor: str | None = Field(
         None, max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="opaque keyset cursor from a Link rel=next"
     )
+
+
+class PageQuery(CursorQuery):
+    page: int = Field(1, ge=1, le=MAX_PAGE, description="1-based page number (offset paging)")
+    page_size: int = Field(20, ge=1, le=100, description="items per page")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,12 @@ def page_of(query: PageQuery, *parsers: Callable[[str], Any]) -> Page:
         return Page(query.page_size, 0, tuple(parse(v) for parse, v in zip(parsers, values, strict=True)))
     except (ValueError, TypeError):
         raise _foreign_cursor() from None
+
+
+def capped_page(cursor: str | None, limit: int, *parsers: Callable[[str], Any]) -> Page:
+    """The first ``limit`` rows of a list, or the ``limit`` rows after a cursor it issued: for lists that take no
+    ``page`` or ``page_size`` (the PWA profile's)."""
+    return page_of(PageQuery.model_construct(page=1, page_size=limit, cursor=cursor), *parsers)
 
 
 def _foreign_cursor() -> AppError:
