@@ -20,6 +20,7 @@ from rest import (
     products,
     public,
     purchases,
+    pwa,
     scraping,
     shopping,
     stores,
@@ -41,6 +42,7 @@ TABLES: tuple[RouteTable, ...] = (
     public.routes,
     events.routes,
     internal.routes,
+    pwa.routes,
 )
 
 DESCRIPTION = (
