@@ -17,7 +17,7 @@ from rest import paging, responses
 from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
-from rest.types import Money
+from rest.types import LocalMidnight, Money
 from rest.validation import parse_query
 
 routes = RouteTable("coupons")
@@ -39,7 +39,7 @@ class CouponOut(BaseModel):
     min_purchase: Money | None
     product_id: uuid.UUID | None = Field(description="null for a store-wide coupon")
     starts_at: date | None = Field(description="the first day it is valid (null: no start)")
-    expires_at: date | None = Field(description="the last day it is valid (null: no end)")
+    expires_at: LocalMidnight | None = Field(description="the last day it is valid (null: no end)")
     requires_clip: bool
 
 

@@ -20,7 +20,7 @@ from rest import paging, responses
 from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
-from rest.types import Money
+from rest.types import LocalMidnight, Money
 from rest.validation import parse_query
 
 routes = RouteTable("prices")
@@ -60,7 +60,7 @@ class PriceIncreaseOut(BaseModel):
     old_price: Money
     new_price: Money
     increase_pct: float
-    detected_at: date = Field(description="the date of the new price")
+    detected_at: LocalMidnight = Field(description="the date of the new price")
 
 
 class ComparisonQuery(BaseModel):

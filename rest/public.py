@@ -19,7 +19,7 @@ from hub.store.prices import Category
 from rest.api import API
 from rest.caching import cached_json
 from rest.openapi import RouteTable
-from rest.types import Money
+from rest.types import LocalMidnight, Money
 from rest.validation import parse_query, path_uuid
 
 routes = RouteTable("public")
@@ -30,7 +30,7 @@ class TrendQuery(BaseModel):
 
 
 class TrendPointOut(BaseModel):
-    date: date
+    date: LocalMidnight
     price: Money = Field(description="the effective price: the lowest of regular, sale and loyalty")
     store_id: uuid.UUID
     store_name: str

@@ -30,6 +30,12 @@ def _number(value: Decimal | float) -> float:
     return float(value)
 
 
+def local_midnight(day: date) -> str:
+    """A date as the old gateway wrote its date-backed timestamps (``YYYY-MM-DDT00:00:00``, no offset), which a
+    browser reads as that day in its own time zone: the form ``rest.types.LocalMidnight`` writes."""
+    return f"{day.isoformat()}T00:00:00"
+
+
 def _cents(value: Decimal | float) -> Decimal:
     """A SQL sum (Decimal on PostgreSQL, float on SQLite) to cents."""
     return Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
@@ -60,7 +66,12 @@ async def trend_snapshot(session: AsyncSession, *, product_id: uuid.UUID, days: 
         "product_id": str(product_id),
         "product_name": rows[0][0],
         "data_points": [
-            {"date": day.isoformat(), "price": _number(price), "store_id": str(store_id), "store_name": store_name}
+            {
+                "date": local_midnight(day),
+                "price": _number(price),
+                "store_id": str(store_id),
+                "store_name": store_name,
+            }
             for _, day, price, store_id, store_name in rows
             if day is not None
         ],

@@ -12,7 +12,7 @@ from hub import keys
 from hub.infra import cache
 from hub.store.models import Coupon
 from tests import factories
-from tests.responses import all_pages, expect_json, expect_problem
+from tests.responses import all_pages, expect_json, expect_problem, midnight
 
 Client = TestClient[Any, Any]
 TODAY = date.today()
@@ -60,7 +60,7 @@ async def test_list_coupons_valid_today(client: Client) -> None:
         "min_purchase": 5.0,
         "product_id": str(cereal.id),
         "starts_at": TODAY.isoformat(),
-        "expires_at": TODAY.isoformat(),
+        "expires_at": midnight(TODAY),
         "requires_clip": True,
     }
     wide = next(row for row in body if row["id"] == str(open_ended.id))

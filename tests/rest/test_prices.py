@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from hub import keys
 from hub.infra import cache
 from tests import factories
-from tests.responses import all_pages, expect_json, expect_problem
+from tests.responses import all_pages, expect_json, expect_problem, midnight
 
 Client = TestClient[Any, Any]
 TODAY = date.today()
@@ -157,7 +157,7 @@ async def test_increases(client: Client) -> None:
             "old_price": 1.0,
             "new_price": 1.05,
             "increase_pct": 5.0,
-            "detected_at": ago(8).isoformat(),
+            "detected_at": midnight(ago(8)),
         },
         {
             "product_id": str(eggs.id),
@@ -167,7 +167,7 @@ async def test_increases(client: Client) -> None:
             "old_price": 2.0,
             "new_price": 2.2,
             "increase_pct": 10.0,
-            "detected_at": ago(10).isoformat(),
+            "detected_at": midnight(ago(10)),
         },
     ]
     lower = await expect_json(await client.get("/api/v1/prices/increases?min_pct=3", headers=headers))

@@ -14,7 +14,7 @@ import hub
 from hub import keys
 from hub.infra import cache
 from tests import factories
-from tests.responses import expect_json, expect_problem
+from tests.responses import expect_json, expect_problem, midnight
 
 Client = TestClient[Any, Any]
 TODAY = date.today()
@@ -64,15 +64,15 @@ async def test_public_trend(client: Client) -> None:
         "product_id": str(beans.id),
         "product_name": "Beans",
         "data_points": [
-            {"date": ago(30).isoformat(), "price": 1.19, "store_id": str(north.id), "store_name": "North"},
-            {"date": ago(30).isoformat(), "price": 1.29, "store_id": str(south.id), "store_name": "South"},
-            {"date": ago(2).isoformat(), "price": 1.09, "store_id": str(north.id), "store_name": "North"},
+            {"date": midnight(ago(30)), "price": 1.19, "store_id": str(north.id), "store_name": "North"},
+            {"date": midnight(ago(30)), "price": 1.29, "store_id": str(south.id), "store_name": "South"},
+            {"date": midnight(ago(2)), "price": 1.09, "store_id": str(north.id), "store_name": "North"},
         ],
     }
     longer = await expect_json(await client.get(f"/api/v1/public/trends/{beans.id}?days=365"))
     assert [point["price"] for point in longer["data_points"]] == [0.99, 1.19, 1.29, 1.09]
     shorter = await expect_json(await client.get(f"/api/v1/public/trends/{beans.id}?days=7"))
-    assert [point["date"] for point in shorter["data_points"]] == [ago(2).isoformat()]
+    assert [point["date"] for point in shorter["data_points"]] == [midnight(ago(2))]
 
 
 async def test_public_trend_of_an_unknown_product_is_404(client: Client) -> None:
