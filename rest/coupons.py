@@ -33,7 +33,7 @@ class CouponOut(BaseModel):
     store_id: uuid.UUID
     store_name: str
     title: str
-    description: str | None
+    description: str = Field(description="the coupon's description, or its title when it has none")
     discount_value: Money
     discount_type: str = Field(description="percent, fixed, bogo or buy_x_get_y")
     min_purchase: Money | None
@@ -49,7 +49,7 @@ def _coupon_out(row: coupons.CouponRow) -> CouponOut:
         store_id=row.store_id,
         store_name=row.store_name,
         title=row.title,
-        description=row.description,
+        description=row.description or row.title,
         discount_value=row.discount_value,
         discount_type=row.discount_type,
         min_purchase=row.min_purchase,

@@ -75,6 +75,8 @@ class StorePriceOut(BaseModel):
     price: Money = Field(description="the effective price: the lowest of regular, sale and loyalty")
     regular_price: Money
     observed_date: date
+    current_price: Money = Field(description="the old gateway's name for price")
+    last_seen_at: LocalMidnight = Field(description="the old gateway's name for observed_date")
 
 
 class ComparisonOut(BaseModel):
@@ -203,6 +205,8 @@ async def compare_prices(request: web.Request) -> web.Response:
                 price=row.price,
                 regular_price=row.regular_price,
                 observed_date=row.observed_date,
+                current_price=row.price,
+                last_seen_at=row.observed_date,
             )
         )
     return responses.json(

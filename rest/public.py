@@ -55,8 +55,10 @@ class StoreComparisonQuery(BaseModel):
 class ComparedPriceOut(BaseModel):
     store_id: uuid.UUID
     store_name: str
-    price: Money
+    price: Money = Field(description="the effective price: the lowest of regular, sale and loyalty")
     observed_date: date
+    current_price: Money = Field(description="the old gateway's name for price")
+    last_seen_at: LocalMidnight = Field(description="the old gateway's name for observed_date")
 
 
 class ComparedProductOut(BaseModel):

@@ -133,6 +133,8 @@ async def store_comparison_snapshot(
                     "store_name": store_name,
                     "price": _number(price),
                     "observed_date": observed.isoformat(),
+                    "current_price": _number(price),
+                    "last_seen_at": local_midnight(observed),
                 }
             )
             if rank == 1:

@@ -229,6 +229,8 @@ async def test_comparison(client: Client) -> None:
                     "price": 2.25,
                     "regular_price": 2.25,
                     "observed_date": ago(1).isoformat(),
+                    "current_price": 2.25,
+                    "last_seen_at": midnight(ago(1)),
                 }
             ],
         },
@@ -242,6 +244,8 @@ async def test_comparison(client: Client) -> None:
                     "price": 3.5,
                     "regular_price": 4.0,
                     "observed_date": ago(2).isoformat(),
+                    "current_price": 3.5,
+                    "last_seen_at": midnight(ago(2)),
                 },
                 {
                     "store_id": str(beta.id),
@@ -249,6 +253,8 @@ async def test_comparison(client: Client) -> None:
                     "price": 3.8,
                     "regular_price": 3.8,
                     "observed_date": ago(5).isoformat(),
+                    "current_price": 3.8,
+                    "last_seen_at": midnight(ago(5)),
                 },
             ],
         },

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 import hub
 from hub import keys
 from hub.infra import cache
+from hub.store.models import Store
 from tests import factories
 from tests.responses import expect_json, expect_problem, midnight
 
@@ -112,6 +113,18 @@ async def test_public_bad_input_is_422(client: Client) -> None:
         assert field in [error["field"] for error in body["errors"]], (url, body)
 
 
+def _compared(store: Store, price: float, days_ago: int) -> dict[str, Any]:
+    return {
+        "store_id": str(store.id),
+        "store_name": store.name,
+        "price": price,
+        "observed_date": ago(days_ago).isoformat(),
+        # the old gateway's names, kept
+        "current_price": price,
+        "last_seen_at": midnight(ago(days_ago)),
+    }
+
+
 async def test_store_comparison_of_given_products(client: Client) -> None:
     async with client.app[keys.sessionmaker].begin() as session:
         one = await factories.create_store(session, name="One")
@@ -132,17 +145,15 @@ async def test_store_comparison_of_given_products(client: Client) -> None:
             "product_id": str(cocoa.id),
             "product_name": "Cocoa",
             "cheapest_store_id": str(one.id),
-            "prices": [
-                {"store_id": str(one.id), "store_name": "One", "price": 1.0, "observed_date": ago(1).isoformat()}
-            ],
+            "prices": [_compared(one, 1.0, 1)],
         },
         {
             "product_id": str(apples.id),
             "product_name": "Apples",
             "cheapest_store_id": str(two.id),
             "prices": [
-                {"store_id": str(one.id), "store_name": "One", "price": 2.0, "observed_date": ago(3).isoformat()},
-                {"store_id": str(two.id), "store_name": "Two", "price": 1.8, "observed_date": ago(4).isoformat()},
+                _compared(one, 2.0, 3),
+                _compared(two, 1.8, 4),
             ],
         },
         {
@@ -150,8 +161,8 @@ async def test_store_comparison_of_given_products(client: Client) -> None:
             "product_name": "Bread",
             "cheapest_store_id": str(one.id),
             "prices": [
-                {"store_id": str(one.id), "store_name": "One", "price": 3.0, "observed_date": ago(5).isoformat()},
-                {"store_id": str(two.id), "store_name": "Two", "price": 3.5, "observed_date": ago(5).isoformat()},
+                _compared(one, 3.0, 5),
+                _compared(two, 3.5, 5),
             ],
         },
     ]
