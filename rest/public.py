@@ -121,6 +121,14 @@ class InflationOut(BaseModel):
     cpi_change_pct: float | None = Field(description="the last month with a CPI value against the first")
     cpi: CPISeriesOut
     notes: list[str]
+    cartsnitch_index: float = Field(
+        description="the basket index of the period's last month that has one (100: no change); the old "
+        "gateway's member"
+    )
+    cpi_baseline: float = Field(description="the level both indices start from (100); the old gateway's member")
+    categories: dict[str, float] = Field(
+        description="the mean effective price of each category's observations in the period; the old gateway's member"
+    )
 
 
 def _cache_key(request: web.Request) -> str:

@@ -287,6 +287,12 @@ async def test_inflation_basket_index_and_cpi(client: Client) -> None:
         "source": "U.S. Bureau of Labor Statistics, CPI-U (see SOURCES.md)",
     }
     assert body["category"] is None and body["period"] == "all-time"
+    # the old gateway's members
+    assert body["cartsnitch_index"] == round(nov, 3)
+    assert body["cpi_baseline"] == 100.0
+    # pantry: (2.00 + 2.20 + 3.00 + 2.31 + 2.31 + 3.30 + 2.50 + 3.63) / 8 = 2.65625; dairy: (4.00 + 4.40 + 4.00) / 3,
+    # with the effective price of the 4.50 that was on sale at 4.00
+    assert body["categories"] == {"dairy": 4.13, "pantry": 2.66}
 
 
 async def test_inflation_of_a_category_over_a_year(client: Client) -> None:
@@ -308,6 +314,7 @@ async def test_inflation_of_a_category_over_a_year(client: Client) -> None:
     assert body["months"][-2]["basket_index"] == 100.0
     assert body["months"][-1]["matched_products"] == 1
     assert body["basket_change_pct"] == 50.0
+    assert (body["cartsnitch_index"], body["cpi_baseline"], body["categories"]) == (150.0, 100.0, {"dairy": 2.5})
     assert body["cpi"]["series_id"] == "CUUR0000SEFJ" and body["cpi"]["matches_category"] is True
     dairy = published("CUUR0000SEFJ")
     with_cpi = [label for label in labels if label in dairy]
@@ -326,6 +333,7 @@ async def test_inflation_of_a_category_over_a_year(client: Client) -> None:
     assert any("frozen" in note for note in frozen["notes"])
     assert all(m["basket_index"] is None for m in frozen["months"])
     assert frozen["basket_change_pct"] is None
+    assert (frozen["cartsnitch_index"], frozen["cpi_baseline"], frozen["categories"]) == (100.0, 100.0, {})
 
 
 async def test_public_routes_answer_if_none_match_with_304(client: Client) -> None:
