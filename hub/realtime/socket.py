@@ -97,7 +97,12 @@ class HubRedisManager(_IndexedRooms, socketio.AsyncRedisManager):  # type: ignor
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         if message.get("event") == ControlEvent.SESSION_ENDED.value:
-            await _end_local(self.server, message.get("namespace") or "/", message.get("data") or {})
+            # the publishing side wrapped the one argument in a list, as python-socketio's emit does
+            data = message.get("data")
+            envelope = data[0] if isinstance(data, list) and len(data) == 1 else data
+            await _end_local(
+                self.server, message.get("namespace") or "/", envelope if isinstance(envelope, dict) else {}
+            )
             return
         await super()._handle_emit(message)
 
