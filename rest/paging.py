@@ -79,9 +79,13 @@ def respond(
     page: Page,
     render: Callable[[Any], Any],
     key: Callable[[Any], Sequence[Any]],
+    *,
+    model: type[BaseModel] | None = None,
 ) -> web.Response:
     """A bare JSON array of ``page.limit`` rendered rows (the query fetched one more to know whether a next page
-    exists) and, when it does, ``Link: <…cursor=…>; rel="next"``."""
+    exists) and, when it does, ``Link: <…cursor=…>; rel="next"``. With ``model``, ``render`` gives plain dicts
+    that are validated as that model in one pass over the page: far cheaper than a model per row when rows
+    nest lists of their own."""
     has_next = len(rows) > page.limit
     shown = rows[: page.limit]
     headers = {}
@@ -90,6 +94,11 @@ def respond(
         query["cursor"] = encode_cursor(key(shown[-1]))
         headers["Link"] = f'<{request.rel_url.with_query(query)}>; rel="next"'
     items = [render(row) for row in shown]
+    if model is not None:
+        adapter = _list_of(model)
+        return web.Response(
+            body=adapter.dump_json(adapter.validate_python(items)), headers=headers, content_type=responses.JSON
+        )
     if items and isinstance(items[0], BaseModel):
         # pydantic writes the whole page in one call, about a third cheaper than dumping each model to a dict first
         body = _list_of(type(items[0])).dump_json(items)

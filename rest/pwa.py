@@ -137,39 +137,41 @@ class ProductsQuery(CursorQuery):
         return value.strip() or None
 
 
-def _item(item: LineItem) -> PwaPurchaseItem:
-    return PwaPurchaseItem(
-        id=item.id,
-        productId=str(item.product_id) if item.product_id is not None else "",
-        name=item.name,
-        quantity=item.quantity,
-        price=item.total_price,
-        unitPrice=item.unit_price,
-    )
+# Rows render to plain dicts, validated as their model once per response (``respond(…, model=…)``): a purchase
+# list builds hundreds of items, and a model per item costs several times the query.
+def _item(item: LineItem) -> dict[str, object]:
+    return {
+        "id": item.id,
+        "productId": str(item.product_id) if item.product_id is not None else "",
+        "name": item.name,
+        "quantity": item.quantity,
+        "price": item.total_price,
+        "unitPrice": item.unit_price,
+    }
 
 
-def _purchase(row: PurchaseRow, items: Iterable[LineItem]) -> PwaPurchase:
-    return PwaPurchase(
-        id=row.id,
-        storeId=row.store_slug,
-        storeName=row.store_name,
-        date=row.purchase_date,
-        total=row.total,
-        items=[_item(item) for item in items],
-    )
+def _purchase(row: PurchaseRow, items: Iterable[LineItem]) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "storeId": row.store_slug,
+        "storeName": row.store_name,
+        "date": row.purchase_date,
+        "total": row.total,
+        "items": [_item(item) for item in items],
+    }
 
 
-def _product(product: NormalizedProduct | products.Product, latest: Iterable[LatestPrice]) -> PwaProduct:
-    return PwaProduct(
-        id=product.id,
-        name=product.canonical_name,
-        brand=product.brand or "",
-        category=product.category or UNCATEGORIZED,
-        prices=[
-            PwaProductPrice(storeId=p.store_slug, storeName=p.store_name, price=p.price, lastUpdated=p.observed_date)
+def _product(product: NormalizedProduct | products.Product, latest: Iterable[LatestPrice]) -> dict[str, object]:
+    return {
+        "id": product.id,
+        "name": product.canonical_name,
+        "brand": product.brand or "",
+        "category": product.category or UNCATEGORIZED,
+        "prices": [
+            {"storeId": p.store_slug, "storeName": p.store_name, "price": p.price, "lastUpdated": p.observed_date}
             for p in latest
         ],
-    )
+    }
 
 
 def _discount(kind: str, value: Decimal) -> str:
@@ -182,27 +184,27 @@ def _discount(kind: str, value: Decimal) -> str:
     return f"${value:,.2f}"
 
 
-def _coupon(row: coupons.CouponRow) -> PwaCoupon:
-    return PwaCoupon(
-        id=row.id,
-        productId=str(row.product_id) if row.product_id is not None else None,
-        storeName=row.store_name,
-        description=row.description or row.title,
-        discount=_discount(row.discount_type, row.discount_value),
-        expiresAt=local_midnight(row.expires_at) if row.expires_at is not None else "",
-        code=row.coupon_code,
-    )
+def _coupon(row: coupons.CouponRow) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "productId": str(row.product_id) if row.product_id is not None else None,
+        "storeName": row.store_name,
+        "description": row.description or row.title,
+        "discount": _discount(row.discount_type, row.discount_value),
+        "expiresAt": local_midnight(row.expires_at) if row.expires_at is not None else "",
+        "code": row.coupon_code,
+    }
 
 
-def _alert(target: alerts.TargetAlert) -> PwaPriceAlert:
-    return PwaPriceAlert(
-        id=target.id,
-        productId=target.product_id,
-        productName=target.product_name,
-        targetPrice=target.target_price,
-        currentPrice=target.current_price if target.current_price is not None else Decimal(0),
-        triggered=target.triggered,
-    )
+def _alert(target: alerts.TargetAlert) -> dict[str, object]:
+    return {
+        "id": target.id,
+        "productId": target.product_id,
+        "productName": target.product_name,
+        "targetPrice": target.target_price,
+        "currentPrice": target.current_price if target.current_price is not None else Decimal(0),
+        "triggered": target.triggered,
+    }
 
 
 def _not_found(product_id: uuid.UUID) -> AppError:
@@ -225,7 +227,12 @@ async def list_pwa_purchases(request: web.Request) -> web.Response:
         )
         items = await purchases.list_items_of_purchases(session, purchase_ids=[row.id for row in rows[: page.limit]])
     return respond(
-        request, rows, page, lambda row: _purchase(row, items[row.id]), lambda row: (row.purchase_date, row.id)
+        request,
+        rows,
+        page,
+        lambda row: _purchase(row, items[row.id]),
+        lambda row: (row.purchase_date, row.id),
+        model=PwaPurchase,
     )
 
 
@@ -244,7 +251,7 @@ async def get_pwa_purchase(request: web.Request) -> web.Response:
         if row is None:
             raise AppError(ProblemType.NOT_FOUND, f"no purchase {purchase_id}")
         items = await purchases.list_purchase_items(session, purchase_id=purchase_id)
-    return responses.json(_purchase(row, items))
+    return responses.json(PwaPurchase.model_validate(_purchase(row, items)))
 
 
 @routes.get(
@@ -266,7 +273,12 @@ async def list_pwa_products(request: web.Request) -> web.Response:
     for price in latest:
         by_product[price.product_id].append(price)
     return respond(
-        request, rows, page, lambda row: _product(row, by_product[row.id]), lambda row: (row.created_at, row.id)
+        request,
+        rows,
+        page,
+        lambda row: _product(row, by_product[row.id]),
+        lambda row: (row.created_at, row.id),
+        model=PwaProduct,
     )
 
 
@@ -288,7 +300,7 @@ async def get_pwa_product(request: web.Request) -> web.Response:
             if product is None:
                 raise _not_found(product_id)
             latest = await prices.latest_prices(session, product_ids=[product_id])
-        return _product(product, latest)
+        return PwaProduct.model_validate(_product(product, latest))
 
     return await cached_json(request, cache.PRICES, compute)
 
@@ -332,7 +344,7 @@ async def list_pwa_coupons(request: web.Request) -> web.Response:
     page = capped_page(parse_query(request, CursorQuery).cursor, MAX_LIST, dt.datetime.fromisoformat, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await coupons.list_coupons(session, today=dt.date.today(), limit=page.limit, after=page.after)
-    return respond(request, rows, page, _coupon, lambda row: (row.created_at, row.id))
+    return respond(request, rows, page, _coupon, lambda row: (row.created_at, row.id), model=PwaCoupon)
 
 
 @routes.get(
@@ -347,7 +359,7 @@ async def list_pwa_alerts(request: web.Request) -> web.Response:
     page = capped_page(parse_query(request, CursorQuery).cursor, MAX_LIST, dt.datetime.fromisoformat, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await alerts.list_targets(session, user_id=principal.user_id, limit=page.limit + 1, after=page.after)
-    return respond(request, rows, page, _alert, lambda row: (row.created_at.isoformat(), row.id))
+    return respond(request, rows, page, _alert, lambda row: (row.created_at.isoformat(), row.id), model=PwaPriceAlert)
 
 
 @routes.get(
