@@ -24,7 +24,7 @@ from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
 from rest.paging import PageQuery, page_of, respond
-from rest.types import DecimalIn, Money
+from rest.types import DecimalIn, Money, Timestamp
 from rest.validation import parse_body, parse_query, path_uuid
 
 routes = RouteTable("alerts")
@@ -47,7 +47,10 @@ class AlertOut(BaseModel):
     product_id: uuid.UUID
     product_name: str
     message: str
-    triggered_at: datetime
+    triggered_at: Timestamp = Field(
+        description="price_target: the instant it fired; price_increase and shrinkflation: the day of the new price "
+        "or of the detection, as local midnight (YYYY-MM-DDT00:00:00)"
+    )
     read: bool
 
 
@@ -84,7 +87,11 @@ class TargetOut(BaseModel):
 
 
 def _alert_out(alert: alerts.FeedAlert) -> AlertOut:
-    return AlertOut.model_validate(alert, from_attributes=True)
+    out = AlertOut.model_validate(alert, from_attributes=True)
+    if alert.alert_type != alerts.PRICE_TARGET:
+        # the feed orders these by UTC midnight of their day; callers read them as that calendar day
+        out.triggered_at = alert.triggered_at.astimezone(UTC).replace(tzinfo=None)
+    return out
 
 
 def _settings_out(prefs: alerts.AlertPreferences) -> AlertSettingsOut:

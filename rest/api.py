@@ -1,3 +1,4 @@
 """Path prefixes."""
 
 API = "/api/v1"
+PWA = "/pwa/api/v1"

@@ -270,3 +270,61 @@ async def me(request: web.Request) -> web.Response:
     if user is None:
         raise unauthorized("the account no longer exists")
     return responses.json(_user_out(user))
+
+
+class ProfileIn(_Strict):
+    email: str | None = Field(None, max_length=255, description="a new sign-in email (unverified until verified)")
+    display_name: str | None = Field(None, min_length=1, max_length=100)
+    image: str | None = Field(None, min_length=1, max_length=2048, description="the avatar's URL")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not _EMAIL.match(value):
+            raise ValueError("is not an email address")
+        return value
+
+
+@routes.patch(
+    "/auth/me",
+    summary="Change the signed-in user's email, display name or image (absent or null: unchanged)",
+    body=ProfileIn,
+    response=UserOut,
+    errors=(409,),
+)
+async def update_me(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    body = await parse_body(request, ProfileIn)
+    try:
+        async with request.app[keys.sessionmaker].begin() as session:
+            user = await users.get_user(session, user_id=principal.user_id)
+            if user is None:
+                raise unauthorized("the account no longer exists")
+            if body.email is not None:
+                holder = await users.get_user_by_email(session, email=body.email)
+                if holder is not None and holder.id != user.id:
+                    raise AppError(ProblemType.CONFLICT, "an account with this email exists")
+            await users.update_profile(
+                session, user=user, email=body.email, display_name=body.display_name, image=body.image
+            )
+    except IntegrityError:
+        raise AppError(ProblemType.CONFLICT, "an account with this email exists") from None
+    return responses.json(_user_out(user))
+
+
+@routes.delete(
+    "/auth/me",
+    summary="Delete the signed-in user's account and everything that is theirs; their live connections end",
+    status=204,
+)
+async def delete_me(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    async with request.app[keys.sessionmaker].begin() as session:
+        deleted = await users.delete_user(session, user_id=principal.user_id)
+    if not deleted:
+        raise unauthorized("the account no longer exists")
+    await end_user_connections(request.app, principal.user_id, reason="account_deleted")
+    return responses.no_content()

@@ -17,7 +17,7 @@ from rest import paging, responses
 from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
-from rest.types import Money
+from rest.types import LocalMidnight, Money
 from rest.validation import parse_query
 
 routes = RouteTable("coupons")
@@ -33,13 +33,13 @@ class CouponOut(BaseModel):
     store_id: uuid.UUID
     store_name: str
     title: str
-    description: str | None
+    description: str = Field(description="the coupon's description, or its title when it has none")
     discount_value: Money
     discount_type: str = Field(description="percent, fixed, bogo or buy_x_get_y")
     min_purchase: Money | None
     product_id: uuid.UUID | None = Field(description="null for a store-wide coupon")
     starts_at: date | None = Field(description="the first day it is valid (null: no start)")
-    expires_at: date | None = Field(description="the last day it is valid (null: no end)")
+    expires_at: LocalMidnight | None = Field(description="the last day it is valid (null: no end)")
     requires_clip: bool
 
 
@@ -49,7 +49,7 @@ def _coupon_out(row: coupons.CouponRow) -> CouponOut:
         store_id=row.store_id,
         store_name=row.store_name,
         title=row.title,
-        description=row.description,
+        description=row.description or row.title,
         discount_value=row.discount_value,
         discount_type=row.discount_type,
         min_purchase=row.min_purchase,

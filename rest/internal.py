@@ -14,6 +14,7 @@ from channels.payloads import InvalidPayload
 from channels.publish import IdempotencyConflict
 from hub import keys
 from hub.errors import AppError, validation_error
+from hub.infra.metrics import RECENT_5XX, http_status_counts
 from hub.infra.security import constant_time_equals
 from rest import responses
 from rest.openapi import RouteTable
@@ -100,3 +101,32 @@ async def publish_event(request: web.Request) -> web.Response:
             ProblemType.INVALID_PAYLOAD, f"the {body.event_type.value} event fails its schema", errors=errors
         ) from None
     return responses.accepted(EventAccepted(id=event_id))
+
+
+class ErrorStatsOut(BaseModel):
+    error_counts: dict[str, int] = Field(
+        description="responses with a 4xx or 5xx status since this process started, by status"
+    )
+    recent_5xx_count: int = Field(description=f"server errors since this process started, counted up to {RECENT_5XX}")
+    requests_total: int = Field(description="responses of any status since this process started")
+
+
+@routes.get(
+    "/internal/error-stats",
+    summary="Error counts of this process (the old gateway's error monitor, from the Prometheus counters)",
+    auth="service",
+    response=ErrorStatsOut,
+    errors=(503,),
+)
+async def get_error_stats(request: web.Request) -> web.Response:
+    require_service(request)
+    counts = http_status_counts(request.app[keys.metrics])
+    errors = {str(status): count for status, count in sorted(counts.items()) if status >= 400}
+    server_errors = sum(count for status, count in counts.items() if status >= 500)
+    return responses.json(
+        ErrorStatsOut(
+            error_counts=errors,
+            recent_5xx_count=min(server_errors, RECENT_5XX),
+            requests_total=sum(counts.values()),
+        )
+    )

@@ -19,14 +19,17 @@ from rest import responses
 MAX_PAGE = 10_000
 
 
-class PageQuery(BaseModel):
+class CursorQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    page: int = Field(1, ge=1, le=MAX_PAGE, description="1-based page number (offset paging)")
-    page_size: int = Field(20, ge=1, le=100, description="items per page")
     cursor: str | None = Field(
         None, max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="opaque keyset cursor from a Link rel=next"
     )
+
+
+class PageQuery(CursorQuery):
+    page: int = Field(1, ge=1, le=MAX_PAGE, description="1-based page number (offset paging)")
+    page_size: int = Field(20, ge=1, le=100, description="items per page")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,12 @@ def page_of(query: PageQuery, *parsers: Callable[[str], Any]) -> Page:
         raise _foreign_cursor() from None
 
 
+def capped_page(cursor: str | None, limit: int, *parsers: Callable[[str], Any]) -> Page:
+    """The first ``limit`` rows of a list, or the ``limit`` rows after a cursor it issued: for lists that take no
+    ``page`` or ``page_size`` (the PWA profile's)."""
+    return page_of(PageQuery.model_construct(page=1, page_size=limit, cursor=cursor), *parsers)
+
+
 def _foreign_cursor() -> AppError:
     return validation_error([{"field": "cursor", "message": "is not a cursor this list issued", "type": "value_error"}])
 
@@ -70,9 +79,13 @@ def respond(
     page: Page,
     render: Callable[[Any], Any],
     key: Callable[[Any], Sequence[Any]],
+    *,
+    model: type[BaseModel] | None = None,
 ) -> web.Response:
     """A bare JSON array of ``page.limit`` rendered rows (the query fetched one more to know whether a next page
-    exists) and, when it does, ``Link: <…cursor=…>; rel="next"``."""
+    exists) and, when it does, ``Link: <…cursor=…>; rel="next"``. With ``model``, ``render`` gives plain dicts
+    that are validated as that model in one pass over the page: far cheaper than a model per row when rows
+    nest lists of their own."""
     has_next = len(rows) > page.limit
     shown = rows[: page.limit]
     headers = {}
@@ -81,6 +94,11 @@ def respond(
         query["cursor"] = encode_cursor(key(shown[-1]))
         headers["Link"] = f'<{request.rel_url.with_query(query)}>; rel="next"'
     items = [render(row) for row in shown]
+    if model is not None:
+        adapter = _list_of(model)
+        return web.Response(
+            body=adapter.dump_json(adapter.validate_python(items)), headers=headers, content_type=responses.JSON
+        )
     if items and isinstance(items[0], BaseModel):
         # pydantic writes the whole page in one call, about a third cheaper than dumping each model to a dict first
         body = _list_of(type(items[0])).dump_json(items)

@@ -20,17 +20,25 @@ from rest import paging, responses
 from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
-from rest.types import Money
+from rest.types import LocalMidnight, Money
 from rest.validation import parse_query
 
 routes = RouteTable("prices")
 MAX_COMPARED = 50
+MAX_TREND_POINTS = 500
 
 
 class TrendsQuery(paging.PageQuery):
     category: Category | None = Field(None, description="only products of this category")
     days: int = Field(30, ge=1, le=365, description="the window: observations of the last N days")
     group_by: Literal["product", "category"] = Field("product", description="one row per product or per category")
+
+
+class TrendPointOut(BaseModel):
+    date: LocalMidnight
+    price: Money = Field(description="the effective price: the lowest of regular, sale and loyalty")
+    store_id: uuid.UUID
+    store_name: str
 
 
 class PriceTrendOut(BaseModel):
@@ -45,6 +53,10 @@ class PriceTrendOut(BaseModel):
     change_pct: float | None = Field(description="last against first, in percent")
     observations: int
     last_observed_date: date
+    data_points: list[TrendPointOut] = Field(
+        description="the observations in the window, oldest first (the newest "
+        f"{MAX_TREND_POINTS}); grouped by category, the category's mean price per store and day"
+    )
 
 
 class IncreasesQuery(paging.PageQuery):
@@ -60,7 +72,7 @@ class PriceIncreaseOut(BaseModel):
     old_price: Money
     new_price: Money
     increase_pct: float
-    detected_at: date = Field(description="the date of the new price")
+    detected_at: LocalMidnight = Field(description="the date of the new price")
 
 
 class ComparisonQuery(BaseModel):
@@ -75,6 +87,8 @@ class StorePriceOut(BaseModel):
     price: Money = Field(description="the effective price: the lowest of regular, sale and loyalty")
     regular_price: Money
     observed_date: date
+    current_price: Money = Field(description="the old gateway's name for price")
+    last_seen_at: LocalMidnight = Field(description="the old gateway's name for observed_date")
 
 
 class ComparisonOut(BaseModel):
@@ -83,7 +97,7 @@ class ComparisonOut(BaseModel):
     prices: list[StorePriceOut]
 
 
-def _trend_out(trend: prices.PriceTrend) -> PriceTrendOut:
+def _trend_out(trend: prices.PriceTrend, points: list[prices.PriceObservation]) -> PriceTrendOut:
     return PriceTrendOut(
         product_id=trend.product_id,
         product_name=trend.product_name,
@@ -96,6 +110,10 @@ def _trend_out(trend: prices.PriceTrend) -> PriceTrendOut:
         change_pct=float(trend.change_pct) if trend.change_pct is not None else None,
         observations=trend.observations,
         last_observed_date=trend.last_observed,
+        data_points=[
+            TrendPointOut(date=p.observed_date, price=p.price, store_id=p.store_id, store_name=p.store_name)
+            for p in points
+        ],
     )
 
 
@@ -126,18 +144,32 @@ async def list_price_trends(request: web.Request) -> web.Response:
     page = paging.page_of(query, date.fromisoformat, uuid.UUID if query.group_by == "product" else str)
     today = date.today()
 
+    since = today - timedelta(days=query.days)
+
     async def compute() -> bytes:
         async with request.app[keys.sessionmaker]() as session:
             trends = await prices.price_trends(
                 session,
-                since=today - timedelta(days=query.days),
+                since=since,
                 category=query.category,
                 group_by=query.group_by,
                 limit=page.limit,
                 offset=page.offset,
                 after=page.after,
             )
-        return responses.dumps([_trend_out(trend) for trend in trends])
+            if query.group_by == "product":
+                by_product = await prices.product_observations(
+                    session,
+                    product_ids=[t.product_id for t in trends if t.product_id is not None],
+                    since=since,
+                    limit=MAX_TREND_POINTS,
+                )
+                points = {str(product_id): found for product_id, found in by_product.items()}
+            else:
+                points = await prices.category_observations(
+                    session, categories=[t.category for t in trends], since=since, limit=MAX_TREND_POINTS
+                )
+        return responses.dumps([_trend_out(t, points[t.key]) for t in trends])
 
     rows = orjson.loads(await request.app[keys.cache].get_or_compute(cache.PRICES, _cache_key(request, today), compute))
     return paging.respond(request, rows, page, render=_cached_row, key=_trend_position(query.group_by))
@@ -203,6 +235,8 @@ async def compare_prices(request: web.Request) -> web.Response:
                 price=row.price,
                 regular_price=row.regular_price,
                 observed_date=row.observed_date,
+                current_price=row.price,
+                last_seen_at=row.observed_date,
             )
         )
     return responses.json(

@@ -19,7 +19,7 @@ from rest.auth import require_user
 from rest.caching import cached_json
 from rest.openapi import RouteTable
 from rest.paging import PageQuery, page_of, respond
-from rest.types import Money
+from rest.types import LocalMidnight, Money
 from rest.validation import parse_query, path_uuid
 
 routes = RouteTable("products")
@@ -65,7 +65,7 @@ class StorePriceOut(BaseModel):
     store_id: uuid.UUID
     store_name: str
     current_price: Money = Field(description="the lowest of the regular, sale and loyalty prices last seen")
-    last_seen_at: dt.date
+    last_seen_at: LocalMidnight = Field(description="the day that price was seen")
 
 
 class ProductDetailOut(ProductOut):
@@ -73,7 +73,7 @@ class ProductDetailOut(ProductOut):
 
 
 class PricePointOut(BaseModel):
-    date: dt.date
+    date: LocalMidnight
     price: Money
     store_id: uuid.UUID
     store_name: str

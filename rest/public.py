@@ -20,7 +20,7 @@ from hub.store.prices import Category
 from rest.api import API
 from rest.caching import cached_json
 from rest.openapi import RouteTable
-from rest.types import Money
+from rest.types import LocalMidnight, Money
 from rest.validation import parse_query, path_uuid
 
 routes = RouteTable("public")
@@ -31,7 +31,7 @@ class TrendQuery(BaseModel):
 
 
 class TrendPointOut(BaseModel):
-    date: date
+    date: LocalMidnight
     price: Money = Field(description="the effective price: the lowest of regular, sale and loyalty")
     store_id: uuid.UUID
     store_name: str
@@ -56,8 +56,10 @@ class StoreComparisonQuery(BaseModel):
 class ComparedPriceOut(BaseModel):
     store_id: uuid.UUID
     store_name: str
-    price: Money
+    price: Money = Field(description="the effective price: the lowest of regular, sale and loyalty")
     observed_date: date
+    current_price: Money = Field(description="the old gateway's name for price")
+    last_seen_at: LocalMidnight = Field(description="the old gateway's name for observed_date")
 
 
 class ComparedProductOut(BaseModel):
@@ -120,6 +122,14 @@ class InflationOut(BaseModel):
     cpi_change_pct: float | None = Field(description="the last month with a CPI value against the first")
     cpi: CPISeriesOut
     notes: list[str]
+    cartsnitch_index: float = Field(
+        description="the basket index of the period's last month that has one (100: no change); the old "
+        "gateway's member"
+    )
+    cpi_baseline: float = Field(description="the level both indices start from (100); the old gateway's member")
+    categories: dict[str, float] = Field(
+        description="the mean effective price of each category's observations in the period; the old gateway's member"
+    )
 
 
 def _cache_key(request: web.Request) -> str:

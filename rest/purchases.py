@@ -19,7 +19,7 @@ from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
 from rest.paging import PageQuery, page_of, respond
-from rest.types import Money
+from rest.types import LocalMidnight, Money
 from rest.validation import parse_query, path_uuid
 
 routes = RouteTable("purchases")
@@ -46,7 +46,7 @@ class PurchaseOut(BaseModel):
     id: uuid.UUID
     store_id: uuid.UUID
     store_name: str
-    purchased_at: date = Field(description="the purchase date")
+    purchased_at: LocalMidnight = Field(description="the purchase date")
     total: Money
     item_count: int
 

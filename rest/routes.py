@@ -21,6 +21,7 @@ from rest import (
     products,
     public,
     purchases,
+    pwa,
     scraping,
     shopping,
     stores,
@@ -43,6 +44,7 @@ TABLES: tuple[RouteTable, ...] = (
     public.routes,
     events.routes,
     internal.routes,
+    pwa.routes,
 )
 
 DESCRIPTION = (

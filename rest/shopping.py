@@ -30,7 +30,7 @@ from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
 from rest.paging import PageQuery, page_of, respond
-from rest.types import DecimalIn, Money
+from rest.types import DecimalIn, LocalMidnight, Money
 from rest.validation import parse_body, parse_query, path_uuid
 
 routes = RouteTable("shopping")
@@ -67,6 +67,7 @@ class ShoppingListOut(BaseModel):
     id: uuid.UUID
     name: str
     items: list[ListItemOut]
+    item_count: int = Field(description="how many items the list has")
     created_at: datetime
     updated_at: datetime
 
@@ -85,12 +86,20 @@ class TripItemOut(BaseModel):
     quantity: Money
     unit_price: Money
     line_total: Money
+    price: Money = Field(description="the old gateway's name for line_total: the trip's subtotal is their sum")
 
 
 class TripCouponOut(BaseModel):
     coupon_id: uuid.UUID
     description: str
-    savings: Money
+    savings: Money = Field(description="what the coupon takes off this trip")
+    id: uuid.UUID = Field(description="the coupon's id (coupon_id), as the old gateway's coupon objects")
+    store_id: uuid.UUID
+    store_name: str
+    discount_value: Money
+    discount_type: str = Field(description="percent, fixed, bogo or buy_x_get_y")
+    product_id: uuid.UUID | None = Field(description="null for a store-wide coupon")
+    expires_at: LocalMidnight | None = Field(description="the last day it is valid (null: no end)")
 
 
 class TripOut(BaseModel):
@@ -130,7 +139,14 @@ class OptimizeOut(BaseModel):
 
 
 def _list_out(saved: shopping.SavedList) -> ShoppingListOut:
-    return ShoppingListOut.model_validate(saved, from_attributes=True)
+    return ShoppingListOut(
+        id=saved.id,
+        name=saved.name,
+        items=[ListItemOut.model_validate(item, from_attributes=True) for item in saved.items],
+        item_count=len(saved.items),
+        created_at=saved.created_at,
+        updated_at=saved.updated_at,
+    )
 
 
 async def _checked_items(session: AsyncSession, items: Sequence[ItemIn]) -> list[shopping.NewItem]:
@@ -286,12 +302,24 @@ def _optimize_out(problem: optimizer.Problem, result: optimizer.Result) -> Optim
                     quantity=p.line.quantity,
                     unit_price=p.unit_price,
                     line_total=p.line_total,
+                    price=p.line_total,
                 )
                 for p in trip.lines
             ],
             subtotal=trip.subtotal,
             coupons=[
-                TripCouponOut(coupon_id=a.coupon.id, description=a.coupon.description, savings=a.savings)
+                TripCouponOut(
+                    coupon_id=a.coupon.id,
+                    description=a.coupon.description,
+                    savings=a.savings,
+                    id=a.coupon.id,
+                    store_id=a.coupon.store_id,
+                    store_name=trip.store.name,
+                    discount_value=a.coupon.discount_value,
+                    discount_type=a.coupon.discount_type,
+                    product_id=a.coupon.product_id,
+                    expires_at=a.coupon.expires_at,
+                )
                 for a in trip.coupons
             ],
             savings=trip.savings,

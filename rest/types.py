@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
@@ -47,3 +48,41 @@ class DecimalIn:
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> dict[str, Any]:
         return {"type": "number", "minimum": float(self.minimum), "maximum": float(self.maximum)}
+
+
+LOCAL_MIDNIGHT_PATTERN = r"^\d{4}-\d{2}-\d{2}T00:00:00$"
+
+
+def local_midnight(value: date) -> str:
+    return f"{value.isoformat()}T00:00:00"
+
+
+LocalMidnight = Annotated[
+    date,
+    PlainSerializer(local_midnight, return_type=str, when_used="always"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": LOCAL_MIDNIGHT_PATTERN,
+            "description": "a calendar date written as local midnight (YYYY-MM-DDT00:00:00, no offset)",
+        },
+        mode="serialization",
+    ),
+]
+"""A DATE column the old gateway typed as a timestamp, written as it wrote it: ``YYYY-MM-DDT00:00:00`` with no
+offset. A browser reads that as midnight of the same day in its own time zone; a bare ``YYYY-MM-DD`` reads as
+UTC midnight, which is the previous evening in the Americas."""
+
+Timestamp = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "anyOf": [{"format": "date-time"}, {"pattern": LOCAL_MIDNIGHT_PATTERN}],
+            "description": "an instant with its offset, or for a date-backed value local midnight with none",
+        },
+        mode="serialization",
+    ),
+]
+"""A timestamp field that mixes instants (written with their offset) and date-backed values (naive local
+midnight, see ``LocalMidnight``)."""

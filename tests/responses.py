@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -43,3 +44,8 @@ async def all_pages(client: TestClient[Any, Any], url: str, headers: dict[str, s
         if link is None:
             return pages
         url = link[1 : link.index(">")]
+
+
+def midnight(day: date) -> str:
+    """How the old gateway wrote a date-backed timestamp, and /api/v1 still does: local midnight, no offset."""
+    return f"{day.isoformat()}T00:00:00"

@@ -17,6 +17,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -53,6 +54,7 @@ class CouponOffer:
     discount_type: str
     discount_value: Decimal
     min_purchase: Decimal | None = None
+    expires_at: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

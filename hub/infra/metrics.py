@@ -65,3 +65,18 @@ class Metrics:
         for flush in self.before_render:
             flush()
         return generate_latest(self.registry)
+
+
+RECENT_5XX = 100
+"""The old gateway's error monitor kept the last 100 server errors; ``recent_5xx_count`` counts up to that."""
+
+
+def http_status_counts(metrics: Metrics) -> dict[int, int]:
+    """Requests this process answered since it started, by status."""
+    counts: dict[int, int] = {}
+    for family in metrics.http_requests.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                status = int(sample.labels["status"])
+                counts[status] = counts.get(status, 0) + int(sample.value)
+    return counts

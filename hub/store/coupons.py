@@ -30,6 +30,7 @@ class CouponRow:
     expires_at: date | None
     requires_clip: bool
     created_at: datetime
+    coupon_code: str | None
 
 
 def valid_on(day: date) -> ColumnElement[bool]:
@@ -55,6 +56,7 @@ def _rows() -> Select[*tuple[Any, ...]]:
         Coupon.valid_to,
         Coupon.requires_clip,
         Coupon.created_at,
+        Coupon.coupon_code,
     ).join(Store, Store.id == Coupon.store_id)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -322,6 +322,104 @@ async def price_trends(
         )
         for row in rows
     ]
+
+
+class PriceObservation(NamedTuple):
+    observed_date: date
+    price: Decimal
+    store_id: uuid.UUID
+    store_name: str
+
+
+async def product_observations(
+    session: AsyncSession, *, product_ids: Sequence[uuid.UUID], since: date, limit: int
+) -> dict[uuid.UUID, list[PriceObservation]]:
+    """Each product's observations since ``since`` with the effective price (the newest ``limit`` of each),
+    oldest first, for many products in one query; every asked product has an entry."""
+    found: dict[uuid.UUID, list[PriceObservation]] = {product_id: [] for product_id in product_ids}
+    if not found:
+        return found
+    ranked = (
+        select(
+            PriceHistory.normalized_product_id.label("key"),
+            PriceHistory.observed_date.label("observed_date"),
+            effective_price().label("price"),
+            PriceHistory.store_id.label("store_id"),
+            Store.name.label("store_name"),
+            PriceHistory.id.label("id"),
+            func.row_number()
+            .over(
+                partition_by=PriceHistory.normalized_product_id,
+                order_by=(PriceHistory.observed_date.desc(), PriceHistory.id.desc()),
+            )
+            .label("rank"),
+        )
+        .join(Store, Store.id == PriceHistory.store_id)
+        .where(PriceHistory.normalized_product_id.in_(list(found)), PriceHistory.observed_date >= since)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked.c.key, ranked.c.observed_date, ranked.c.price, ranked.c.store_id, ranked.c.store_name)
+        .where(ranked.c.rank <= limit)
+        .order_by(ranked.c.key, ranked.c.observed_date, ranked.c.store_name, ranked.c.store_id, ranked.c.id)
+    )
+    for key, *observation in rows:
+        found[key].append(PriceObservation(*observation))
+    return found
+
+
+async def category_observations(
+    session: AsyncSession, *, categories: Sequence[str], since: date, limit: int
+) -> dict[str, list[PriceObservation]]:
+    """Per category, the mean effective price of its products at each store on each day since ``since`` (the
+    newest ``limit`` of each), oldest first; products without a category count as ``other``."""
+    found: dict[str, list[PriceObservation]] = {category: [] for category in categories}
+    if not found:
+        return found
+    observations = (
+        select(
+            func.coalesce(NormalizedProduct.category, UNCATEGORIZED).label("category"),
+            PriceHistory.observed_date.label("observed_date"),
+            effective_price().label("price"),
+            PriceHistory.store_id.label("store_id"),
+        )
+        .join(NormalizedProduct, NormalizedProduct.id == PriceHistory.normalized_product_id)
+        .where(PriceHistory.observed_date >= since)
+        .subquery()
+    )
+    daily = (
+        select(
+            observations.c.category,
+            observations.c.observed_date,
+            func.avg(observations.c.price).label("price"),
+            observations.c.store_id,
+        )
+        .where(observations.c.category.in_(list(found)))
+        .group_by(observations.c.category, observations.c.observed_date, observations.c.store_id)
+        .subquery()
+    )
+    ranked = (
+        select(
+            daily,
+            Store.name.label("store_name"),
+            func.row_number()
+            .over(
+                partition_by=daily.c.category,
+                order_by=(daily.c.observed_date.desc(), Store.name.desc(), daily.c.store_id.desc()),
+            )
+            .label("rank"),
+        )
+        .join(Store, Store.id == daily.c.store_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked.c.category, ranked.c.observed_date, ranked.c.price, ranked.c.store_id, ranked.c.store_name)
+        .where(ranked.c.rank <= limit)
+        .order_by(ranked.c.category, ranked.c.observed_date, ranked.c.store_name, ranked.c.store_id)
+    )
+    for category, day, price, store_id, store_name in rows:
+        found[category].append(PriceObservation(day, _money(price), store_id, store_name))
+    return found
 
 
 @dataclass(frozen=True, slots=True)

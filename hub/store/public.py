@@ -19,15 +19,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.domain import cpi
 from hub.store.models import NormalizedProduct, PriceHistory, Store
-from hub.store.prices import PRICES, STORES, effective_price, latest_price_rows
+from hub.store.prices import PRICES, STORES, UNCATEGORIZED, effective_price, latest_price_rows
 
 MAX_COMPARED_PRODUCTS = 20
 Period = Literal["all-time", "1y", "6m", "3m", "1m"]
 PERIOD_MONTHS = {"1y": 12, "6m": 6, "3m": 3, "1m": 1}
+BASE_LEVEL = 100.0
 
 
 def _number(value: Decimal | float) -> float:
     return float(value)
+
+
+def local_midnight(day: date) -> str:
+    """A date as the old gateway wrote its date-backed timestamps (``YYYY-MM-DDT00:00:00``, no offset), which a
+    browser reads as that day in its own time zone: the form ``rest.types.LocalMidnight`` writes."""
+    return f"{day.isoformat()}T00:00:00"
 
 
 def _cents(value: Decimal | float) -> Decimal:
@@ -60,7 +67,12 @@ async def trend_snapshot(session: AsyncSession, *, product_id: uuid.UUID, days: 
         "product_id": str(product_id),
         "product_name": rows[0][0],
         "data_points": [
-            {"date": day.isoformat(), "price": _number(price), "store_id": str(store_id), "store_name": store_name}
+            {
+                "date": local_midnight(day),
+                "price": _number(price),
+                "store_id": str(store_id),
+                "store_name": store_name,
+            }
             for _, day, price, store_id, store_name in rows
             if day is not None
         ],
@@ -122,6 +134,8 @@ async def store_comparison_snapshot(
                     "store_name": store_name,
                     "price": _number(price),
                     "observed_date": observed.isoformat(),
+                    "current_price": _number(price),
+                    "last_seen_at": local_midnight(observed),
                 }
             )
             if rank == 1:
@@ -226,6 +240,25 @@ async def first_observed(session: AsyncSession, *, category: str | None) -> date
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def category_means(session: AsyncSession, *, category: str | None, start: date, end: date) -> dict[str, float]:
+    """The mean effective price of each category's observations between ``start`` and ``end``, to the cent (the
+    old gateway's ``categories``); products without a category count as ``other``."""
+    observations = (
+        select(
+            func.coalesce(NormalizedProduct.category, UNCATEGORIZED).label("category"),
+            effective_price().label("price"),
+        )
+        .join(NormalizedProduct, NormalizedProduct.id == PriceHistory.normalized_product_id)
+        .where(PriceHistory.observed_date >= start, PriceHistory.observed_date <= end)
+        .subquery()
+    )
+    stmt = select(observations.c.category, func.avg(observations.c.price)).group_by(observations.c.category)
+    if category is not None:
+        stmt = stmt.where(observations.c.category == category)
+    rows = await session.execute(stmt.order_by(observations.c.category))
+    return {name: _round(mean, 2) for name, mean in rows}
+
+
 def _change_pct(first: Decimal | float | None, last: Decimal | float | None) -> float | None:
     if first is None or last is None or first == 0:
         return None
@@ -268,7 +301,7 @@ async def inflation_snapshot(
         link = links.get(month)
         if base_month is None:
             if link is not None:
-                base_month, level = month, 100.0
+                base_month, level = month, BASE_LEVEL
         elif level is not None:
             if link is not None and link.mean_log_relative is not None:
                 level *= math.exp(link.mean_log_relative)
@@ -310,6 +343,7 @@ async def inflation_snapshot(
         )
     basket_values = [basket[m] for m in months if m in basket]
     cpi_values = [v for v in published.values() if v is not None]
+    means = await category_means(session, category=category, start=cpi.month_start(start), end=today)
     return {
         "category": category,
         "period": period,
@@ -329,4 +363,9 @@ async def inflation_snapshot(
             "source": cpi.SOURCE,
         },
         "notes": notes,
+        # the old gateway's members: its index (now the basket index of the period's last month that has one),
+        # the level both indices start from, and the mean price of each category over the period
+        "cartsnitch_index": _round(basket_values[-1], 3) if basket_values else BASE_LEVEL,
+        "cpi_baseline": BASE_LEVEL,
+        "categories": means,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -47,6 +48,7 @@ class PurchaseRow(NamedTuple):
     savings_total: Decimal | None
     receipt_id: str
     store_location_id: uuid.UUID | None
+    store_slug: str
 
 
 class LineItem(NamedTuple):
@@ -102,6 +104,7 @@ def _with_details(chosen: Subquery) -> Select[*tuple[Any, ...]]:
         chosen.c.savings_total,
         chosen.c.receipt_id,
         chosen.c.store_location_id,
+        Store.__table__.c.slug,
     ).join(Store.__table__, Store.__table__.c.id == chosen.c.store_id)
 
 
@@ -156,6 +159,19 @@ _LINE_ITEMS = (
     .where(_ITEMS.purchase_id == bindparam("purchase_id"))
     .order_by(_ITEMS.created_at, _ITEMS.id)
 )
+_ITEMS_OF_MANY = (
+    select(
+        _ITEMS.purchase_id,
+        _ITEMS.id,
+        _ITEMS.normalized_product_id,
+        _ITEMS.product_name_raw,
+        _ITEMS.quantity,
+        _ITEMS.unit_price,
+        _ITEMS.extended_price,
+    )
+    .where(_ITEMS.purchase_id.in_(bindparam("purchase_ids", expanding=True)))
+    .order_by(_ITEMS.purchase_id, _ITEMS.created_at, _ITEMS.id)
+)
 
 
 async def list_purchases_for_user(
@@ -192,6 +208,20 @@ async def list_purchase_items(session: AsyncSession, *, purchase_id: uuid.UUID) 
     """The purchase's line items in the order they were recorded."""
     rows = await session.execute(_LINE_ITEMS, {"purchase_id": purchase_id})
     return [LineItem._make(row) for row in rows.all()]
+
+
+async def list_items_of_purchases(
+    session: AsyncSession, *, purchase_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[LineItem]]:
+    """The line items of many purchases in one query, each purchase's in the order they were recorded; every
+    asked purchase has an entry (empty when it has no items)."""
+    items: dict[uuid.UUID, list[LineItem]] = {purchase_id: [] for purchase_id in purchase_ids}
+    if not items:
+        return items
+    rows = await session.execute(_ITEMS_OF_MANY, {"purchase_ids": list(items)})
+    for purchase_id, *item in rows.all():
+        items[purchase_id].append(LineItem._make(item))
+    return items
 
 
 def _period_label(dialect: str, period: Period) -> ColumnElement[str]:

@@ -259,6 +259,7 @@ async def load_problem(
                         Coupon.discount_type,
                         Coupon.discount_value,
                         Coupon.min_purchase,
+                        Coupon.valid_to,
                     )
                     .where(
                         Coupon.store_id.in_(list(stores)),

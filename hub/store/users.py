@@ -9,7 +9,23 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.infra.security import random_id
-from hub.store.models import Account, Session, User
+from hub.store.models import (
+    Account,
+    AlertRead,
+    AlertSettings,
+    PriceHistory,
+    PriceTargetAlert,
+    Purchase,
+    PurchaseItem,
+    RefreshFamily,
+    RefreshToken,
+    Session,
+    ShoppingList,
+    ShoppingListItem,
+    SyncJob,
+    User,
+    UserStoreAccount,
+)
 
 CREDENTIAL_PROVIDER = "credential"
 
@@ -107,3 +123,51 @@ async def live_session_ids(session: AsyncSession, *, session_ids: list[str], now
     """Which of the Better-Auth session ids still exist and have not expired."""
     result = await session.execute(select(Session.id).where(Session.id.in_(session_ids), Session.expires_at > now))
     return set(result.scalars())
+
+
+async def update_profile(
+    session: AsyncSession, *, user: User, email: str | None, display_name: str | None, image: str | None
+) -> User:
+    """Set the given fields (None leaves one as it is); a new email is unverified until Better-Auth verifies it."""
+    if email is not None:
+        if email.lower() != user.email.lower():
+            user.email_verified = False
+        user.email = email
+    if display_name is not None:
+        user.display_name = display_name
+    if image is not None:
+        user.image = image
+    user.updated_at = datetime.now(UTC)
+    await session.flush()
+    return user
+
+
+async def delete_user(session: AsyncSession, *, user_id: str) -> bool:
+    """Delete the user and every row that is theirs. Explicit deletes, child tables first: a database the
+    platform created has no ON DELETE CASCADE on purchases, their items or store accounts. Price observations
+    recorded from the user's receipts are catalogue data: they stay, detached from the deleted items."""
+    purchase_ids = select(Purchase.id).where(Purchase.user_id == user_id)
+    item_ids = select(PurchaseItem.id).where(PurchaseItem.purchase_id.in_(purchase_ids))
+    list_ids = select(ShoppingList.id).where(ShoppingList.user_id == user_id)
+    family_ids = select(RefreshFamily.id).where(RefreshFamily.user_id == user_id)
+    await session.execute(
+        update(PriceHistory).where(PriceHistory.purchase_item_id.in_(item_ids)).values(purchase_item_id=None)
+    )
+    for statement in (
+        delete(PurchaseItem).where(PurchaseItem.purchase_id.in_(purchase_ids)),
+        delete(Purchase).where(Purchase.user_id == user_id),
+        delete(UserStoreAccount).where(UserStoreAccount.user_id == user_id),
+        delete(SyncJob).where(SyncJob.user_id == user_id),
+        delete(ShoppingListItem).where(ShoppingListItem.list_id.in_(list_ids)),
+        delete(ShoppingList).where(ShoppingList.user_id == user_id),
+        delete(PriceTargetAlert).where(PriceTargetAlert.user_id == user_id),
+        delete(AlertRead).where(AlertRead.user_id == user_id),
+        delete(AlertSettings).where(AlertSettings.user_id == user_id),
+        delete(RefreshToken).where(RefreshToken.family_id.in_(family_ids)),
+        delete(RefreshFamily).where(RefreshFamily.user_id == user_id),
+        delete(Session).where(Session.user_id == user_id),
+        delete(Account).where(Account.user_id == user_id),
+    ):
+        await session.execute(statement.execution_options(synchronize_session=False))
+    deleted = await session.execute(delete(User).where(User.id == user_id).execution_options(synchronize_session=False))
+    return bool(deleted.rowcount)  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 import socketio
 from aiohttp import web
@@ -234,3 +235,22 @@ async def test_expiring_token_is_announced_refreshed_and_enforced(
     )
     await asyncio.wait_for(gone.wait(), 6)
     assert [name for name, _ in lapsing.events][-1] == "cartsnitch.session.ended"
+
+
+async def test_deleting_the_account_ends_live_connections(
+    server: TestServer, user: Any, clients: Callable[[], Client]
+) -> None:
+    token = await factories.access_token(server.app, user.id)
+    client = clients()
+    await client.connect(server, f"/users/{user.id}", {"token": token})
+    disconnected = asyncio.Event()
+    client.sio.on("disconnect", lambda *a: disconnected.set(), namespace=f"/users/{user.id}")
+    async with aiohttp.ClientSession() as http:
+        response = await http.delete(server.make_url("/auth/me"), headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 204
+    await asyncio.wait_for(disconnected.wait(), 5)
+    ended = [payload for name, payload in client.events if name == "cartsnitch.session.ended"]
+    assert ended and ended[0]["payload"]["reason"] == "account_deleted"
+    again = clients()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await again.connect(server, f"/users/{user.id}", {"token": token})

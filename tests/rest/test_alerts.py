@@ -12,7 +12,7 @@ from hub import keys
 from hub.store import alerts
 from hub.store.models import NormalizedProduct, ShrinkflationEvent, Store, User
 from tests import factories
-from tests.responses import check_problem
+from tests.responses import check_problem, midnight
 
 Client = TestClient[Any, Any]
 API = "/api/v1"
@@ -151,11 +151,14 @@ async def test_list_alerts_merges_increases_shrinkflation_and_targets_newest_fir
     assert increase["product_id"] == str(w.cheerios.id)
     assert increase["product_name"] == "Cheerios 18 oz"
     assert increase["message"] == "Cheerios 18 oz went from $3.99 to $4.49 at Kroger (+12.5%)"
-    assert increase["triggered_at"].startswith(_day(5).isoformat())
+    # date-backed alerts read as the old gateway wrote its shrinkflation alerts: local midnight of their day
+    assert increase["triggered_at"] == midnight(_day(5))
     assert increase["read"] is False
     assert feed[1]["message"].startswith("Cheerios 18 oz shrank from 18 oz to 16 oz")
-    assert feed[1]["triggered_at"].startswith(_day(3).isoformat())
+    assert feed[1]["triggered_at"] == midnight(_day(3))
     assert feed[0]["product_name"] == "Whole Milk"
+    fired_at = datetime.fromisoformat(feed[0]["triggered_at"])
+    assert fired_at.utcoffset() is not None and datetime.now(UTC) - fired_at < timedelta(minutes=1)
     assert "$2.19" in feed[0]["message"] and "Meijer" in feed[0]["message"] and "$2.25" in feed[0]["message"]
     assert set(feed[0]) == {"id", "alert_type", "product_id", "product_name", "message", "triggered_at", "read"}
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import jwt
@@ -12,7 +13,19 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from hub import keys
-from hub.store.models import Account, RefreshFamily
+from hub.store.models import (
+    Account,
+    AlertSettings,
+    PriceHistory,
+    PriceTargetAlert,
+    Purchase,
+    PurchaseItem,
+    RefreshFamily,
+    Session,
+    ShoppingList,
+    User,
+    UserStoreAccount,
+)
 from tests import factories
 from tests.responses import check_problem
 
@@ -283,3 +296,132 @@ async def test_forwarded_for_from_an_untrusted_peer_changes_nothing(aiohttp_clie
         )
         statuses.append(response.status)
     assert statuses.count(401) == 5 and statuses.count(429) == 20
+
+
+# --- PATCH and DELETE /auth/me (the old gateway's profile routes) --------------------------------------------
+
+
+async def test_update_me_sets_only_the_given_fields(client: Client) -> None:
+    registered = await _register(client)
+    headers = {"Authorization": f"Bearer {registered['access_token']}"}
+    response = await client.patch("/auth/me", headers=headers, json={"display_name": "Annie"})
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    renamed = await response.json()
+    assert (renamed["display_name"], renamed["email"], renamed["image"]) == ("Annie", "ann@example.com", None)
+    assert renamed["created_at"] == registered["user"]["created_at"]
+
+    async with client.app[keys.sessionmaker].begin() as session:
+        user = await session.get(User, registered["user"]["id"])
+        assert user is not None
+        user.email_verified = True
+    response = await client.patch(
+        "/auth/me", headers=headers, json={"email": " ann@new.example ", "image": "https://img.example/a.png"}
+    )
+    moved = await response.json()
+    assert (moved["email"], moved["email_verified"], moved["display_name"]) == ("ann@new.example", False, "Annie")
+    assert moved["image"] == "https://img.example/a.png"
+    assert await (await client.get("/auth/me", headers=headers)).json() == moved
+    unchanged = await client.patch("/auth/me", headers=headers, json={"display_name": None})
+    assert await unchanged.json() == moved
+
+    login = await client.post("/auth/login", json={"email": "ann@new.example", "password": "s3cret-password"})
+    assert login.status == 200
+    old = await client.post("/auth/login", json={"email": "ann@example.com", "password": "s3cret-password"})
+    check_problem(old, await old.json(), 401, "unauthorized")
+
+
+async def test_update_me_refuses_a_taken_email_and_bad_input(client: Client) -> None:
+    await _register(client, email="bob@example.com")
+    ann = await _register(client)
+    headers = {"Authorization": f"Bearer {ann['access_token']}"}
+    taken = await client.patch("/auth/me", headers=headers, json={"email": "BOB@example.com"})
+    check_problem(taken, await taken.json(), 409, "conflict")
+    for body, field in (
+        ({"email": "not-an-email"}, "email"),
+        ({"display_name": ""}, "display_name"),
+        ({"display_name": "x" * 101}, "display_name"),
+        ({"role": "admin"}, "role"),
+        ({"image": 5}, "image"),
+    ):
+        response = await client.patch("/auth/me", headers=headers, json=body)
+        problem = await response.json()
+        check_problem(response, problem, 422, "validation")
+        assert problem["errors"][0]["field"] == field
+    response = await client.patch("/auth/me", json={"display_name": "Nobody"})
+    check_problem(response, await response.json(), 401, "unauthorized")
+    me = await (await client.get("/auth/me", headers=headers)).json()
+    assert (me["email"], me["display_name"]) == ("ann@example.com", "Ann")
+
+
+async def test_delete_me_removes_the_account_and_everything_that_is_its(client: Client) -> None:
+    ann = await _register(client)
+    bob = await _register(client, email="bob@example.com")
+    ann_headers = {"Authorization": f"Bearer {ann['access_token']}"}
+    async with client.app[keys.sessionmaker].begin() as session:
+        store = await factories.create_store(session)
+        product = await factories.create_product(session)
+        owners = {}
+        for who in (ann, bob):
+            user = await session.get(User, who["user"]["id"])
+            assert user is not None
+            purchase = await factories.create_purchase(
+                session, user=user, store=store, purchased=date(2024, 1, 1), items=[(product, "1", "2.00")]
+            )
+            item = (
+                await session.execute(select(PurchaseItem).where(PurchaseItem.purchase_id == purchase.id))
+            ).scalar_one()
+            observed = await factories.create_price(
+                session,
+                product=product,
+                store=store,
+                observed=date(2024, 1, 1),
+                regular="2.00",
+                purchase_item_id=item.id,
+            )
+            owners[user.id] = observed.id
+            session.add(UserStoreAccount(user_id=user.id, store_id=store.id, session_data="x", status="active"))
+            session.add(PriceTargetAlert(user_id=user.id, normalized_product_id=product.id, target_price=Decimal(1)))
+            await factories.create_session_token(session, user=user)
+    for path, body in (
+        ("/api/v1/shopping/lists", {"name": "Weekly", "items": [{"name": "milk", "quantity": 1}]}),
+        ("/api/v1/alerts/settings", None),
+    ):
+        if body is None:
+            settings = {"price_increase_threshold_pct": 7, "shrinkflation_enabled": False, "email_notifications": True}
+            assert (await client.put(path, headers=ann_headers, json=settings)).status == 200
+        else:
+            assert (await client.post(path, headers=ann_headers, json=body)).status == 201
+
+    response = await client.delete("/auth/me", headers=ann_headers)
+    assert response.status == 204
+    response = await client.get("/auth/me", headers=ann_headers)
+    check_problem(response, await response.json(), 401, "unauthorized")
+    login = await client.post("/auth/login", json={"email": "ann@example.com", "password": "s3cret-password"})
+    check_problem(login, await login.json(), 401, "unauthorized")
+
+    async with client.app[keys.sessionmaker]() as session:
+        for model in (
+            User,
+            Account,
+            Session,
+            RefreshFamily,
+            Purchase,
+            UserStoreAccount,
+            PriceTargetAlert,
+            ShoppingList,
+            AlertSettings,
+        ):
+            owner = model.id if model is User else model.user_id
+            owners_left = set((await session.execute(select(owner))).scalars())
+            assert ann["user"]["id"] not in owners_left, model.__name__
+            assert bob["user"]["id"] in owners_left or model in (ShoppingList, AlertSettings), model.__name__
+        items = (await session.execute(select(PurchaseItem.purchase_id))).scalars().all()
+        assert len(items) == 1  # Bob's
+        kept = {row.id: row.purchase_item_id for row in (await session.execute(select(PriceHistory))).scalars()}
+        assert kept[owners[ann["user"]["id"]]] is None  # the observation stays, detached from the deleted item
+        assert kept[owners[bob["user"]["id"]]] is not None
+    bob_me = await client.get("/auth/me", headers={"Authorization": f"Bearer {bob['access_token']}"})
+    assert bob_me.status == 200
+    again = await client.delete("/auth/me", headers=ann_headers)
+    check_problem(again, await again.json(), 401, "unauthorized")

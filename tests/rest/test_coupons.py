@@ -12,7 +12,7 @@ from hub import keys
 from hub.infra import cache
 from hub.store.models import Coupon
 from tests import factories
-from tests.responses import all_pages, expect_json, expect_problem
+from tests.responses import all_pages, expect_json, expect_problem, midnight
 
 Client = TestClient[Any, Any]
 TODAY = date.today()
@@ -38,7 +38,14 @@ async def test_list_coupons_valid_today(client: Client) -> None:
             requires_clip=True,
         )
         open_ended = await factories.create_coupon(
-            session, store=other, valid_from=None, valid_to=None, discount_type="percent", discount_value=Decimal("10")
+            session,
+            store=other,
+            title="10% off everything",
+            description=None,
+            valid_from=None,
+            valid_to=None,
+            discount_type="percent",
+            discount_value=Decimal("10"),
         )
         expired = await factories.create_coupon(
             session, store=shop, valid_from=TODAY - timedelta(days=9), valid_to=TODAY - timedelta(days=1)
@@ -60,11 +67,12 @@ async def test_list_coupons_valid_today(client: Client) -> None:
         "min_purchase": 5.0,
         "product_id": str(cereal.id),
         "starts_at": TODAY.isoformat(),
-        "expires_at": TODAY.isoformat(),
+        "expires_at": midnight(TODAY),
         "requires_clip": True,
     }
     wide = next(row for row in body if row["id"] == str(open_ended.id))
     assert wide["product_id"] is None and wide["expires_at"] is None and wide["discount_value"] == 10.0
+    assert wide["description"] == "10% off everything"  # the title when there is no description, as the old gateway
 
     at_shop = await expect_json(await client.get(f"/api/v1/coupons?store_id={shop.id}", headers=headers))
     assert [row["id"] for row in at_shop] == [str(active.id)]

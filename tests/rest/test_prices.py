@@ -9,8 +9,9 @@ from aiohttp.test_utils import TestClient
 
 from hub import keys
 from hub.infra import cache
+from hub.store.models import Store
 from tests import factories
-from tests.responses import all_pages, expect_json, expect_problem
+from tests.responses import all_pages, expect_json, expect_problem, midnight
 
 Client = TestClient[Any, Any]
 TODAY = date.today()
@@ -18,6 +19,10 @@ TODAY = date.today()
 
 def ago(days: int) -> date:
     return TODAY - timedelta(days=days)
+
+
+def _point(days_ago: int, price: float, store: Store) -> dict[str, Any]:
+    return {"date": midnight(ago(days_ago)), "price": price, "store_id": str(store.id), "store_name": store.name}
 
 
 async def _headers(client: Client) -> dict[str, str]:
@@ -59,7 +64,15 @@ async def test_trends_per_product(client: Client) -> None:
         "change_pct": 75.0,
         "observations": 4,
         "last_observed_date": ago(5).isoformat(),
+        # the old gateway's member: the window's observations, oldest first
+        "data_points": [
+            _point(20, 2.0, data["one"]),
+            _point(10, 2.5, data["one"]),
+            _point(5, 4.0, data["one"]),
+            _point(5, 3.0, data["two"]),
+        ],
     }
+    assert body[0]["data_points"] == [_point(3, 1.5, data["two"])]
     assert body[0]["change_pct"] == 0.0
     assert body[0]["observations"] == 1
 
@@ -93,6 +106,13 @@ async def test_trends_per_category(client: Client) -> None:
     assert pantry["avg_price"] == 5.8
     assert pantry["change_pct"] == pytest.approx(10.91)
     assert pantry["observations"] == 4
+    assert pantry["data_points"] == [  # the category's mean price per store and day
+        _point(9, 1.0, store),
+        _point(6, 10.0, store),
+        _point(4, 11.0, store),
+        _point(2, 1.2, store),
+    ]
+    assert body[0]["data_points"] == [_point(1, 2.0, store)]
 
 
 async def test_trends_page_with_a_cursor(client: Client) -> None:
@@ -157,7 +177,7 @@ async def test_increases(client: Client) -> None:
             "old_price": 1.0,
             "new_price": 1.05,
             "increase_pct": 5.0,
-            "detected_at": ago(8).isoformat(),
+            "detected_at": midnight(ago(8)),
         },
         {
             "product_id": str(eggs.id),
@@ -167,7 +187,7 @@ async def test_increases(client: Client) -> None:
             "old_price": 2.0,
             "new_price": 2.2,
             "increase_pct": 10.0,
-            "detected_at": ago(10).isoformat(),
+            "detected_at": midnight(ago(10)),
         },
     ]
     lower = await expect_json(await client.get("/api/v1/prices/increases?min_pct=3", headers=headers))
@@ -229,6 +249,8 @@ async def test_comparison(client: Client) -> None:
                     "price": 2.25,
                     "regular_price": 2.25,
                     "observed_date": ago(1).isoformat(),
+                    "current_price": 2.25,
+                    "last_seen_at": midnight(ago(1)),
                 }
             ],
         },
@@ -242,6 +264,8 @@ async def test_comparison(client: Client) -> None:
                     "price": 3.5,
                     "regular_price": 4.0,
                     "observed_date": ago(2).isoformat(),
+                    "current_price": 3.5,
+                    "last_seen_at": midnight(ago(2)),
                 },
                 {
                     "store_id": str(beta.id),
@@ -249,6 +273,8 @@ async def test_comparison(client: Client) -> None:
                     "price": 3.8,
                     "regular_price": 3.8,
                     "observed_date": ago(5).isoformat(),
+                    "current_price": 3.8,
+                    "last_seen_at": midnight(ago(5)),
                 },
             ],
         },

@@ -13,7 +13,7 @@ from hub import keys
 from hub.store.models import NormalizedProduct, PriceHistory, Store, User
 from rest.paging import encode_cursor
 from tests import factories
-from tests.responses import check_problem
+from tests.responses import check_problem, midnight
 
 Client = TestClient[Any, Any]
 API = "/api/v1"
@@ -275,13 +275,13 @@ async def test_product_detail_has_current_price_per_store(client: Client) -> Non
                 "store_id": str(w.kroger.id),
                 "store_name": "Kroger",
                 "current_price": 3.79,
-                "last_seen_at": (today - timedelta(days=2)).isoformat(),
+                "last_seen_at": midnight(today - timedelta(days=2)),
             },
             {
                 "store_id": str(w.meijer.id),
                 "store_name": "Meijer",
                 "current_price": 4.09,
-                "last_seen_at": (today - timedelta(days=5)).isoformat(),
+                "last_seen_at": midnight(today - timedelta(days=5)),
             },
         ],
     }
@@ -315,7 +315,7 @@ async def test_price_history_oldest_first_within_a_year(client: Client) -> None:
 
     def point(days: int, price: float, store: Store) -> dict[str, Any]:
         return {
-            "date": (today - timedelta(days=days)).isoformat(),
+            "date": midnight(today - timedelta(days=days)),
             "price": price,
             "store_id": str(store.id),
             "store_name": store.name,
@@ -353,6 +353,6 @@ async def test_price_history_keeps_the_newest_1000_points(client: Client) -> Non
     body = await (await _get(client, w.ann, f"{API}/products/{w.chips.id}/prices")).json()
     points = body["data_points"]
     assert len(points) == 1000
-    assert points[-1]["date"] == (start + timedelta(days=1004 // 4)).isoformat()
-    assert points[0]["date"] == (start + timedelta(days=5 // 4)).isoformat()
+    assert points[-1]["date"] == midnight(start + timedelta(days=1004 // 4))
+    assert points[0]["date"] == midnight(start + timedelta(days=5 // 4))
     assert [p["date"] for p in points] == sorted(p["date"] for p in points)

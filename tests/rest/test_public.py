@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestClient
 import hub
 from hub import keys
 from hub.infra import cache
+from hub.store.models import Store
 from tests import factories
-from tests.responses import expect_json, expect_problem
+from tests.responses import expect_json, expect_problem, midnight
 
 Client = TestClient[Any, Any]
 TODAY = date.today()
@@ -64,15 +65,15 @@ async def test_public_trend(client: Client) -> None:
         "product_id": str(beans.id),
         "product_name": "Beans",
         "data_points": [
-            {"date": ago(30).isoformat(), "price": 1.19, "store_id": str(north.id), "store_name": "North"},
-            {"date": ago(30).isoformat(), "price": 1.29, "store_id": str(south.id), "store_name": "South"},
-            {"date": ago(2).isoformat(), "price": 1.09, "store_id": str(north.id), "store_name": "North"},
+            {"date": midnight(ago(30)), "price": 1.19, "store_id": str(north.id), "store_name": "North"},
+            {"date": midnight(ago(30)), "price": 1.29, "store_id": str(south.id), "store_name": "South"},
+            {"date": midnight(ago(2)), "price": 1.09, "store_id": str(north.id), "store_name": "North"},
         ],
     }
     longer = await expect_json(await client.get(f"/api/v1/public/trends/{beans.id}?days=365"))
     assert [point["price"] for point in longer["data_points"]] == [0.99, 1.19, 1.29, 1.09]
     shorter = await expect_json(await client.get(f"/api/v1/public/trends/{beans.id}?days=7"))
-    assert [point["date"] for point in shorter["data_points"]] == [ago(2).isoformat()]
+    assert [point["date"] for point in shorter["data_points"]] == [midnight(ago(2))]
 
 
 async def test_public_trend_of_an_unknown_product_is_404(client: Client) -> None:
@@ -112,6 +113,18 @@ async def test_public_bad_input_is_422(client: Client) -> None:
         assert field in [error["field"] for error in body["errors"]], (url, body)
 
 
+def _compared(store: Store, price: float, days_ago: int) -> dict[str, Any]:
+    return {
+        "store_id": str(store.id),
+        "store_name": store.name,
+        "price": price,
+        "observed_date": ago(days_ago).isoformat(),
+        # the old gateway's names, kept
+        "current_price": price,
+        "last_seen_at": midnight(ago(days_ago)),
+    }
+
+
 async def test_store_comparison_of_given_products(client: Client) -> None:
     async with client.app[keys.sessionmaker].begin() as session:
         one = await factories.create_store(session, name="One")
@@ -132,17 +145,15 @@ async def test_store_comparison_of_given_products(client: Client) -> None:
             "product_id": str(cocoa.id),
             "product_name": "Cocoa",
             "cheapest_store_id": str(one.id),
-            "prices": [
-                {"store_id": str(one.id), "store_name": "One", "price": 1.0, "observed_date": ago(1).isoformat()}
-            ],
+            "prices": [_compared(one, 1.0, 1)],
         },
         {
             "product_id": str(apples.id),
             "product_name": "Apples",
             "cheapest_store_id": str(two.id),
             "prices": [
-                {"store_id": str(one.id), "store_name": "One", "price": 2.0, "observed_date": ago(3).isoformat()},
-                {"store_id": str(two.id), "store_name": "Two", "price": 1.8, "observed_date": ago(4).isoformat()},
+                _compared(one, 2.0, 3),
+                _compared(two, 1.8, 4),
             ],
         },
         {
@@ -150,8 +161,8 @@ async def test_store_comparison_of_given_products(client: Client) -> None:
             "product_name": "Bread",
             "cheapest_store_id": str(one.id),
             "prices": [
-                {"store_id": str(one.id), "store_name": "One", "price": 3.0, "observed_date": ago(5).isoformat()},
-                {"store_id": str(two.id), "store_name": "Two", "price": 3.5, "observed_date": ago(5).isoformat()},
+                _compared(one, 3.0, 5),
+                _compared(two, 3.5, 5),
             ],
         },
     ]
@@ -276,6 +287,12 @@ async def test_inflation_basket_index_and_cpi(client: Client) -> None:
         "source": "U.S. Bureau of Labor Statistics, CPI-U (see SOURCES.md)",
     }
     assert body["category"] is None and body["period"] == "all-time"
+    # the old gateway's members
+    assert body["cartsnitch_index"] == round(nov, 3)
+    assert body["cpi_baseline"] == 100.0
+    # pantry: (2.00 + 2.20 + 3.00 + 2.31 + 2.31 + 3.30 + 2.50 + 3.63) / 8 = 2.65625; dairy: (4.00 + 4.40 + 4.00) / 3,
+    # with the effective price of the 4.50 that was on sale at 4.00
+    assert body["categories"] == {"dairy": 4.13, "pantry": 2.66}
 
 
 async def test_inflation_of_a_category_over_a_year(client: Client) -> None:
@@ -297,6 +314,7 @@ async def test_inflation_of_a_category_over_a_year(client: Client) -> None:
     assert body["months"][-2]["basket_index"] == 100.0
     assert body["months"][-1]["matched_products"] == 1
     assert body["basket_change_pct"] == 50.0
+    assert (body["cartsnitch_index"], body["cpi_baseline"], body["categories"]) == (150.0, 100.0, {"dairy": 2.5})
     assert body["cpi"]["series_id"] == "CUUR0000SEFJ" and body["cpi"]["matches_category"] is True
     dairy = published("CUUR0000SEFJ")
     with_cpi = [label for label in labels if label in dairy]
@@ -315,6 +333,7 @@ async def test_inflation_of_a_category_over_a_year(client: Client) -> None:
     assert any("frozen" in note for note in frozen["notes"])
     assert all(m["basket_index"] is None for m in frozen["months"])
     assert frozen["basket_change_pct"] is None
+    assert (frozen["cartsnitch_index"], frozen["cpi_baseline"], frozen["categories"]) == (100.0, 100.0, {})
 
 
 async def test_public_routes_answer_if_none_match_with_304(client: Client) -> None:

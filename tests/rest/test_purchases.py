@@ -118,7 +118,7 @@ async def test_list_purchases_newest_first_with_item_counts(client: Client) -> N
         "id": str(w.p1.id),
         "store_id": str(w.kroger.id),
         "store_name": "Kroger",
-        "purchased_at": "2024-01-15",
+        "purchased_at": "2024-01-15T00:00:00",
         "total": 9.48,
         "item_count": 2,
     }
@@ -185,7 +185,7 @@ async def test_purchase_detail_has_line_items(client: Client) -> None:
         "id": str(w.p1.id),
         "store_id": str(w.kroger.id),
         "store_name": "Kroger",
-        "purchased_at": "2024-01-15",
+        "purchased_at": "2024-01-15T00:00:00",
         "total": 9.48,
         "item_count": 2,
         "subtotal": 9.48,

@@ -4,7 +4,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +17,7 @@ from hub.app import create_app
 from hub.store.models import NormalizedProduct, Store, User
 from tests import factories
 from tests.conftest import make_settings
-from tests.responses import check_problem
+from tests.responses import check_problem, midnight
 
 Client = TestClient[Any, Any]
 API = "/api/v1"
@@ -124,7 +124,8 @@ async def test_shopping_list_lifecycle(client: Client) -> None:
         (str(w.cereal.id), "cereal", 2.0),
         (None, "bananas", 1.5),
     ]
-    assert set(created) == {"id", "name", "items", "created_at", "updated_at"}
+    assert set(created) == {"id", "name", "items", "item_count", "created_at", "updated_at"}
+    assert created["item_count"] == 2  # the old gateway's member
 
     response = await client.get(f"{API}/shopping/lists/{created['id']}", headers=w.headers)
     assert response.status == 200
@@ -249,12 +250,34 @@ async def test_optimize_finds_the_coupon_plan_greedy_misses(client: Client) -> N
         "quantity": 1.0,
         "unit_price": 10.5,
         "line_total": 10.5,
+        "price": 10.5,  # the old gateway's member
     }
     assert kroger["subtotal"] == 52.5 and kroger["savings"] == 10.0
     assert [(c["description"], c["savings"]) for c in kroger["coupons"]] == [("$10 off $50", 10.0)]
+    coupon = kroger["coupons"][0]
+    # the old gateway's coupon members
+    assert coupon == {
+        **coupon,
+        "id": coupon["coupon_id"],
+        "store_id": str(w.kroger.id),
+        "store_name": "Kroger",
+        "description": "$10 off $50",
+        "discount_value": 10.0,
+        "discount_type": "fixed",
+        "product_id": None,
+        "expires_at": midnight(date.today() + timedelta(days=7)),  # the factory default
+    }
+    assert sum(i["price"] for i in kroger["items"]) == kroger["subtotal"]
     assert aldi["store_name"] == "Aldi"
     assert aldi["items"] == [
-        {"product_id": str(w.cereal.id), "name": "honey oat", "quantity": 2.0, "unit_price": 4.0, "line_total": 8.0}
+        {
+            "product_id": str(w.cereal.id),
+            "name": "honey oat",
+            "quantity": 2.0,
+            "unit_price": 4.0,
+            "line_total": 8.0,
+            "price": 8.0,
+        }
     ]
     assert [(c["description"], c["savings"]) for c in aldi["coupons"]] == [("$1 off cereal", 1.0)]
     assert plan["total_cost"] == 49.5 and plan["total_savings"] == 11.0
@@ -321,7 +344,9 @@ CLIPARTIST_PLAN = {
         {
             "store_id": str(uuid.UUID(int=1)),
             "store_name": "Upstream Mart",
-            "items": [{"product_id": None, "name": "milk", "quantity": 1, "unit_price": 2.5, "line_total": 2.5}],
+            "items": [
+                {"product_id": None, "name": "milk", "quantity": 1, "unit_price": 2.5, "line_total": 2.5, "price": 2.5}
+            ],
             "subtotal": 2.5,
             "coupons": [],
             "savings": 0,
