@@ -17,6 +17,8 @@ from hub.settings import Settings, SettingsError
 log = logging.getLogger("hub")
 
 DEMO_EMAIL = "demo@cartsnitch.local"
+SHUTDOWN_TIMEOUT_SECONDS = 10
+"""How long ``serve`` waits for open requests and connections after SIGTERM (the Kubernetes grace period covers it)."""
 
 
 def _settings() -> Settings:
@@ -66,12 +68,17 @@ async def _prepare(settings: Settings, demo_password: str | None) -> tuple[bool,
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from hub import server
-    from hub.app import create_app
     from hub.infra import devsecrets
 
     settings = _settings()
     _configure_logging(settings.log_level, settings.log_lines_per_second)
+    if args.workers > 1 and not settings.redis_url:
+        print(
+            f"--workers {args.workers} needs Redis (CARTSNITCH_REDIS_URL): without it every process has its own "
+            "in-process event broker, and events published through one would never reach sockets on another",
+            file=sys.stderr,
+        )
+        return 2
     stored: dict[str, str] = {}
     if settings.dev_mode:
         settings, stored = devsecrets.load_or_create(settings)
@@ -81,17 +88,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     settings = settings.with_overrides(host=host, port=port)
+    if args.workers > 1:
+        from hub import workers
+
+        try:
+            workers.check_port_free(host, port)
+        except OSError as exc:
+            print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     _install_uvloop()
     seeded, _ = asyncio.run(_prepare(settings, stored.get("demo_password")))
     if settings.demo_sync:
         log.warning("demo sync mode: no ReceiptWitness is configured, store syncs are simulated with demo data")
-    app = create_app(settings)
-    _tune_gc()
-
-    async def freeze(_: Any) -> None:
-        gc.freeze()
-
-    app.on_startup.append(freeze)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     lines = [f"CartSnitch Hub listening on http://{shown_host}:{port}  (docs: http://{shown_host}:{port}/docs)"]
     if settings.seed_demo_data and stored.get("demo_password"):
@@ -102,10 +110,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"  (a simulated price change every {settings.demo_ticker_seconds:g} s)" if settings.demo_ticker_seconds else ""
     )
     lines.append(f"dashboard: http://{shown_host}:{port}/{live}")
+    if args.workers == 1:
+        _serve(settings, lines)
+        return 0
+    from hub import workers
+
     for line in lines:
         print(line, flush=True)
-    asyncio.run(server.serve(app, host=host, port=port))
-    return 0
+    return workers.supervise(settings, args.workers, _serve_worker, SHUTDOWN_TIMEOUT_SECONDS)
+
+
+def _serve(settings: Settings, lines: Sequence[str] = (), *, worker: bool = False) -> None:
+    """Run one hub process until SIGTERM or SIGINT (a worker of ``--workers`` shares the port with the others)."""
+    from hub import server
+    from hub.app import create_app
+
+    app = create_app(settings)
+    _tune_gc()
+
+    async def freeze(_: Any) -> None:
+        gc.freeze()
+
+    app.on_startup.append(freeze)
+    if worker:
+        from hub import workers
+
+        app.on_startup.append(workers.stop_with_parent)
+    for line in lines:
+        print(line, flush=True)
+    asyncio.run(
+        server.serve(
+            app,
+            host=settings.host,
+            port=settings.port,
+            reuse_port=worker,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        )
+    )
+
+
+def _serve_worker(settings: Settings) -> None:
+    """The entry point of one ``--workers`` process (spawned: a fresh interpreter with its own event loop)."""
+    from hub import workers
+
+    workers.detach_from_terminal()
+    _configure_logging(settings.log_level, settings.log_lines_per_second)
+    _install_uvloop()
+    _serve(settings, worker=True)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -285,6 +336,13 @@ def _positive(raw: str) -> int:
     return value
 
 
+def _at_least_one(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cartsnitch-hub", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -292,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the REST API and Socket.IO hub")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1, or CARTSNITCH_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8000, or CARTSNITCH_PORT)")
+    serve.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT), each with its own event loop; more than 1 needs Redis "
+        "(default 1: one process)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 from typing import Any
 
 from aiohttp import web
@@ -24,8 +23,6 @@ from hub import keys
 from hub.app import SERVER
 
 log = logging.getLogger("hub.server")
-SHUTDOWN_TIMEOUT = 5.0
-"""How long in-flight requests get to finish once the drain has ended every stream."""
 
 
 class HubRequestHandler(RequestHandler):
@@ -79,12 +76,15 @@ async def drain(app: web.Application) -> None:
     await app[keys.sio].shutdown()
 
 
-async def serve(app: web.Application, *, host: str, port: int, sock: socket.socket | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then drain and stop."""
-    runner = HubRunner(app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+async def serve(
+    app: web.Application, *, host: str, port: int, reuse_port: bool = False, shutdown_timeout: float = 10.0
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and stop; ``shutdown_timeout`` bounds what in-flight requests
+    get once every stream has ended. ``reuse_port`` lets ``--workers`` processes share the port."""
+    runner = HubRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     # a deep accept queue: a reconnect storm after a failover brings thousands of sockets within seconds
-    site: web.BaseSite = web.SockSite(runner, sock) if sock else web.TCPSite(runner, host, port, backlog=4096)
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_port=reuse_port or None)
     await site.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
+import psutil
 from cryptography.fernet import Fernet
 
 from tests.services import free_port, postgres_server, redis_server
@@ -46,6 +47,33 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (``serve --workers`` runs its workers as children)."""
+    out = [pid]
+    for current in out:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                out.extend(int(child) for child in (task / "children").read_text().split())
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its descendants so far (those alive now)."""
+    total = 0.0
+    for each in descendants(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(each)
+    return total
+
+
+def tree_rss_bytes(pid: int) -> int:
+    total = 0
+    for each in descendants(pid):
+        with contextlib.suppress(OSError):
+            total += rss_bytes(each)
+    return total
 
 
 def machine() -> str:
@@ -148,7 +176,8 @@ def hub_cli(env: dict[str, str], *args: str, timeout: float = 3600) -> str:
     return result.stdout
 
 
-async def start_hub(env: dict[str, str], port: int | None = None) -> Server:
+async def start_hub(env: dict[str, str], port: int | None = None, workers: int = 1) -> Server:
+    """A hub on loopback; ``workers`` > 1 runs ``serve --workers`` (its CPU and memory: ``tree_*`` of its pid)."""
     port = port or free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -159,14 +188,26 @@ async def start_hub(env: dict[str, str], port: int | None = None) -> Server:
         "127.0.0.1",
         "--port",
         str(port),
+        "--workers",
+        str(workers),
         env=env,
         cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=None,
     )
-    server = Server("hub", f"http://127.0.0.1:{port}", process, env)
+    server = Server("hub" if workers == 1 else f"hub-{workers}w", f"http://127.0.0.1:{port}", process, env)
     await wait_http(server.url + "/health", process)
+    deadline = time.monotonic() + 60
+    while listeners(port) < workers:  # every worker listens, not just the one that answered
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{listeners(port)} of {workers} workers listen after 60 s")
+        await asyncio.sleep(0.1)
     return server
+
+
+def listeners(port: int) -> int:
+    """Sockets listening on the port (one per ``serve --workers`` worker)."""
+    return sum(1 for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_LISTEN)
 
 
 def peers_ready() -> bool:
@@ -291,10 +332,10 @@ async def priced_product(database_url: str) -> tuple[str, str]:
 TARGETS = ("hub", "node-socketio", "python-socketio")
 
 
-async def start_target(name: str, where: Backing) -> Server:
+async def start_target(name: str, where: Backing, workers: int = 1) -> Server:
     """The hub (on the run's PostgreSQL and Redis) or one of the reference servers (on its Redis)."""
     if name == "hub":
-        return await start_hub(hub_env(where.database_url, where.redis_url))
+        return await start_hub(hub_env(where.database_url, where.redis_url), workers=workers)
     return await start_peer(name, where.redis_url)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,54 @@ def test_compose_requires_its_secrets() -> None:
     assert all(":?" in str(environment[k]) for k in ("CARTSNITCH_JWT_SECRET_KEY", "CARTSNITCH_SERVICE_KEY"))
 
 
+def test_compose_redis_keeps_an_append_only_file_on_a_volume() -> None:
+    compose = _compose()
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options["--appendonly"] == "yes"
+    assert options["--appendfsync"] == "everysec"
+    volume, _, target = redis["volumes"][0].partition(":")
+    assert target == "/data" and volume in compose["volumes"]
+
+
+def test_compose_hubs_trust_forwarded_addresses_only_from_the_compose_network() -> None:
+    compose = _compose()
+    [subnet] = [ipaddress.ip_network(c["subnet"]) for c in compose["networks"]["default"]["ipam"]["config"]]
+    assert subnet.is_private
+    for hub in ("hub1", "hub2"):
+        environment = compose["services"][hub]["environment"]
+        trusted = [ipaddress.ip_network(part.strip()) for part in environment["CARTSNITCH_TRUSTED_PROXIES"].split(",")]
+        assert trusted == [subnet]
+        assert environment["CARTSNITCH_BETTER_AUTH_SECRET"] == "${CARTSNITCH_BETTER_AUTH_SECRET:-}"
+    assert "networks" not in compose["services"]["nginx"]  # nginx is on the default network, inside the subnet
+
+
+def test_compose_hubs_run_read_only_without_privileges() -> None:
+    services = _compose()["services"]
+    for name in ("hub1", "hub2", "migrate"):
+        service = services[name]
+        assert service["read_only"] is True
+        assert service["tmpfs"] == ["/tmp"]
+        assert service["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in service["security_opt"]
+
+
 def test_nginx_balances_both_replicas_and_upgrades_websockets() -> None:
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "server hub1:8000" in conf and "server hub2:8000" in conf
     assert "proxy_set_header Upgrade $http_upgrade" in conf
     assert conf.count("{") == conf.count("}")
+
+
+def test_nginx_appends_the_client_address_to_x_forwarded_for_everywhere() -> None:
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    locations = re.findall(r"location [^{]+\{([^}]*)\}", conf)
+    assert len(locations) == conf.count("proxy_pass") == 3
+    for body in locations:
+        assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in body
+    assert "X-Forwarded-For $remote_addr" not in conf
 
 
 def test_dockerfile_installs_dependencies_before_the_source_and_runs_as_non_root() -> None:

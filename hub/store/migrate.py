@@ -7,9 +7,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+LOCK_KEY = int.from_bytes(b"cartsnit", "big")
+"""The PostgreSQL advisory lock held while migrating."""
 
 
 def alembic_config(connection: Any | None = None) -> Config:
@@ -26,6 +29,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         command.upgrade(alembic_config(connection), revision)
 
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # every process migrates at start, and so does the Kubernetes migration Job: one at a time, and the
+            # later ones find the schema current (the lock ends with the transaction)
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         await connection.run_sync(run)
 
 

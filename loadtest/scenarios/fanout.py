@@ -7,6 +7,7 @@ BISECT_STEPS bisections between the last pass and the first failure. Also report
 at the best rate.
 
     python -m loadtest.scenarios.fanout --target hub --sockets 1000,10000
+    python -m loadtest.scenarios.fanout --target hub --sockets 2000 --workers 1,2   # serve --workers N
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from loadtest.common import (
     machine,
     publish_at,
     record,
-    rss_bytes,
     seed_users,
     start_target,
     sync_event_maker,
+    tree_cpu_seconds,
+    tree_rss_bytes,
     user_targets,
 )
 
@@ -56,7 +58,7 @@ async def step(
     gen: LoadGen, server: Server, publisher: Publisher, redis: Redis, users: list[str], rate: float
 ) -> dict[str, Any]:
     await gen.send({"cmd": "window"})
-    cpu_before = cpu_seconds(server.pid)
+    cpu_before = tree_cpu_seconds(server.pid)
     gen_cpu_before = cpu_seconds(gen.pid)
     publisher_cpu_before = cpu_seconds(os.getpid())
     redis_cpu_before = await redis_cpu(redis)
@@ -73,7 +75,7 @@ async def step(
         latencies.append(window)
         if received >= sent:
             break
-    cpu = cpu_seconds(server.pid) - cpu_before
+    cpu = tree_cpu_seconds(server.pid) - cpu_before
     publisher_cpu = cpu_seconds(os.getpid()) - publisher_cpu_before
     redis_busy = await redis_cpu(redis) - redis_cpu_before
     gen_cpu = cpu_seconds(gen.pid) - gen_cpu_before
@@ -140,13 +142,15 @@ async def search(gen: LoadGen, server: Server, publisher: Publisher, redis: Redi
     return best or {"rate": 0, "deliveries_per_s": 0, "ok": False}
 
 
-async def run(target: str, sockets: int, where: Backing, users: list[tuple[str, str]]) -> dict[str, Any]:
-    server = await start_target(target, where)
+async def run(
+    target: str, sockets: int, where: Backing, users: list[tuple[str, str]], workers: int = 1
+) -> dict[str, Any]:
+    server = await start_target(target, where, workers)
     gen = await LoadGen.start()
     publisher = await Publisher.connect(where.redis_url)
     redis = Redis.from_url(where.redis_url)
     try:
-        rss_before = rss_bytes(server.pid)
+        rss_before = tree_rss_bytes(server.pid)
         connected = await gen.send(
             {
                 "cmd": "connect",
@@ -157,15 +161,16 @@ async def run(target: str, sockets: int, where: Backing, users: list[tuple[str, 
             }
         )
         await asyncio.sleep(2)
-        idle_per_socket = (rss_bytes(server.pid) - rss_before) / max(1, connected["ok"])
+        idle_per_socket = (tree_rss_bytes(server.pid) - rss_before) / max(1, connected["ok"])
         print(
-            f"{target}: {connected['ok']} sockets in {connected['seconds']:.1f} s "
+            f"{server.name}: {connected['ok']} sockets in {connected['seconds']:.1f} s "
             f"({idle_per_socket / 1024:.1f} KiB/socket idle)",
             flush=True,
         )
         best = await search(gen, server, publisher, redis, [user_id for user_id, _ in users[:sockets]])
         return {
             "target": target,
+            "workers": workers,
             "sockets": sockets,
             "connected": connected["ok"],
             "connect_seconds": connected["seconds"],
@@ -179,15 +184,16 @@ async def run(target: str, sockets: int, where: Backing, users: list[tuple[str, 
         await server.stop()
 
 
-async def main(targets: list[str], socket_counts: list[int]) -> list[dict[str, Any]]:
+async def main(targets: list[str], socket_counts: list[int], workers: list[int]) -> list[dict[str, Any]]:
     results = []
     async with backing() as where:
         users = await seed_users(hub_env(where.database_url, where.redis_url), where.database_url, max(socket_counts))
         for sockets in socket_counts:
             for target in targets:
-                result = await run(target, sockets, where, users)
-                record("fanout", {"machine": machine(), **result})
-                results.append(result)
+                for count in workers if target == "hub" else [1]:
+                    result = await run(target, sockets, where, users, count)
+                    record("fanout", {"machine": machine(), **result})
+                    results.append(result)
     return results
 
 
@@ -195,5 +201,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default=",".join(TARGETS))
     parser.add_argument("--sockets", default="1000,10000")
+    parser.add_argument("--workers", default="1", help="hub worker processes (serve --workers), comma-separated")
     args = parser.parse_args()
-    asyncio.run(main(args.target.split(","), [int(n) for n in args.sockets.split(",")]))
+    asyncio.run(
+        main(
+            args.target.split(","),
+            [int(n) for n in args.sockets.split(",")],
+            [int(n) for n in args.workers.split(",")],
+        )
+    )

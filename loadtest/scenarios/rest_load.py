@@ -25,6 +25,7 @@ DURATION_SECONDS with ``wrk -t<threads> -c<connections> --latency``. CPU is read
     python -m loadtest.scenarios.rest_load                       # fresh PostgreSQL + Redis, seeded here
     python -m loadtest.scenarios.rest_load --connections 2 --only purchases_first,product_cached
     python -m loadtest.scenarios.rest_load --database-url postgresql+asyncpg://… --redis-url redis://…  # reuse
+    python -m loadtest.scenarios.rest_load --workers 1,2 --connections 32   # serve --workers N, one after the other
     python -m loadtest.scenarios.rest_load --database-url … --redis-url … --demo-password … \
         --only search_common,search_prefix,search_rare,search_none --connections 2,16 --old-gateway http://…
 """
@@ -63,6 +64,7 @@ from loadtest.common import (
     machine,
     record,
     start_hub,
+    tree_cpu_seconds,
 )
 
 DURATION_SECONDS = 15
@@ -373,14 +375,14 @@ async def measure(
     database_before = await backends.database_cpu()
     redis_before = await backends.redis_cpu()
     own_before = own_cpu()
-    server_before = cpu_seconds(server.pid) if server.pid is not None else 0.0
+    server_before = tree_cpu_seconds(server.pid) if server.pid is not None else 0.0
     wrk_before = children_cpu()
     busy_before, total_before = machine_busy()
     started = time.monotonic()
     output = await asyncio.to_thread(wrk, seconds=seconds)
     elapsed = time.monotonic() - started
     busy_after, total_after = machine_busy()
-    server_cpu = cpu_seconds(server.pid) - server_before if server.pid is not None else 0.0
+    server_cpu = tree_cpu_seconds(server.pid) - server_before if server.pid is not None else 0.0
     wrk_cpu = children_cpu() - wrk_before
     own = own_cpu() - own_before
     database_after = await backends.database_cpu()
@@ -475,12 +477,14 @@ def _figure(value: float | None, width: int) -> str:
 
 def summary(rows: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'target':<11} {'endpoint':<22} {'cached':>6} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"\n{'target':<11} {'endpoint':<22} {'workers':>7} {'cached':>6} {'conns':>5} {'req/s':>8} {'p50 ms':>7} "
+        f"{'p99 ms':>7} "
         f"{'max ms':>7} {'server%':>7} {'µs/req':>6} {'wrk%':>5} {'pg%':>4} {'redis%':>6} {'other%':>6} {'errors':>6}"
     )
     for r in rows:
         print(
-            f"{r['target']:<11} {r['endpoint']:<22} {'yes' if r['cached'] else 'no':>6} {r['connections']:>5} "
+            f"{r['target']:<11} {r['endpoint']:<22} {r.get('workers') or '-':>7} {'yes' if r['cached'] else 'no':>6} "
+            f"{r['connections']:>5} "
             f"{r['requests_per_s']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['max_ms']:>7.2f} "
             f"{_figure(r['server_cpu_pct'], 7)} {_figure(r['server_cpu_us_per_request'], 6)} "
             f"{r['wrk_cpu_pct']:>5.0f} {r['database_cpu_pct']:>4.0f} {r['redis_cpu_pct']:>6.0f} "
@@ -510,75 +514,80 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
             f"({data.heavy_purchases} purchases), rare word {data.rare_word!r}",
             flush=True,
         )
-        hub = await start_hub(env)
-        targets = [Target(HUB, hub.url, hub.pid)]
-        gateway_token = secrets.token_urlsafe(24).replace("-", "").replace("_", "")  # no dot: the token is all
-        if args.old_gateway:
-            await gateway_session(backing_urls.database_url, gateway_token)
-            targets.append(Target(OLD_GATEWAY, args.old_gateway.rstrip("/"), args.old_gateway_pid))
-        database = await asyncpg.connect(backing_urls.database_url.replace("postgresql+asyncpg://", "postgresql://"))
-        redis = Redis.from_url(backing_urls.redis_url)
-        backends = Backends(database, redis)
-        try:
-            async with aiohttp.ClientSession() as http:
-                heavy_token = await login(http, hub.url, data.heavy_email, password)
-                deep_path, deep_pages = await deep_page(http, hub.url, heavy_token)
-            print(f"deep page: page {deep_pages} of {data.heavy_email}'s purchases", flush=True)
-            product = f"{API}/products/{data.product_id}"
-            trend = f"{API}/public/trends/{data.product_id}?days=90"
-            search = f"{API}/products?q="
-            endpoints = [
-                Endpoint("purchases_first", f"{API}/purchases?page_size={PAGE_SIZE}", DEMO_EMAIL),
-                Endpoint("purchases_deep", deep_path, data.heavy_email),
-                Endpoint("purchase_detail", f"{API}/purchases/{data.demo_purchase_id}", DEMO_EMAIL),
-                Endpoint("product_cached", product, DEMO_EMAIL),
-                Endpoint("product_uncached", product, DEMO_EMAIL, bust=True),
-                Endpoint("trend_cached", trend, None),
-                Endpoint("trend_uncached", trend, None, bust=True),
-                Endpoint("search_common", search + SEARCH_COMMON, DEMO_EMAIL, cacheable=False, gateway=True),
-                Endpoint("search_prefix", search + SEARCH_PREFIX, DEMO_EMAIL, cacheable=False, gateway=True),
-                Endpoint("search_rare", search + data.rare_word, DEMO_EMAIL, cacheable=False, gateway=True),
-                Endpoint("search_none", search + SEARCH_NONE, DEMO_EMAIL, cacheable=False, gateway=True),
-            ]
-            chosen = [e for e in endpoints if not args.only or e.name in args.only]
-            with tempfile.TemporaryDirectory(prefix="rest-load-") as scripts:
-                for connections in args.connections:
-                    print(f"wrk -t{args.threads} -c{connections} -d{args.duration}s --latency", flush=True)
-                    for endpoint in chosen:
-                        for target in targets:
-                            if target.name == OLD_GATEWAY and not endpoint.gateway:
-                                continue
-                            token = gateway_token if target.name == OLD_GATEWAY else None
-                            if target.name == HUB and endpoint.auth is not None:
-                                # a fresh access token for each run: they live 15 minutes
-                                async with aiohttp.ClientSession() as http:
-                                    token = await login(http, hub.url, endpoint.auth, password)
-                            result = await measure(
-                                target,
-                                backends,
-                                endpoint,
-                                token,
-                                threads=min(args.threads, connections),
-                                connections=connections,
-                                seconds=args.duration,
-                                script_dir=Path(scripts),
-                                profile=args.profile,
-                            )
-                            result.update(
-                                {
-                                    "label": args.label,
-                                    "machine": machine(),
-                                    "deep_page": deep_pages if endpoint.name == "purchases_deep" else None,
-                                }
-                            )
-                            record("rest_load", result)
-                            rows.append(result)
-        finally:
-            await database.close()
-            await redis.aclose()
-            await hub.stop()
+        for workers in args.workers:
+            hub = await start_hub(env, workers=workers)
+            print(f"hub: {workers} worker process(es)", flush=True)
+            targets = [Target(HUB, hub.url, hub.pid)]
+            gateway_token = secrets.token_urlsafe(24).replace("-", "").replace("_", "")  # no dot: the token is all
             if args.old_gateway:
-                await gateway_session(backing_urls.database_url, None)
+                await gateway_session(backing_urls.database_url, gateway_token)
+                targets.append(Target(OLD_GATEWAY, args.old_gateway.rstrip("/"), args.old_gateway_pid))
+            database = await asyncpg.connect(
+                backing_urls.database_url.replace("postgresql+asyncpg://", "postgresql://")
+            )
+            redis = Redis.from_url(backing_urls.redis_url)
+            backends = Backends(database, redis)
+            try:
+                async with aiohttp.ClientSession() as http:
+                    heavy_token = await login(http, hub.url, data.heavy_email, password)
+                    deep_path, deep_pages = await deep_page(http, hub.url, heavy_token)
+                print(f"deep page: page {deep_pages} of {data.heavy_email}'s purchases", flush=True)
+                product = f"{API}/products/{data.product_id}"
+                trend = f"{API}/public/trends/{data.product_id}?days=90"
+                search = f"{API}/products?q="
+                endpoints = [
+                    Endpoint("purchases_first", f"{API}/purchases?page_size={PAGE_SIZE}", DEMO_EMAIL),
+                    Endpoint("purchases_deep", deep_path, data.heavy_email),
+                    Endpoint("purchase_detail", f"{API}/purchases/{data.demo_purchase_id}", DEMO_EMAIL),
+                    Endpoint("product_cached", product, DEMO_EMAIL),
+                    Endpoint("product_uncached", product, DEMO_EMAIL, bust=True),
+                    Endpoint("trend_cached", trend, None),
+                    Endpoint("trend_uncached", trend, None, bust=True),
+                    Endpoint("search_common", search + SEARCH_COMMON, DEMO_EMAIL, cacheable=False, gateway=True),
+                    Endpoint("search_prefix", search + SEARCH_PREFIX, DEMO_EMAIL, cacheable=False, gateway=True),
+                    Endpoint("search_rare", search + data.rare_word, DEMO_EMAIL, cacheable=False, gateway=True),
+                    Endpoint("search_none", search + SEARCH_NONE, DEMO_EMAIL, cacheable=False, gateway=True),
+                ]
+                chosen = [e for e in endpoints if not args.only or e.name in args.only]
+                with tempfile.TemporaryDirectory(prefix="rest-load-") as scripts:
+                    for connections in args.connections:
+                        print(f"wrk -t{args.threads} -c{connections} -d{args.duration}s --latency", flush=True)
+                        for endpoint in chosen:
+                            for target in targets:
+                                if target.name == OLD_GATEWAY and not endpoint.gateway:
+                                    continue
+                                token = gateway_token if target.name == OLD_GATEWAY else None
+                                if target.name == HUB and endpoint.auth is not None:
+                                    # a fresh access token for each run: they live 15 minutes
+                                    async with aiohttp.ClientSession() as http:
+                                        token = await login(http, hub.url, endpoint.auth, password)
+                                result = await measure(
+                                    target,
+                                    backends,
+                                    endpoint,
+                                    token,
+                                    threads=min(args.threads, connections),
+                                    connections=connections,
+                                    seconds=args.duration,
+                                    script_dir=Path(scripts),
+                                    profile=args.profile,
+                                )
+                                result.update(
+                                    {
+                                        "label": args.label,
+                                        "workers": workers if target.name == HUB else None,
+                                        "machine": machine(),
+                                        "deep_page": deep_pages if endpoint.name == "purchases_deep" else None,
+                                    }
+                                )
+                                record("rest_load", result)
+                                rows.append(result)
+            finally:
+                await database.close()
+                await redis.aclose()
+                await hub.stop()
+                if args.old_gateway:
+                    await gateway_session(backing_urls.database_url, None)
     summary(rows)
     return rows
 
@@ -591,6 +600,7 @@ if __name__ == "__main__":
     parser.add_argument("--only", default="", help="endpoint names, comma-separated (default: all)")
     parser.add_argument("--label", default="", help="a tag stored with each JSON record (before, after, …)")
     parser.add_argument("--profile", action="store_true", help="py-spy the hub during each measured run")
+    parser.add_argument("--workers", default="1", help="serve --workers N for each N, comma-separated (e.g. 1,2)")
     parser.add_argument("--database-url", help="reuse this seeded (or empty) database instead of a fresh one")
     parser.add_argument("--redis-url", help="with --database-url: the Redis to use")
     parser.add_argument("--demo-password", help="the seeded users' password (needed when reusing a database)")
@@ -607,6 +617,7 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     args.connections = [int(n) for n in args.connections.split(",")]
+    args.workers = [int(n) for n in args.workers.split(",")]
     args.only = {name for name in args.only.split(",") if name}
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk (Debian package wrk)")

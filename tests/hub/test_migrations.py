@@ -293,3 +293,53 @@ async def test_migration_0003_goes_on_without_pg_trgm_when_the_role_may_not_crea
             await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
         finally:
             await admin.close()
+
+
+@pytest.mark.postgres
+async def test_concurrent_migrations_of_a_fresh_database_all_succeed(pg_admin_url: str) -> None:
+    """The pods and the migration Job of a first Kubernetes rollout all migrate at once: each must succeed."""
+    import asyncio
+    import os
+    import secrets
+    import sys
+
+    from cryptography.fernet import Fernet
+
+    from tests.conftest import _asyncpg_dsn
+
+    admin = await asyncpg.connect(_asyncpg_dsn(pg_admin_url))
+    await admin.execute('DROP DATABASE IF EXISTS "concurrent_migrations" WITH (FORCE)')
+    await admin.execute('CREATE DATABASE "concurrent_migrations"')
+    await admin.close()
+    url = pg_admin_url.rsplit("/", 1)[0] + "/concurrent_migrations"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(
+        {
+            "CARTSNITCH_DATABASE_URL": url,
+            "CARTSNITCH_DEV_MODE": "false",
+            "CARTSNITCH_JWT_SECRET_KEY": secrets.token_urlsafe(48),
+            "CARTSNITCH_SERVICE_KEY": secrets.token_urlsafe(32),
+            "CARTSNITCH_FERNET_KEY": Fernet.generate_key().decode(),
+            "CARTSNITCH_LOG_LEVEL": "WARNING",
+        }
+    )
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "migrate",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in processes)), 120)
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err.decode()[-2000:]
+    assert set(Base.metadata.tables) <= await _tables(url)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 from tests.services import free_port
 
@@ -68,6 +69,7 @@ async def test_serve_with_no_settings_runs_the_embedded_default(tmp_path: Path) 
         assert lines[2] == f"dashboard: http://127.0.0.1:{port}/  (a simulated price change every 5 s)"
         await _health_within(url.group(0), 30)
         assert time.monotonic() - started < 30
+        assert psutil.Process(process.pid).children() == []  # one process unless --workers asks for more
         async with aiohttp.ClientSession() as http:
             response = await http.post(
                 url.group(0) + "/auth/login", json={"email": login.group(1), "password": login.group(2)}
