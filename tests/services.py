@@ -6,6 +6,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -56,57 +57,141 @@ def _as_unprivileged() -> list[str]:
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
     """An admin URL of a throwaway PostgreSQL cluster (postgresql+asyncpg://…/postgres)."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        unavailable("PostgreSQL (initdb/pg_ctl)")
-    assert initdb and pg_ctl
-    root = Path(tempfile.mkdtemp(prefix="hub-pg-"))
-    data = root / "data"
-    prefix = _as_unprivileged()
-    if prefix:
-        shutil.chown(root, user=prefix[2])
-        os.chmod(root, 0o700)
-    port = free_port()
-    subprocess.run(
-        [*prefix, initdb, "-D", str(data), "-U", "hub", "--auth=trust", "-E", "UTF8", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c synchronous_commit=off "
-        "-c full_page_writes=off -c max_connections=300"
-    )
-    subprocess.run(
-        [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
+    cluster = PostgresCluster()
     try:
-        yield f"postgresql+asyncpg://hub@127.0.0.1:{port}/postgres"
+        cluster.start()
+        yield cluster.admin_url
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.close()
 
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if not binary:
-        unavailable("Redis (redis-server)")
-    assert binary
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisProcess()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(10)
+        server.close()
+
+
+def _redis_answers(port: int) -> bool:
+    """True when the Redis on ``port`` answers PING with PONG (not LOADING, not silence)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisProcess:
+    """A redis-server on a fixed loopback port that a test can kill, freeze and restart, with or without an
+    append-only file (its data directory survives restarts, so AOF restarts find their data)."""
+
+    def __init__(self, *, appendonly: bool = False, appendfsync: str = "everysec") -> None:
+        binary = shutil.which("redis-server")
+        if not binary:
+            unavailable("Redis (redis-server)")
+        assert binary
+        self.binary = binary
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="hub-redis-"))
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        command += ["--save", "", "--appendonly", "yes" if self.appendonly else "no"]
+        if self.appendonly:
+            command += ["--appendfsync", self.appendfsync]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not _redis_answers(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on {self.port} did not start")
+            time.sleep(0.02)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM: Redis writes its AOF (when on) and exits; SIGKILL: a crash (AOF everysec may lose ~1 s)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGCONT)  # a frozen Redis cannot act on SIGTERM
+        process.send_signal(sig)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    def restart(self, sig: int = signal.SIGKILL, down_seconds: float = 0.0) -> None:
+        self.stop(sig)
+        if down_seconds:
+            time.sleep(down_seconds)
+        self.start()
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        self.stop(signal.SIGKILL)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on a fixed loopback port that a test can stop and start again."""
+
+    def __init__(self) -> None:
+        initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        if not initdb or not pg_ctl:
+            unavailable("PostgreSQL (initdb/pg_ctl)")
+        assert initdb and pg_ctl
+        self.pg_ctl = pg_ctl
+        self.root = Path(tempfile.mkdtemp(prefix="hub-pg-"))
+        self.data = self.root / "data"
+        self.prefix = _as_unprivileged()
+        if self.prefix:
+            shutil.chown(self.root, user=self.prefix[2])
+            os.chmod(self.root, 0o700)
+        self.port = free_port()
+        subprocess.run(
+            [*self.prefix, initdb, "-D", str(self.data), "-U", "hub", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql+asyncpg://hub@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=300"
+        )
+        log = str(self.root / "log")
+        subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", str(self.data), "-o", options, "-l", log, "-w", "start"],
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: connections are ended and the server exits; ``immediate``: as a crash."""
+        command = [*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"]
+        subprocess.run(command, capture_output=True, check=False)
+
+    def close(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
