@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import socketio
@@ -18,6 +19,7 @@ from hub import keys
 from hub.infra import jsonmod
 from hub.infra.clientaddr import ClientAddress
 from hub.realtime.engine import LeanEngine
+from hub.realtime.fanout import RECONNECT_CAP, RECONNECT_FIRST
 from hub.settings import Settings
 
 SOCKETIO_PATH = "socket.io"
@@ -120,6 +122,29 @@ class HubRedisManager(_IndexedRooms, socketio.AsyncRedisManager):  # type: ignor
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
+
+    async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
+        """python-socketio's listener, with the event bus's reconnect: from 50 ms, doubling, capped at a second,
+        jittered, logged once per outage (its own waits 1, 2, 4 … 60 s and logs every attempt, so a revocation
+        could miss the other processes for a minute after Redis came back)."""
+        delay = RECONNECT_FIRST
+        failing = False
+        while True:
+            try:
+                self._redis_connect()
+                await self.pubsub.subscribe(self.channel)
+                if failing:
+                    log.warning("socket adapter reconnected to Redis")
+                delay = RECONNECT_FIRST
+                failing = False
+                async for message in self.pubsub.listen():
+                    yield message
+            except Exception as exc:
+                if not failing:
+                    log.warning("socket adapter lost Redis (%s); reconnecting", type(exc).__name__)
+                failing = True
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RECONNECT_CAP)
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         if message.get("event") == ControlEvent.SESSION_ENDED.value:
