@@ -15,6 +15,7 @@ from aiohttp import web
 
 from hub import keys
 from hub.infra.cache import Cache
+from hub.infra.outages import RedisSkip
 from hub.infra.ratelimit import RateLimiter
 from hub.infra.security import TokenCodec
 from hub.realtime import snapshots
@@ -57,8 +58,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.redis_url:
         client = redis_client(settings.redis_url, timeout=settings.redis_timeout_seconds)
     app[keys.redis] = client
-    app[keys.limiter] = RateLimiter(client)
-    app[keys.cache] = Cache(client, settings.cache_ttl_seconds)
+    # both can do without Redis: a short wait for it, and one failure makes both skip it for a second
+    skip = RedisSkip(wait_seconds=settings.redis_timeout_seconds / 4)
+    app[keys.limiter] = RateLimiter(client, skip)
+    app[keys.cache] = Cache(client, settings.cache_ttl_seconds, skip)
     app[keys.tickets] = StreamTickets(client, settings.stream_ticket_seconds)
     yield
     if client is not None:

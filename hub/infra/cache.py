@@ -4,14 +4,12 @@ otherwise. Entries live in scopes (``prices``, ``coupons``, ``products``) that e
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.bus import PREFIX
-
-log = logging.getLogger("hub.cache")
+from hub.infra.outages import RedisSkip
 
 PRICES = "prices"
 COUPONS = "coupons"
@@ -24,14 +22,11 @@ def _scope_key(scope: str) -> str:
     return f"{PREFIX}cache:{scope}"
 
 
-SKIP_SECONDS = 1.0
-"""After Redis failed to answer, the cache is skipped this long (reads go to the database at once)."""
-
-
 class Cache:
-    def __init__(self, redis: Any | None, ttl_seconds: int) -> None:
+    def __init__(self, redis: Any | None, ttl_seconds: int, skip: RedisSkip | None = None) -> None:
         self._redis = redis
-        self._skip_until = 0.0
+        self._skip = skip or RedisSkip()
+        """While Redis does not answer, reads go to the database at once."""
         self._ttl = ttl_seconds
         self._local: dict[str, dict[str, tuple[float, bytes]]] = {}
         self._inflight: dict[tuple[str, str, int], asyncio.Future[bytes]] = {}
@@ -71,27 +66,23 @@ class Cache:
             self._generations[scope] = self._generations.get(scope, 0) + 1
         if self._redis is not None and scopes:
             try:
-                await self._redis.delete(*(_scope_key(s) for s in scopes))
+                await self._redis.delete(*(_scope_key(s) for s in scopes))  # the full timeout: no stale entry
             except Exception as exc:
-                self._failed("invalidation", exc)
+                self._skip.failed("cache", exc)
 
     def _redis_usable(self) -> bool:
-        return self._redis is not None and time.monotonic() >= self._skip_until
-
-    def _failed(self, what: str, exc: Exception) -> None:
-        if time.monotonic() >= self._skip_until:
-            log.warning("cache: Redis %s failed (%s); reading from the database", what, type(exc).__name__)
-        self._skip_until = time.monotonic() + SKIP_SECONDS
+        return self._redis is not None and self._skip.usable()
 
     async def _get(self, scope: str, key: str) -> bytes | None:
         if self._redis is not None:
             if not self._redis_usable():
                 return None
             try:
-                value = await self._redis.hget(_scope_key(scope), key)
+                value = await asyncio.wait_for(self._redis.hget(_scope_key(scope), key), self._skip.wait_seconds)
             except Exception as exc:
-                self._failed("read", exc)
+                self._skip.failed("cache", exc)
                 return None
+            self._skip.answered()
             return bytes(value) if value is not None else None
         entry = self._local.get(scope, {}).get(key)
         if entry is None or entry[0] < time.monotonic():
@@ -106,9 +97,9 @@ class Cache:
                 pipe = self._redis.pipeline(transaction=False)
                 pipe.hset(_scope_key(scope), key, value)
                 pipe.expire(_scope_key(scope), self._ttl)
-                await pipe.execute()
+                await asyncio.wait_for(pipe.execute(), self._skip.wait_seconds)
             except Exception as exc:
-                self._failed("write", exc)
+                self._skip.failed("cache", exc)
             return
         entries = self._local.setdefault(scope, {})
         if len(entries) >= _LOCAL_LIMIT:

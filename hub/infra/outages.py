@@ -33,3 +33,41 @@ class Outages:
 
     def refused(self, dependency: str) -> int:
         return self._refused.get(dependency, 0)
+
+
+SKIP_SECONDS = 1.0
+"""After Redis failed to answer, the request paths that can do without it skip it this long."""
+
+
+WAIT_SECONDS = 0.5
+
+
+class RedisSkip:
+    """Shared by the request paths that can do without Redis (the response cache reads the database, the rate
+    limiter counts in-process). They wait for Redis ``wait_seconds`` at most (less than the Redis timeout: a request
+    that also needs Redis for itself, a history read, must not pay two timeouts), and once Redis failed to answer,
+    all of them skip it for ``seconds``. Logged once when Redis starts failing, and once when it answers again."""
+
+    def __init__(self, seconds: float = SKIP_SECONDS, wait_seconds: float = WAIT_SECONDS) -> None:
+        self.seconds = seconds
+        self.wait_seconds = wait_seconds
+        self._until = 0.0
+        self._failing = False
+
+    def usable(self) -> bool:
+        return time.monotonic() >= self._until
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        self._until = time.monotonic() + self.seconds
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "the %s got no answer from Redis (%s): caches read the database, rate limits count in-process",
+                what,
+                type(exc).__name__,
+            )
+
+    def answered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("redis answers the cache and rate limiter again")

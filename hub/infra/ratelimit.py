@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from channels.bus import PREFIX
-
-log = logging.getLogger("hub.ratelimit")
+from hub.infra.outages import RedisSkip
 
 _SCRIPT = """
 local n = redis.call('INCR', KEYS[1])
@@ -19,10 +18,6 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {n, ttl}
 """
-
-
-SKIP_SECONDS = 1.0
-"""After Redis failed to answer, windows are counted in this process for this long before Redis is tried again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,24 +43,26 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, redis: Any | None) -> None:
+    def __init__(self, redis: Any | None, skip: RedisSkip | None = None) -> None:
         self._redis = redis
         self._script: Any = redis.register_script(_SCRIPT) if redis is not None else None
         self._windows: dict[str, tuple[float, int]] = {}
-        self._skip_until = 0.0
+        self._skip = skip or RedisSkip()
+        """While Redis does not answer, windows are counted in this process."""
         self._last_prune = time.monotonic()
 
     async def hit(self, bucket: str, identity: str, *, limit: int, window_seconds: int) -> Verdict:
         """Count one request of ``identity`` against ``bucket``'s window."""
         key = f"{PREFIX}ratelimit:{bucket}:{identity}"
-        if self._script is not None and time.monotonic() >= self._skip_until:
+        if self._script is not None and self._skip.usable():
             try:
-                count, ttl_ms = await self._script(keys=[key], args=[window_seconds * 1000])
+                count, ttl_ms = await asyncio.wait_for(
+                    self._script(keys=[key], args=[window_seconds * 1000]), self._skip.wait_seconds
+                )
             except Exception as exc:  # a Redis outage must not take the API down with it
-                if time.monotonic() >= self._skip_until:
-                    log.warning("rate limiter: Redis unavailable (%s), counting in-process", type(exc).__name__)
-                self._skip_until = time.monotonic() + SKIP_SECONDS
+                self._skip.failed("rate limiter", exc)
             else:
+                self._skip.answered()
                 return self._verdict(int(count), limit, int(ttl_ms) / 1000, window_seconds)
         return self._local(key, limit, window_seconds)
 

@@ -114,6 +114,7 @@ class CommandConnection(asyncio.Protocol):
         try:
             return await asyncio.wait_for(asyncio.shield(future), within)
         except TimeoutError:
+            future.cancel()  # nobody awaits it any more: the lost connection must not set an unretrieved exception
             self.close()
             raise RedisTimeoutError(f"Redis did not answer within {within} s") from None
 

@@ -100,7 +100,8 @@ def redis_client(url: str, *, timeout: float, max_connections: int = 64, read_ti
         timeout=timeout,
         socket_connect_timeout=timeout,
         socket_timeout=read_timeout or timeout,
-        retry=Retry(NoBackoff(), 1),
+        # a timeout is not retried: the command may be running, and a second wait would double the bound
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         retry_on_error=[RedisConnectionError],
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
@@ -368,6 +369,7 @@ class RedisBus:
         with contextlib.suppress(Exception):
             await self.redis.xgroup_create(bus.INGEST_STREAM, bus.INGEST_GROUP, id="$", mkstream=True)
         last_claim = 0.0
+        failing = False
         while not self._closing:
             try:
                 if time.monotonic() - last_claim > 30:
@@ -380,6 +382,7 @@ class RedisBus:
                     count=100,
                     block=int(INGEST_BLOCK_SECONDS * 1000),
                 )
+                failing = False
                 for _stream, entries in cast(list[tuple[bytes, list[Any]]], reply or []):
                     await self._handle_entries(entries)
             except asyncio.CancelledError:
@@ -389,7 +392,9 @@ class RedisBus:
                     with contextlib.suppress(Exception):
                         await self.redis.xgroup_create(bus.INGEST_STREAM, bus.INGEST_GROUP, id="0", mkstream=True)
                     continue
-                log.warning("ingest queue read failed (%s); retrying", exc)
+                if not failing:  # once per outage, not once a second
+                    log.warning("ingest queue read failed (%s); retrying every second", exc)
+                failing = True
                 await asyncio.sleep(1)
 
     async def _claim_abandoned(self) -> None:

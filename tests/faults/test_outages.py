@@ -1,0 +1,133 @@
+"""Issue 10, point 1: a dependency that is down is a 503 problem (SERVICE_UNAVAILABLE, Retry-After), never a 500,
+on REST and on socket connects, and each outage is logged once (not once per request, not once a second)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import date
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hub.store.engine import build_engine, build_sessionmaker
+from tests import factories
+from tests.conftest import make_settings
+from tests.faults.conftest import Hubs, create_users, database_url, repeated_lines, sync_payload
+from tests.faults.follower import Follower
+from tests.services import PostgresCluster, RedisProcess
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+OUTAGE_SECONDS = 4.0
+
+
+async def _call(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
+    async with http.request(method, url, timeout=aiohttp.ClientTimeout(total=10), **kwargs) as response:
+        body = await response.json(content_type=None)
+        return response.status, dict(response.headers), body
+
+
+def _assert_unavailable(status: int, headers: dict[str, str], body: Any, dependency: str) -> None:
+    assert status == 503, body
+    assert headers["Content-Type"].startswith("application/problem+json")
+    assert int(headers["Retry-After"]) > 0
+    assert body["code"] == "SERVICE_UNAVAILABLE"
+    assert body["status"] == 503
+    assert dependency in body["detail"]
+
+
+async def _refusal(url: str, follower: Follower) -> dict[str, Any]:
+    """The problem a refused socket connect carries."""
+    with pytest.raises(Exception, match="namespaces failed to connect"):
+        await follower.connect(url, timeout=5)
+    [refusal] = follower.refusals
+    problem: dict[str, Any] = refusal.get("data", refusal)
+    return problem
+
+
+async def test_redis_down_is_a_503_problem_and_one_log_line(
+    pg_url: str, redis_process: RedisProcess, hubs: Hubs
+) -> None:
+    settings = make_settings(pg_url, redis_process.url)
+    [user] = await create_users(settings, 1)
+    engine = build_engine(pg_url)
+    async with build_sessionmaker(engine).begin() as session:
+        store = await factories.create_store(session)
+        product = await factories.create_product(session)
+        await factories.create_price(session, product=product, store=store, observed=date.today(), regular="2.50")
+    await engine.dispose()
+    # the rate limiter on (with a limit no test reaches): its Redis path is part of every public read
+    [hub] = await hubs.start(settings, CARTSNITCH_RATE_LIMIT_ENABLED="true", CARTSNITCH_RATE_LIMIT_REQUESTS="1000000")
+    service = {"X-Service-Key": settings.service_key}
+    bearer = {"Authorization": f"Bearer {user.token}"}
+    trend = f"{hub.url}/api/v1/public/trends/{product.id}"
+    publish = {"event_type": "cartsnitch.sync.progress", "payload": sync_payload(user.id, 1)}
+    async with aiohttp.ClientSession() as http:
+        status, _, _ = await _call(http, "POST", hub.url + "/internal/events", json=publish, headers=service)
+        assert status == 202
+        redis_process.stop()
+        started = time.monotonic()
+        statuses: list[int] = []
+        while time.monotonic() - started < OUTAGE_SECONDS:
+            status, headers, body = await _call(
+                http, "POST", hub.url + "/internal/events", json=publish, headers=service
+            )
+            _assert_unavailable(status, headers, body, "redis")
+            status, headers, body = await _call(http, "GET", hub.url + "/api/v1/me/events", headers=bearer)
+            _assert_unavailable(status, headers, body, "redis")
+            status, _, body = await _call(http, "GET", trend)
+            assert status == 200, body  # read from the database when the cache does not answer
+            statuses.append(status)
+            await asyncio.sleep(0.1)
+        problem = await _refusal(hub.url, Follower(user.id, user.token))
+        assert problem["status"] == 503
+        assert problem["code"] == "SERVICE_UNAVAILABLE"
+        status, headers, body = await _call(http, "GET", hub.url + "/ready")
+        assert status == 503
+        assert body["checks"]["redis"] != "ok"
+        redis_process.start()
+        status, _, _ = await _call(http, "POST", hub.url + "/internal/events", json=publish, headers=service)
+        assert status == 202
+    assert len(statuses) >= 10
+    log = hubs.log(hub)
+    assert log.count("hub.outages: redis unavailable (") == 1, log
+    assert repeated_lines(log) == {}, log
+
+
+async def test_postgres_stopped_is_a_503_problem_and_one_log_line(
+    postgres_cluster: PostgresCluster, redis_process: RedisProcess, hubs: Hubs
+) -> None:
+    settings = make_settings(database_url(postgres_cluster), redis_process.url)
+    first, second = await create_users(settings, 2)
+    [hub] = await hubs.start(settings)
+    bearer = {"Authorization": f"Bearer {first.token}"}
+    routes = ("/api/v1/purchases", "/api/v1/alerts", "/api/v1/me/stores", "/api/v1/me/events")
+    async with aiohttp.ClientSession() as http:
+        for route in routes:
+            status, _, body = await _call(http, "GET", hub.url + route, headers=bearer)
+            assert status == 200, (route, body)
+        postgres_cluster.stop()
+        started = time.monotonic()
+        refused = 0
+        while time.monotonic() - started < OUTAGE_SECONDS:
+            for route in routes:
+                status, headers, body = await _call(http, "GET", hub.url + route, headers=bearer)
+                if route.endswith("/me/events") and status == 200:
+                    continue  # the history is in Redis; the token's session was checked less than 5 s ago
+                _assert_unavailable(status, headers, body, "database")
+                refused += 1
+            await asyncio.sleep(0.1)
+        # a token this process has not seen: the connect needs the database to check it
+        problem = await _refusal(hub.url, Follower(second.id, second.token))
+        assert problem["status"] == 503
+        assert problem["code"] == "SERVICE_UNAVAILABLE"
+        postgres_cluster.start()
+        for route in routes:
+            status, _, body = await _call(http, "GET", hub.url + route, headers=bearer)
+            assert status == 200, (route, body)
+    assert refused >= 20
+    log = hubs.log(hub)
+    assert log.count("hub.outages: database unavailable (") == 1, log
+    assert repeated_lines(log) == {}, log
