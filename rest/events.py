@@ -156,14 +156,21 @@ def _open(hub: Hub, subscriber: StreamSubscriber) -> None:
 async def _stream(request: web.Request, subscriber: StreamSubscriber, first: list[bytes]) -> web.StreamResponse:
     hub = request.app[keys.hub]
     _open(hub, subscriber)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     try:
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
+        # subscribed before the first byte: an event published once the browser sees the stream open (as a socket
+        # sees its connect) is delivered, however long subscribing took
+        try:
+            await hub.add(subscriber)
+        except Exception:
+            raise AppError(
+                ProblemType.SERVICE_UNAVAILABLE, "the event bus is unavailable; retry", headers={"Retry-After": "1"}
+            ) from None
+        hub.spawn(hub.catch_up(subscriber))
         await response.prepare(request)
         await response.write(b"retry: 3000\n\n" + b"".join(first))
-        await hub.add(subscriber)
-        hub.spawn(hub.catch_up(subscriber))
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(subscriber.wake.wait(), KEEPALIVE_SECONDS)
