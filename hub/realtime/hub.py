@@ -534,6 +534,10 @@ class Hub:
             subscriber = SocketSubscriber(conn, audience, None)
             conn.subscribers[audience] = subscriber
             await self.add(subscriber)
+            if self.snapshot is not None:
+                # again once subscribed (normally from the cache): a change in between also arrives as an event
+                with contextlib.suppress(TimeoutError):
+                    snapshot = await asyncio.wait_for(self.snapshot(room), SNAPSHOT_TIMEOUT) or snapshot
             self.spawn(self.catch_up(subscriber))
         return {"ok": True, "room": room, "snapshot": snapshot}
 
