@@ -229,6 +229,7 @@ class LeanEngine:
         self._pongs: deque[tuple[float, EngineSocket, int]] = deque()
         self._joins: deque[tuple[float, EngineSocket]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._open_fields = {
             "pingInterval": int(self.ping_interval * 1000),
             "pingTimeout": int(self.ping_timeout * 1000),
@@ -368,10 +369,11 @@ class LeanEngine:
 
     def _schedule(self, queue: deque[Any], entry: tuple[Any, ...]) -> None:
         queue.append(entry)
-        timer = self._timer
-        if timer is None or entry[0] < timer.when():
-            if timer is not None:
-                timer.cancel()
+        if self._timer is None or entry[0] < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            # the time is kept here: uvloop's handles do not tell it
+            self._timer_at = entry[0]
             self._timer = asyncio.get_running_loop().call_at(entry[0], self._beat)
 
     def _start_heartbeat(self, socket: EngineSocket) -> None:
@@ -407,7 +409,8 @@ class LeanEngine:
                 self.start_background_task(self.close_socket, socket, self.reason.SERVER_DISCONNECT, send_close=True)
         heads = [queue[0][0] for queue in (pings, pongs, joins) if queue]
         if heads:
-            self._timer = loop.call_at(min(heads), self._beat)
+            self._timer_at = min(heads)
+            self._timer = loop.call_at(self._timer_at, self._beat)
 
     # --- HTTP ---------------------------------------------------------------------------------------------
 

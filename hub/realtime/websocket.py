@@ -15,13 +15,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, BINARY, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
-CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
+CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG, CLOSE_INTERNAL_ERROR = (
+    1000,
+    1002,
+    1007,
+    1009,
+    1011,
+)
+log = logging.getLogger("hub.websocket")
 
 
 class HandshakeError(ValueError):
@@ -138,7 +146,13 @@ class WebSocketProtocol(asyncio.Protocol):
             start = offset + head + 4
             payload = _unmask(mask, buffer[start : start + size])
             offset = start + size
-            self._frame(opcode, bool(fin), payload)
+            try:
+                self._frame(opcode, bool(fin), payload)
+            except Exception:
+                # a bug of ours must not pass for the client's fault in silence, nor leave the socket half open
+                log.exception("handling a websocket frame failed")
+                self.fail(CLOSE_INTERNAL_ERROR)
+                return
         self._buffer = buffer[offset:] if offset < end else b""
         if len(self._buffer) > self.max_message + 14:
             self.fail(CLOSE_TOO_BIG)
