@@ -39,6 +39,8 @@ log = logging.getLogger("hub.engine")
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = "0123456"
 RECORD_SEPARATOR = "\x1e"
 _TEXT, _BINARY = 0x1, 0x2
+BEAT_BATCH = 256
+"""Pings written in one timer callback at most."""
 INBOX_LIMIT = 256
 """Received websocket messages not yet handled, past which a connection is dropped as a flood."""
 
@@ -392,7 +394,9 @@ class LeanEngine:
         loop = asyncio.get_running_loop()
         now = loop.time()
         pings, pongs, joins = self._pings, self._pongs, self._joins
-        while pings and pings[0][0] <= now:
+        budget = BEAT_BATCH  # a burst of due pings is written in slices, between which other callbacks run
+        while pings and pings[0][0] <= now and budget:
+            budget -= 1
             _, socket, beat = pings.popleft()
             if socket.closed or socket.beat != beat:
                 continue
@@ -409,7 +413,7 @@ class LeanEngine:
                 self.start_background_task(self.close_socket, socket, self.reason.SERVER_DISCONNECT, send_close=True)
         heads = [queue[0][0] for queue in (pings, pongs, joins) if queue]
         if heads:
-            self._timer_at = min(heads)
+            self._timer_at = max(min(heads), now)
             self._timer = loop.call_at(self._timer_at, self._beat)
 
     # --- HTTP ---------------------------------------------------------------------------------------------
