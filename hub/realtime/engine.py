@@ -20,7 +20,6 @@ import base64
 import contextlib
 import logging
 import secrets
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +32,7 @@ from engineio.base_server import BaseServer
 from hub.infra.clientaddr import ClientAddress
 from hub.realtime.limits import Counts
 from hub.realtime.websocket import HandshakeError, WebSocketProtocol, handshake_response
+from hub.realtime.websocket import frame as ws_frame
 
 log = logging.getLogger("hub.engine")
 
@@ -45,26 +45,15 @@ INBOX_LIMIT = 256
 """Received websocket messages not yet handled, past which a connection is dropped as a flood."""
 
 
-def ws_frame(payload: bytes, opcode: int = _TEXT) -> bytes:
-    """One unmasked, unfragmented websocket frame (what a server sends)."""
-    size = len(payload)
-    if size < 126:
-        header = bytes((0x80 | opcode, size))
-    elif size < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 127, size)
-    return header + payload
-
-
 class Outbound:
-    """One Engine.IO message encoded for both transports, built once and written to any number of sockets."""
+    """One Engine.IO message (``text``: the packet, type included) encoded for both transports, built once and
+    written to any number of sockets."""
 
     __slots__ = ("frame", "size", "text")
 
     def __init__(self, text: str) -> None:
-        self.text = MESSAGE + text
-        self.frame = ws_frame(self.text.encode())
+        self.text = text
+        self.frame = ws_frame(text.encode())
         self.size = len(self.frame)
 
 
