@@ -51,6 +51,8 @@ LATENCY_SAMPLE = 4
 """The publish-to-send histogram observes one delivered event in this many (parsing a timestamp per event would
 cost more than the rest of the delivery)."""
 SNAPSHOT_TIMEOUT = 5.0
+# how long closing waits for its replays and deliveries to end once cancelled
+CLOSE_TASKS_TIMEOUT = 5.0
 Snapshotter = Callable[[str], Awaitable[dict[str, Any] | None]]
 Channel = Connection | StreamSubscriber
 HISTORY_LOST = "history_lost"
@@ -140,8 +142,13 @@ class Hub:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-        for task in list(self._tasks):
+        # cancelled and awaited here, while the database and Redis they use are still open: a replay cancelled
+        # after the engine is disposed waits forever on its connection's close (SQLAlchemy shields it)
+        pending = list(self._tasks)
+        for task in pending:
             task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_TASKS_TIMEOUT)
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
