@@ -49,6 +49,17 @@ BISECT_STEPS = 3
 P99_LIMIT_MS = 100.0
 
 
+async def hub_socket_metrics(server: Server) -> str:
+    """What the hub counted: sockets open now, and sockets it dropped as slow consumers (a lost event is a socket's
+    drop unless these say otherwise)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as response:
+        text = await response.text()
+    wanted = ("hub_socket_connections{", "hub_slow_consumer_disconnects_total ")
+    return ", ".join(line for line in text.splitlines() if line.startswith(wanted))
+
+
 async def redis_cpu(redis: Redis) -> float:
     info = await redis.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
@@ -168,6 +179,8 @@ async def run(
             flush=True,
         )
         best = await search(gen, server, publisher, redis, [user_id for user_id, _ in users[:sockets]])
+        if target == "hub":
+            print(f"  {server.name} after the search: {await hub_socket_metrics(server)}", flush=True)
         return {
             "target": target,
             "workers": workers,
