@@ -125,17 +125,18 @@ def parse_event_id(value: object) -> EventId | None:
 
 
 # Records one event in an audience's history and routes it live, atomically (one round trip, one slot).
-# KEYS: epoch, history stream, live channel[, dedupe key]
+# KEYS: epoch, history stream[, dedupe key]
 # ARGV: envelope JSON without id (an object), max events, max age in ms, candidate epoch, 'SPUBLISH' on a Redis
-#       Cluster (else classic PUBLISH)[, dedupe ttl s, fingerprint]
+#       Cluster (else classic PUBLISH), live channel (in the keys' slot)[, dedupe ttl s, fingerprint]
+# (The channel is not a key: declared, it would make a cluster answer TRYAGAIN to every call while its slot moves.)
 # Returns the event id; when the dedupe key exists (another hub process, or an earlier try of the same publish,
 # recorded it) nothing is recorded and the reply is '=<fingerprint> <first id>'.
 # The epoch names one incarnation of the stream on one node: a stream that has to be created starts a new epoch,
 # and on a cluster the epoch carries the id of the node that wrote it (a stream written by another node has been
 # through a failover or a slot migration, which may have lost the writes the old master had not replicated).
 RECORD_SCRIPT = """
-if KEYS[4] then
-  local seen = redis.call('GET', KEYS[4])
+if KEYS[3] then
+  local seen = redis.call('GET', KEYS[3])
   if seen then return '=' .. seen end
 end
 local publish = 'PUBLISH'
@@ -162,8 +163,8 @@ if ms % 32 == 0 then
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local id = sid .. '-' .. epoch
-redis.call(publish, KEYS[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
-if KEYS[4] then redis.call('SET', KEYS[4], (ARGV[7] or '') .. ' ' .. id, 'EX', ARGV[6]) end
+redis.call(publish, ARGV[6], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
+if KEYS[3] then redis.call('SET', KEYS[3], (ARGV[8] or '') .. ' ' .. id, 'EX', ARGV[7]) end
 return id
 """
 

@@ -98,13 +98,14 @@ async def record(
     ``repeated``). ``sharded`` (SPUBLISH) defaults to whether ``redis`` is a cluster client."""
     if sharded is None:
         sharded = is_cluster_client(redis)
-    keys = [bus.epoch_key(audience), bus.history_key(audience), bus.live_channel(audience)]
+    keys = [bus.epoch_key(audience), bus.history_key(audience)]
     args: list[Any] = [
         envelope_json,
         max_events,
         max_age_seconds * 1000,
         new_epoch(),
         "SPUBLISH" if sharded else "PUBLISH",
+        bus.live_channel(audience),
     ]
     if dedupe_key:
         keys.append(dedupe_key)

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.crc import key_slot
+from redis.exceptions import ClusterError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -44,6 +46,10 @@ SCHEMES = ("redis+cluster", "rediss+cluster")
 NOT_RUN = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "LOADING")
 """Error replies of a node that did not run the command (a redirection, or the node cannot serve the slot now)."""
 FALLBACK_CONCURRENCY = 16
+SETTLE_SECONDS = 10.0
+SETTLE_FIRST = 0.05
+SETTLE_CAP = 0.5
+"""A call of a slot that is moving is tried again from 50 ms apart up to half a second apart, for up to 10 s."""
 
 
 def is_cluster_url(url: str | None) -> bool:
@@ -143,11 +149,18 @@ class ClusterCommands:
     """Batches of commands, each on a raw connection to the master of its key's slot (see the module docstring)."""
 
     def __init__(
-        self, cluster: RedisCluster, address: ClusterAddress, scripts: Sequence[str], *, timeout: float
+        self,
+        cluster: RedisCluster,
+        address: ClusterAddress,
+        scripts: Sequence[str],
+        *,
+        timeout: float,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         self.cluster = cluster
         self.address = address
         self.timeout = timeout
+        self.settle_seconds = settle_seconds
         self._scripts = {_sha(script): script.encode() for script in scripts}
         self._connections: dict[str, CommandConnection] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
@@ -181,9 +194,16 @@ class ClusterCommands:
                     results[index] = reply
         if again:
             log.info("%d of %d calls go through redis-py (redirected, or their master is gone)", len(again), len(calls))
-            replies = await asyncio.gather(*(self._fallback(calls[i]) for i in again))
-            for index, reply in zip(again, replies, strict=True):
-                results[index] = reply
+            by_slot: dict[int, list[int]] = {}
+            for index in sorted(again):
+                by_slot.setdefault(key_slot(calls[index].key), []).append(index)
+
+            async def in_order(indices: list[int]) -> None:
+                # one slot's calls one after the other, as they were given: an audience's events keep their order
+                for index in indices:
+                    results[index] = await self._fallback(calls[index])
+
+            await asyncio.gather(*(in_order(indices) for indices in by_slot.values()))
         return results
 
     async def _run_on(self, name: str, calls: list[KeyedCall]) -> tuple[list[Any], bool]:
@@ -220,15 +240,25 @@ class ClusterCommands:
         return connection
 
     async def _fallback(self, call: KeyedCall) -> Any:
-        """The call through redis-py's cluster client (a script by its body: a new master may not have it)."""
+        """The call through redis-py's cluster client (a script by its body: a new master may not have it). While
+        its slot is moving, a call of several keys is answered TRYAGAIN until the move ends (a slot of many keys
+        takes seconds); it did not run, and is tried again for up to ``settle_seconds``."""
         parts: tuple[Any, ...] = (call.parts[0].decode(), *call.parts[1:])  # redis-py wants the name as str
         if parts[0] == "EVALSHA" and parts[1] in self._scripts:
             parts = ("EVAL", self._scripts[parts[1]], *parts[2:])
+        deadline = time.monotonic() + self.settle_seconds
+        delay = SETTLE_FIRST
         async with self._fallbacks:
-            try:
-                return await self.cluster.execute_command(*parts)
-            except Exception as exc:
-                return exc
+            while True:
+                try:
+                    return await self.cluster.execute_command(*parts)
+                except (TryAgainError, ClusterError, SlotNotCoveredError) as exc:
+                    if time.monotonic() + delay > deadline:
+                        return exc
+                except Exception as exc:
+                    return exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SETTLE_CAP)
 
     def close(self) -> None:
         for connection in self._connections.values():

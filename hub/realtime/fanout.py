@@ -337,8 +337,8 @@ class RedisBus:
         for audience, envelope_json, dedupe in records:
             tag = b"{" + audience.encode() + b"}"
             history = HISTORY_PREFIX_B + tag
-            keys = [EPOCH_PREFIX_B + tag, history, LIVE_PREFIX_B + tag]
-            args = [envelope_json.encode(), max_events, max_age, epoch, mode]
+            keys = [EPOCH_PREFIX_B + tag, history]
+            args = [envelope_json.encode(), max_events, max_age, epoch, mode, LIVE_PREFIX_B + tag]
             if dedupe is not None:
                 keys.append(dedupe.key.encode())
                 args.extend((str(dedupe.seconds).encode(), dedupe.fingerprint.encode()))
