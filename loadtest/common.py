@@ -280,6 +280,15 @@ class Backing:
     """what the hub is given: redis://… or redis+cluster://…"""
     redis_nodes: tuple[tuple[str, int], ...] = ()
     """every Redis process of the run (one, or the cluster's six)"""
+    redis_idle: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per second each Redis process spends with no traffic (``measure_redis_idle``)"""
+
+    async def measure_redis_idle(self, seconds: float = 3.0) -> None:
+        """What the Redis processes spend on their own (cron, cluster gossip, idle connections), to subtract."""
+        before = await self.redis_cpu()
+        await asyncio.sleep(seconds)
+        after = await self.redis_cpu()
+        self.redis_idle = {node: (after[node] - before[node]) / seconds for node in after}
 
     @property
     def clustered(self) -> bool:

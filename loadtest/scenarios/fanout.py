@@ -10,7 +10,8 @@ at the best rate.
     python -m loadtest.scenarios.fanout --target hub --sockets 2000 --workers 1,2   # serve --workers N
     python -m loadtest.scenarios.fanout --target hub --sockets 2000 --redis single,cluster   # one Redis, a cluster
 
-Redis CPU is that of every Redis process (the cluster's six nodes), per delivered event, and of the busiest one.
+Redis CPU is that of every Redis process (the cluster's six nodes), per delivered event net of what they spend
+idle (measured for 3 s before the steps), and the busiest one's share.
 """
 
 from __future__ import annotations
@@ -75,8 +76,10 @@ async def step(
     cpu = tree_cpu_seconds(server.pid) - cpu_before
     publisher_cpu = cpu_seconds(os.getpid()) - publisher_cpu_before
     redis_cpu_after = await where.redis_cpu()
+    elapsed = STEP_SECONDS + waited
     redis_by_node = {node: redis_cpu_after[node] - redis_cpu_before[node] for node in redis_cpu_after}
     redis_busy = sum(redis_by_node.values())
+    redis_work = redis_busy - sum(where.redis_idle.values()) * elapsed  # net of what Redis spends idle
     gen_cpu = cpu_seconds(gen.pid) - gen_cpu_before
     p99s = [w["p99"] for w in latencies if w["p99"] is not None]
     p50s = [w["p50"] for w in latencies if w["p50"] is not None]
@@ -94,7 +97,8 @@ async def step(
         "publisher_cpu_pct": 100 * publisher_cpu / (STEP_SECONDS + waited),
         "redis_cpu_pct": 100 * redis_busy / (STEP_SECONDS + waited),
         "redis_busiest_node_cpu_pct": 100 * max(redis_by_node.values()) / (STEP_SECONDS + waited),
-        "redis_cpu_us_per_delivery": redis_busy * 1e6 / max(1, received),
+        "redis_cpu_us_per_delivery": redis_work * 1e6 / max(1, received),
+        "redis_idle_pct": 100 * sum(where.redis_idle.values()),
     }
     result["ok"] = (
         result["lost"] == 0
@@ -108,7 +112,7 @@ async def step(
         f"cpu/delivery {result['server_cpu_us_per_delivery']:.0f} µs server {result['server_cpu_pct']:.0f}% "
         f"loadgen {result['loadgen_cpu_pct']:.0f}% publisher {result['publisher_cpu_pct']:.0f}% "
         f"redis {result['redis_cpu_pct']:.0f}% (busiest node {result['redis_busiest_node_cpu_pct']:.0f}%, "
-        f"{result['redis_cpu_us_per_delivery']:.1f} µs/delivery) "
+        f"{result['redis_cpu_us_per_delivery']:.1f} µs/delivery net of {result['redis_idle_pct']:.0f}% idle) "
         f"{'ok' if result['ok'] else 'FAIL'}",
         flush=True,
     )
@@ -165,6 +169,7 @@ async def run(
         )
         await asyncio.sleep(2)
         idle_per_socket = (tree_rss_bytes(server.pid) - rss_before) / max(1, connected["ok"])
+        await where.measure_redis_idle()
         print(
             f"{server.name}: {connected['ok']} sockets in {connected['seconds']:.1f} s "
             f"({idle_per_socket / 1024:.1f} KiB/socket idle)",

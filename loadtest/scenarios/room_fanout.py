@@ -8,13 +8,15 @@ attaches a fresh trend snapshot (the REST body of /public/trends/<id>) computed 
     python -m loadtest.scenarios.room_fanout --target hub --members 1000,10000
     python -m loadtest.scenarios.room_fanout --target hub --members 2000 --redis single,cluster
 
-Redis CPU is that of every Redis process (the cluster's six nodes), per delivery and per published event.
+Redis CPU is that of every Redis process (the cluster's six nodes) net of what they spend idle, per delivery and
+per published event.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from typing import Any
 
 from loadtest.common import (
@@ -57,9 +59,11 @@ async def run(target: str, members: int, where: Backing, product: tuple[str, str
         )
         subscribed = await gen.send({"cmd": "subscribe", "room": f"trend:{product[0]}"})
         await asyncio.sleep(1)
+        await where.measure_redis_idle()
         await gen.send({"cmd": "window"})
         cpu_before = cpu_seconds(server.pid)
         redis_before = await where.redis_cpu()
+        started = time.monotonic()
         sent = await publish_at(
             publisher, RATE, SECONDS, price_event_maker(*product), channel="cartsnitch.prices.updated"
         )
@@ -74,6 +78,7 @@ async def run(target: str, members: int, where: Backing, product: tuple[str, str
                 break
         cpu = cpu_seconds(server.pid) - cpu_before
         redis_after = await where.redis_cpu()
+        measured = time.monotonic() - started
     finally:
         await publisher.close()
         await gen.close()
@@ -81,6 +86,7 @@ async def run(target: str, members: int, where: Backing, product: tuple[str, str
     p99s = [w["p99"] for w in windows if w["p99"] is not None]
     p50s = [w["p50"] for w in windows if w["p50"] is not None]
     redis_busy = sum(redis_after[node] - redis_before[node] for node in redis_after)
+    redis_busy -= sum(where.redis_idle.values()) * measured  # net of what Redis spends idle
     result = {
         "target": target,
         "redis": "cluster" if where.clustered else "single",
