@@ -156,6 +156,8 @@ def hub_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
             "CARTSNITCH_SOCKET_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
             "CARTSNITCH_SOCKET_CONNECTS_PER_SECOND": "1000000",
             "CARTSNITCH_SOCKET_CONNECT_BURST": "1000000",
+            "CARTSNITCH_SOCKET_INBOUND_EVENTS_PER_SECOND": "1000000",
+            "CARTSNITCH_SOCKET_INBOUND_BURST": "1000000",
         }
     )
     env.update(extra)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -153,17 +154,33 @@ def _open(hub: Hub, subscriber: StreamSubscriber) -> None:
         raise AppError(ProblemType.RATE_LIMITED, f"too many open streams for this {who}", headers={"Retry-After": "5"})
 
 
-async def _stream(request: web.Request, subscriber: StreamSubscriber, first: list[bytes]) -> web.StreamResponse:
+async def _stream(
+    request: web.Request,
+    subscriber: StreamSubscriber,
+    first: list[bytes],
+    prelude: Callable[[], Awaitable[bytes]] | None = None,
+) -> web.StreamResponse:
+    """Stream ``subscriber``'s events: ``first``, then what ``prelude()`` gives once the stream is subscribed (a
+    snapshot taken after subscribing misses no change: a later one arrives as an event), then events."""
     hub = request.app[keys.hub]
     _open(hub, subscriber)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     try:
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
+        # subscribed before the first byte: an event published once the browser sees the stream open (as a socket
+        # sees its connect) is delivered, however long subscribing took
+        try:
+            await hub.add(subscriber)
+        except Exception:
+            raise AppError(
+                ProblemType.SERVICE_UNAVAILABLE, "the event bus is unavailable; retry", headers={"Retry-After": "1"}
+            ) from None
+        if prelude is not None:
+            first = [*first, await prelude()]
+        hub.spawn(hub.catch_up(subscriber))
         await response.prepare(request)
         await response.write(b"retry: 3000\n\n" + b"".join(first))
-        await hub.add(subscriber)
-        hub.spawn(hub.catch_up(subscriber))
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(subscriber.wake.wait(), KEEPALIVE_SECONDS)
@@ -247,8 +264,8 @@ async def stream_public_room(request: web.Request) -> web.StreamResponse:
             ]
         )
     hub = request.app[keys.hub]
-    snapshot = await hub.snapshot(room) if hub.snapshot is not None else None
-    if snapshot is None:
+    snapshotter = hub.snapshot
+    if snapshotter is None or await snapshotter(room) is None:
         raise AppError(ProblemType.NOT_FOUND, f"no data for room {room!r}")
     raw = request.headers.get("Last-Event-ID") or query.last_event_id
     subscriber = StreamSubscriber(
@@ -257,5 +274,9 @@ async def stream_public_room(request: web.Request) -> web.StreamResponse:
         STREAM_QUEUE_BYTES,
         address=client_ip(request),
     )
-    first = [_sse("snapshot", dumps({"room": room, "snapshot": snapshot}).decode())]
-    return await _stream(request, subscriber, first)
+
+    async def snapshot() -> bytes:
+        # taken again once subscribed (normally from the cache): a change in between arrives as an event too
+        return _sse("snapshot", dumps({"room": room, "snapshot": await snapshotter(room)}).decode())
+
+    return await _stream(request, subscriber, [], snapshot)

@@ -13,6 +13,7 @@ minimises the cost; among equally cheap plans it takes the one with the fewest s
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,7 +26,10 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array
 
-TIME_LIMIT_SECONDS = 10.0
+SOLVE_SECONDS = 4.0
+"""The time one request's plans may take together (three of them, each one or two MILP solves): HiGHS stops at the
+deadline with the best plan found so far, so a pathological list costs seconds, not minutes."""
+MIN_SOLVE_SECONDS = 0.05
 PRODUCT_DISCOUNTS = frozenset({"percent", "fixed", "bogo", "buy_x_get_y"})
 STORE_DISCOUNTS = frozenset({"percent", "fixed"})
 
@@ -120,19 +124,65 @@ class Result:
     """The cheapest plan at one store that sells every priced item, if there is one."""
 
 
-def solve(problem: Problem) -> Result:
-    return Result(optimize(problem), greedy(problem), best_single_store(problem))
+class NoPlan(RuntimeError):
+    """The solver found no plan (within its time)."""
 
 
-def optimize(problem: Problem) -> Plan:
-    """The exact optimum."""
+def solve(problem: Problem, seconds: float = SOLVE_SECONDS) -> Result:
+    """The optimum, the greedy plan and the best single store, within ``seconds`` together. When the optimum is not
+    found in time, the best plan already known that keeps ``max_stores`` stands in for it."""
+    started = time.monotonic()
+    try:
+        best = optimize(problem, started + seconds * 0.75)
+    except NoPlan:
+        best = None
+    cheapest_each = greedy(problem)  # every line fixed to a store: a program solved at once
+    try:
+        single = best_single_store(problem, max(time.monotonic(), started + seconds))
+    except NoPlan:
+        single = None
+    if best is None:
+        fits = problem.max_stores is None or len(cheapest_each.trips) <= problem.max_stores
+        best = cheapest_each if fits else within_max_stores(problem)
+    return Result(best, cheapest_each, single)
+
+
+def within_max_stores(problem: Problem) -> Plan:
+    """A plan that keeps ``max_stores`` without searching: stores chosen one by one for the items they add (the
+    cheaper on a tie), each item bought at the cheapest chosen store that sells it; items none sells are dropped."""
     model = _Model(problem)
+    sells: dict[int, dict[int, int]] = defaultdict(dict)
+    for cell in model.cells:
+        sells[cell.store][cell.line] = cell.total
+    chosen: list[int] = []
+    missing = set(model.priced)
+    while missing and len(chosen) < (problem.max_stores or len(model.candidate_stores)):
+        candidates = [s for s in model.candidate_stores if s not in chosen and missing & sells[s].keys()]
+        if not candidates:
+            break
+        store = max(
+            candidates,
+            key=lambda s: (len(missing & sells[s].keys()), -sum(sells[s][i] for i in missing & sells[s].keys())),
+        )
+        chosen.append(store)
+        missing -= sells[store].keys()
+    fixed = {
+        line: min((s for s in chosen if line in sells[s]), key=lambda s: (sells[s][line], model.store_order[s]))
+        for line in model.priced
+        if any(line in sells[s] for s in chosen)
+    }
+    return model.plan(chosen, max_stores=None, allow_drop=False, fixed=fixed)
+
+
+def optimize(problem: Problem, deadline: float | None = None) -> Plan:
+    """The exact optimum (the best found by the deadline)."""
+    model = _Model(problem, deadline)
     allow_drop = problem.max_stores is not None and problem.max_stores < len(model.candidate_stores)
     return model.plan(model.candidate_stores, max_stores=problem.max_stores, allow_drop=allow_drop)
 
 
-def greedy(problem: Problem) -> Plan:
-    model = _Model(problem)
+def greedy(problem: Problem, deadline: float | None = None) -> Plan:
+    model = _Model(problem, deadline)
     fixed: dict[int, int] = {}
     for line in model.priced:
         cells = [c for c in model.cells if c.line == line]
@@ -140,8 +190,8 @@ def greedy(problem: Problem) -> Plan:
     return model.plan(model.candidate_stores, max_stores=None, allow_drop=False, fixed=fixed)
 
 
-def best_single_store(problem: Problem) -> Plan | None:
-    model = _Model(problem)
+def best_single_store(problem: Problem, deadline: float | None = None) -> Plan | None:
+    model = _Model(problem, deadline)
     if not model.priced:
         return None
     sold = defaultdict(set)
@@ -174,6 +224,7 @@ class _Cell:
 class _Program:
     """Variables (cost, bounds, integrality) and sparse constraint rows ``lo <= a·v <= hi``."""
 
+    deadline: float | None = None
     cost: list[float] = field(default_factory=list)
     upper: list[float] = field(default_factory=list)
     integral: list[int] = field(default_factory=list)
@@ -193,7 +244,8 @@ class _Program:
         self, cost: Sequence[float], extra: Iterable[tuple[dict[int, float], float, float]] = ()
     ) -> np.ndarray[Any, np.dtype[np.float64]]:
         rows = [*self.rows, *extra]
-        options = {"disp": False, "mip_rel_gap": 0.0, "time_limit": TIME_LIMIT_SECONDS}
+        left = SOLVE_SECONDS if self.deadline is None else self.deadline - time.monotonic()
+        options = {"disp": False, "mip_rel_gap": 0.0, "time_limit": max(MIN_SOLVE_SECONDS, left)}
         constraints = None
         if rows:
             r, c, v = [], [], []
@@ -212,7 +264,7 @@ class _Program:
             options=options,
         )
         if result.x is None:
-            raise RuntimeError(f"the shopping program has no solution: {result.message}")
+            raise NoPlan(f"the shopping program has no solution: {result.message}")
         return np.asarray(result.x, dtype=float)
 
 
@@ -220,8 +272,9 @@ class _Model:
     """The problem in cents, indexed: lines that some store prices, and the (line, store) cells where they can be
     bought."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, deadline: float | None = None) -> None:
         self.problem = problem
+        self.deadline = deadline
         order = sorted(range(len(problem.stores)), key=lambda s: (problem.stores[s].name, str(problem.stores[s].id)))
         self.store_order = {s: rank for rank, s in enumerate(order)}
         store_index = {store.id: s for s, store in enumerate(problem.stores)}
@@ -261,7 +314,7 @@ class _Model:
         lines = sorted({c.line for c in cells})
         if not cells:
             return Plan((), self.unpriced, tuple(self.priced))
-        prog = _Program()
+        prog = _Program(self.deadline)
         # Among equally cheap plans prefer fewer stores: the store costs add up to less than one cent.
         y = {s: prog.var(1.0 / (len(stores) + 1)) for s in stores}
         x = {(c.line, c.store): prog.var(float(c.total)) for c in cells}

@@ -20,7 +20,6 @@ import base64
 import contextlib
 import logging
 import secrets
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,34 +31,29 @@ from engineio.base_server import BaseServer
 
 from hub.infra.clientaddr import ClientAddress
 from hub.realtime.limits import Counts
+from hub.realtime.websocket import HandshakeError, WebSocketProtocol, handshake_response
+from hub.realtime.websocket import frame as ws_frame
 
 log = logging.getLogger("hub.engine")
 
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = "0123456"
 RECORD_SEPARATOR = "\x1e"
 _TEXT, _BINARY = 0x1, 0x2
-
-
-def ws_frame(payload: bytes, opcode: int = _TEXT) -> bytes:
-    """One unmasked, unfragmented websocket frame (what a server sends)."""
-    size = len(payload)
-    if size < 126:
-        header = bytes((0x80 | opcode, size))
-    elif size < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 127, size)
-    return header + payload
+BEAT_BATCH = 256
+"""Pings written in one timer callback at most."""
+INBOX_LIMIT = 256
+"""Received websocket messages not yet handled, past which a connection is dropped as a flood."""
 
 
 class Outbound:
-    """One Engine.IO message encoded for both transports, built once and written to any number of sockets."""
+    """One Engine.IO message (``text``: the packet, type included) encoded for both transports, built once and
+    written to any number of sockets."""
 
     __slots__ = ("frame", "size", "text")
 
     def __init__(self, text: str) -> None:
-        self.text = MESSAGE + text
-        self.frame = ws_frame(self.text.encode())
+        self.text = text
+        self.frame = ws_frame(text.encode())
         self.size = len(self.frame)
 
 
@@ -70,8 +64,11 @@ class EngineSocket:
         "close_reason",
         "closed",
         "environ",
+        "inbox",
+        "inbox_task",
         "joined",
         "polled",
+        "probe_timer",
         "probing",
         "queue",
         "queued_bytes",
@@ -91,14 +88,18 @@ class EngineSocket:
         self.environ = environ
         self.address = address
         self.session: dict[str, Any] | None = None
-        self.ws: web.WebSocketResponse | None = None
+        self.ws: WebSocketProtocol | web.WebSocketResponse | None = None
         self.transport: asyncio.Transport | None = None
         self.ws_writer: asyncio.Queue[bytes | str | None] | None = None
         self.queue: list[str] = []
         self.queued_bytes = 0
         self.waiter: asyncio.Future[None] | None = None
+        self.inbox: deque[str | bytes] | None = None
+        """Messages received over the websocket and not yet handled (handled in order by ``inbox_task``)."""
+        self.inbox_task: asyncio.Task[None] | None = None
         self.polled = False
         self.probing = False
+        self.probe_timer: asyncio.TimerHandle | None = None
         self.upgrading = False
         self.closed = False
         self.close_reason = ""
@@ -219,6 +220,7 @@ class LeanEngine:
         self._pongs: deque[tuple[float, EngineSocket, int]] = deque()
         self._joins: deque[tuple[float, EngineSocket]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._open_fields = {
             "pingInterval": int(self.ping_interval * 1000),
             "pingTimeout": int(self.ping_timeout * 1000),
@@ -343,6 +345,8 @@ class LeanEngine:
             # a broken or hostile client gets no closing handshake: the connection is dropped at once, and
             # whatever it still sends is never read
             socket.transport.abort()
+        elif isinstance(socket.ws, WebSocketProtocol):
+            socket.ws.close()
         elif socket.ws is not None and not socket.ws.closed:
             self.start_background_task(socket.ws.close)
         handler = self.handlers.get("disconnect")
@@ -356,10 +360,11 @@ class LeanEngine:
 
     def _schedule(self, queue: deque[Any], entry: tuple[Any, ...]) -> None:
         queue.append(entry)
-        timer = self._timer
-        if timer is None or entry[0] < timer.when():
-            if timer is not None:
-                timer.cancel()
+        if self._timer is None or entry[0] < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            # the time is kept here: uvloop's handles do not tell it
+            self._timer_at = entry[0]
             self._timer = asyncio.get_running_loop().call_at(entry[0], self._beat)
 
     def _start_heartbeat(self, socket: EngineSocket) -> None:
@@ -378,7 +383,9 @@ class LeanEngine:
         loop = asyncio.get_running_loop()
         now = loop.time()
         pings, pongs, joins = self._pings, self._pongs, self._joins
-        while pings and pings[0][0] <= now:
+        budget = BEAT_BATCH  # a burst of due pings is written in slices, between which other callbacks run
+        while pings and pings[0][0] <= now and budget:
+            budget -= 1
             _, socket, beat = pings.popleft()
             if socket.closed or socket.beat != beat:
                 continue
@@ -395,7 +402,8 @@ class LeanEngine:
                 self.start_background_task(self.close_socket, socket, self.reason.SERVER_DISCONNECT, send_close=True)
         heads = [queue[0][0] for queue in (pings, pongs, joins) if queue]
         if heads:
-            self._timer = loop.call_at(min(heads), self._beat)
+            self._timer_at = max(min(heads), now)
+            self._timer = loop.call_at(self._timer_at, self._beat)
 
     # --- HTTP ---------------------------------------------------------------------------------------------
 
@@ -651,19 +659,145 @@ class LeanEngine:
             except (ConnectionError, RuntimeError):
                 return
 
+    # --- websocket without compression: the transport is taken from aiohttp once the handshake is answered ---
+
+    def _take_over(self, request: web.Request) -> WebSocketProtocol | None:
+        """Answer the opening handshake on the request's transport and make the transport a WebSocketProtocol's;
+        aiohttp then finds its connection gone and its handler (and request, and task) end. None when the
+        request is not a valid handshake."""
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return None
+        try:
+            response = handshake_response(request.headers)
+        except HandshakeError:
+            return None
+        ws = WebSocketProtocol(transport, self.max_http_buffer_size, _ignore, _nothing)
+        transport.write(response)
+        transport.set_protocol(ws)
+        # aiohttp's protocol forgets the transport (so that it does not close it) and is told its connection is
+        # gone: it stops tracking it, and the handler's response is never written
+        http = request.protocol
+        http.transport = None
+        http.connection_lost(None)
+        return ws
+
+    def _serve_ws(self, socket: EngineSocket, ws: WebSocketProtocol) -> None:
+        ws.on_message = lambda data: self._inbound(socket, data)
+        ws.on_close = lambda: self._ws_closed(socket)
+        socket.ws = ws
+        socket.transport = ws.transport
+
+    def _inbound(self, socket: EngineSocket, data: str | bytes) -> None:
+        if data == PONG:  # the heartbeat, answered here: no task
+            self._pong(socket)
+            return
+        inbox = socket.inbox
+        if inbox is None:
+            inbox = socket.inbox = deque()
+        if len(inbox) >= INBOX_LIMIT:
+            # far more messages than the handlers keep up with: a flood, not a client
+            self.drop_slow(socket)
+            return
+        inbox.append(data)
+        if socket.inbox_task is None:
+            socket.inbox_task = self.start_background_task(self._handle_inbox, socket)
+
+    async def _handle_inbox(self, socket: EngineSocket) -> None:
+        inbox = socket.inbox
+        try:
+            while inbox and not socket.closed:
+                if not await self._receive(socket, inbox.popleft()):
+                    break
+        finally:
+            socket.inbox_task = None
+
+    def _ws_closed(self, socket: EngineSocket) -> None:
+        if not socket.closed:
+            self.start_background_task(self.close_socket, socket, self.reason.TRANSPORT_CLOSE)
+
     async def _open_websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.websocket_compression:
+            return await self._open_compressed_websocket(request)
+        ws = self._take_over(request)
+        if ws is None:
+            return self._error("Bad request", 3, headers=self._cors_headers(request))
+        socket = self._new_socket(request)
+        self._serve_ws(socket, ws)
+        if await self._connected(socket):
+            socket.write_text(self._open_text(socket.sid, []))
+        else:
+            ws.close()
+        return _detached()
+
+    async def _upgrade(self, request: web.Request, socket: EngineSocket) -> web.StreamResponse:
+        if self.websocket_compression:
+            return await self._compressed_upgrade(request, socket)
+        ws = self._take_over(request)
+        if ws is None:
+            return self._error("Bad request", 3, headers=self._cors_headers(request))
+        socket.probing = True
+        ws.on_message = lambda data: self._upgrade_message(socket, ws, data)
+        ws.on_close = lambda: self._upgrade_failed(socket, ws)
+        probe_deadline = asyncio.get_running_loop().call_later(self.ping_timeout, self._probe_timeout, socket, ws)
+        socket.probe_timer = probe_deadline
+        return _detached()
+
+    def _upgrade_message(self, socket: EngineSocket, ws: WebSocketProtocol, data: str | bytes) -> None:
+        """The upgrade's probe exchange: ``2probe`` → ``3probe`` (the pending poll ends with a noop), then ``5``."""
+        if data == PING + "probe" and socket.probing and not socket.upgrading and not socket.closed:
+            ws.transport.write(ws_frame((PONG + "probe").encode()))
+            socket.upgrading = True
+            waiter = socket.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
+        if data == UPGRADE and socket.upgrading and not socket.closed:
+            self._cancel_probe_timer(socket)
+            pending = list(socket.queue)
+            socket.queue.clear()
+            socket.queued_bytes = 0
+            self._serve_ws(socket, ws)
+            socket.probing = socket.upgrading = False
+            for text in pending:
+                socket.write_text(text)
+            return
+        self._upgrade_failed(socket, ws)
+
+    def _upgrade_failed(self, socket: EngineSocket, ws: WebSocketProtocol) -> None:
+        """The probe went wrong (or the websocket closed during it): the session goes on over polling."""
+        if socket.ws is ws:
+            return
+        self._cancel_probe_timer(socket)
+        socket.probing = socket.upgrading = False
+        if not ws.closed:
+            ws.close()
+
+    def _probe_timeout(self, socket: EngineSocket, ws: WebSocketProtocol) -> None:
+        socket.probe_timer = None
+        self._upgrade_failed(socket, ws)
+
+    @staticmethod
+    def _cancel_probe_timer(socket: EngineSocket) -> None:
+        if socket.probe_timer is not None:
+            socket.probe_timer.cancel()
+            socket.probe_timer = None
+
+    # --- websocket with permessage-deflate: aiohttp's WebSocketResponse for the socket's lifetime ------------
+
+    async def _open_compressed_websocket(self, request: web.Request) -> web.StreamResponse:
         ws = self._websocket()
         await ws.prepare(request)
         socket = self._new_socket(request)
         self._attach_ws(socket, ws, request)
-        socket.write_text(self._open_text(socket.sid, []))
         if not await self._connected(socket):
             await ws.close()
             return ws
+        socket.write_text(self._open_text(socket.sid, []))
         await self._read_websocket(socket, ws)
         return ws
 
-    async def _upgrade(self, request: web.Request, socket: EngineSocket) -> web.StreamResponse:
+    async def _compressed_upgrade(self, request: web.Request, socket: EngineSocket) -> web.StreamResponse:
         ws = self._websocket()
         await ws.prepare(request)
         socket.probing = True
@@ -712,3 +846,17 @@ class LeanEngine:
                     break
         finally:
             await self.close_socket(socket, self.reason.TRANSPORT_CLOSE)
+
+
+def _ignore(data: str | bytes) -> None:
+    return None
+
+
+def _nothing() -> None:
+    return None
+
+
+def _detached() -> web.Response:
+    """What the handler returns once the transport is the websocket's: aiohttp finds its connection gone and
+    sends nothing (a new object each time: aiohttp prepares the response it is given)."""
+    return web.Response()

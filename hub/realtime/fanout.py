@@ -46,6 +46,8 @@ RECONNECT_FIRST = 0.05
 RECONNECT_CAP = 1.0
 """Pub/sub reconnect back-off: from 50 ms, doubling, never over a second (jittered)."""
 INGEST_BLOCK_SECONDS = 2.0
+BACKGROUND_TIMEOUT = 30.0
+"""How long the hub's own Redis work (legacy ingest, expansions) waits for a reply before it gives up."""
 
 LiveHandler = Callable[[str, str], None]
 """(audience, envelope JSON with id) for every live event of a subscribed audience."""
@@ -81,7 +83,9 @@ class EventBus(Protocol):
 
     async def close(self) -> None: ...
 
-    async def record(self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded: ...
+    async def record(
+        self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None, background: bool = False
+    ) -> Recorded: ...
 
     async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]: ...
 
@@ -161,7 +165,9 @@ class RedisBus:
         self.on_legacy: LegacyHandler | None = None
         self.on_reconnect: Callable[[], None] = lambda: None
         self._protocol: PubSubConnection | None = None
-        self._commands: CommandConnection | None = None
+        self._commands: dict[bool, CommandConnection] = {}
+        """Two pipelines: request paths (bounded by ``timeout``) and the hub's own background work (legacy
+        ingest, expansions), which waits longer rather than drop events when the process is busy."""
         self._commands_lock = asyncio.Lock()
         self._cluster_commands: ClusterCommands | None = None
         self._shards: ShardedSubscriptions | None = None
@@ -315,16 +321,22 @@ class RedisBus:
 
     # history ------------------------------------------------------------------------------------------
 
-    async def record(self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded:
-        return (await self.pipeline_scripts([(audience, envelope_json, dedupe)], []))[0]
+    async def record(
+        self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None, background: bool = False
+    ) -> Recorded:
+        return (await self.pipeline_scripts([(audience, envelope_json, dedupe)], [], background=background))[0]
 
     async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]:
-        """Record several events in one pipelined round trip."""
-        results = await self.pipeline_scripts([(audience, envelope, None) for audience, envelope in items], [])
-        return [result.id for result in results]
+        """Record several events in one pipelined round trip (the hub's own expansions: background)."""
+        records: list[tuple[str, str, Dedupe | None]] = [(audience, envelope, None) for audience, envelope in items]
+        return [result.id for result in await self.pipeline_scripts(records, [], background=True)]
 
     async def pipeline_scripts(
-        self, records: Sequence[tuple[str, str, Dedupe | None]], queued: Sequence[tuple[str, Dedupe | None]]
+        self,
+        records: Sequence[tuple[str, str, Dedupe | None]],
+        queued: Sequence[tuple[str, Dedupe | None]],
+        *,
+        background: bool = False,
     ) -> list[Recorded]:
         """Record (audience, envelope, dedupe) and queue (envelope, dedupe) items in one round trip (one per master
         on a cluster); one result per item (records first), ``repeated`` where a dedupe key had recorded it
@@ -359,7 +371,7 @@ class RedisBus:
         if self._cluster_commands is not None:
             results = await self._cluster_commands.execute(calls)
         else:
-            results = await self._run_single([command(*call.parts) for call in calls])
+            results = await self._run_single([command(*call.parts) for call in calls], background)
         out: list[Recorded] = []
         for index, result in enumerate(results):
             if isinstance(result, Exception):
@@ -367,26 +379,29 @@ class RedisBus:
             out.append(bus.parse_recorded(result, "" if index < len(records) else "ingest-"))
         return out
 
-    async def _run_single(self, calls: list[bytes]) -> list[Any]:
-        results = await self._execute(calls)
+    async def _run_single(self, calls: list[bytes], background: bool) -> list[Any]:
+        results = await self._execute(calls, background)
         missing = [i for i, result in enumerate(results) if isinstance(result, ReplyError) and is_noscript(result)]
         if missing:
             # the scripts are gone (Redis restarted): load them and run again only what did not run
             await self._execute(
-                [command(b"SCRIPT", b"LOAD", bus.RECORD_SCRIPT), command(b"SCRIPT", b"LOAD", bus.INGEST_SCRIPT)]
+                [command(b"SCRIPT", b"LOAD", bus.RECORD_SCRIPT), command(b"SCRIPT", b"LOAD", bus.INGEST_SCRIPT)],
+                background,
             )
-            for index, result in zip(missing, await self._execute([calls[i] for i in missing]), strict=True):
+            again = await self._execute([calls[i] for i in missing], background)
+            for index, result in zip(missing, again, strict=True):
                 results[index] = result
         return results
 
-    async def _execute(self, calls: list[bytes]) -> list[Any]:
-        connection = self._commands
+    async def _execute(self, calls: list[bytes], background: bool = False) -> list[Any]:
+        within = BACKGROUND_TIMEOUT if background else self.timeout
+        connection = self._commands.get(background)
         if connection is None or connection.closed:
             async with self._commands_lock:
-                connection = self._commands
+                connection = self._commands.get(background)
                 if connection is None or connection.closed:
-                    connection = self._commands = await CommandConnection.connect(self.url, self.timeout)
-        return await connection.execute(calls, self.timeout)
+                    connection = self._commands[background] = await CommandConnection.connect(self.url, self.timeout)
+        return await connection.execute(calls, within)
 
     async def enqueue(self, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded:
         return (await self.pipeline_scripts([], [(envelope_json, dedupe)]))[0]
@@ -504,8 +519,8 @@ class RedisBus:
             await self._shards.close()
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
-        if self._commands is not None:
-            self._commands.close()
+        for connection in self._commands.values():
+            connection.close()
         if self._cluster_commands is not None:
             self._cluster_commands.close()
         await self.redis.aclose()
@@ -584,7 +599,9 @@ class LocalBus:
     def subscription_count(self) -> int:
         return len(self._audiences)
 
-    async def record(self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded:
+    async def record(
+        self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None, background: bool = False
+    ) -> Recorded:
         if dedupe is None:
             return Recorded((await self.record_many([(audience, envelope_json)]))[0])
         return await self._once(dedupe, lambda: self.record_many([(audience, envelope_json)], dedupe=dedupe))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,9 +51,13 @@ LATENCY_SAMPLE = 4
 """The publish-to-send histogram observes one delivered event in this many (parsing a timestamp per event would
 cost more than the rest of the delivery)."""
 SNAPSHOT_TIMEOUT = 5.0
+# how long closing waits for its replays and deliveries to end once cancelled
+CLOSE_TASKS_TIMEOUT = 5.0
 Snapshotter = Callable[[str], Awaitable[dict[str, Any] | None]]
 Channel = Connection | StreamSubscriber
 HISTORY_LOST = "history_lost"
+WARN, EXPIRE = 0, 1
+REVALIDATE_BATCH = 200
 
 
 def _problem(kind: ProblemType, detail: str) -> dict[str, Any]:
@@ -93,6 +99,9 @@ class Hub:
         self._connects = KeyedBuckets(settings.socket_connects_per_second, settings.socket_connect_burst)
         self.draining = False
         self._streams: set[StreamSubscriber] = set()
+        self._deadlines: list[tuple[float, int, int, Channel, float]] = []
+        """(when, tie-break, WARN or EXPIRE, channel, the expiry it was scheduled for): a heap."""
+        self._deadline_seq = itertools.count()
         self._audiences: dict[str, dict[int, Subscriber]] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -133,8 +142,13 @@ class Hub:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-        for task in list(self._tasks):
+        # cancelled and awaited here, while the database and Redis they use are still open: a replay cancelled
+        # after the engine is disposed waits forever on its connection's close (SQLAlchemy shields it)
+        pending = list(self._tasks)
+        for task in pending:
             task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_TASKS_TIMEOUT)
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -199,6 +213,8 @@ class Hub:
             self._channels.setdefault(principal.user_id, {})[id(channel)] = channel
         if opened and isinstance(channel, StreamSubscriber):
             self._streams.add(channel)
+        if opened and principal is not None:
+            self._watch(channel)
         return opened
 
     def close_channel(self, channel: Channel) -> None:
@@ -244,29 +260,36 @@ class Hub:
 
     async def _revalidate_loop(self) -> None:
         """Credentials can end where the hub does not see it (a Better-Auth sign-out deletes the session row; another
-        service revokes a family): every live channel's credential is checked again at a fixed interval."""
+        service revokes a family): every live channel's credential is checked again within each interval, in
+        batches spread over it, so that ten thousand sockets cost many small queries rather than one stall."""
         failing = False
         while True:
-            await asyncio.sleep(self.settings.session_revalidate_seconds)
-            principals = {
-                channel.principal.credential_id: channel.principal
-                for channels in self._channels.values()
-                for channel in channels.values()
-                if channel.principal is not None
-            }
-            if not principals:
-                continue
-            try:
-                live = await self.authenticator.still_live(principals.values())
-            except Exception as exc:
-                if not failing:
-                    log.warning("revalidating live sessions failed (%s); retrying", type(exc).__name__)
-                failing = True
-                continue
-            failing = False
-            for credential_id, principal in principals.items():
-                if credential_id not in live:
-                    self.end_local(principal.user_id, credential_id, "revoked")
+            started = asyncio.get_running_loop().time()
+            principals = list(
+                {
+                    channel.principal.credential_id: channel.principal
+                    for channels in self._channels.values()
+                    for channel in channels.values()
+                    if channel.principal is not None
+                }.values()
+            )
+            batches = [principals[i : i + REVALIDATE_BATCH] for i in range(0, len(principals), REVALIDATE_BATCH)]
+            pause = self.settings.session_revalidate_seconds / (len(batches) + 1)
+            for batch in batches:
+                await asyncio.sleep(pause)
+                try:
+                    live = await self.authenticator.still_live(batch)
+                except Exception as exc:
+                    if not failing:
+                        log.warning("revalidating live sessions failed (%s); retrying", type(exc).__name__)
+                    failing = True
+                    continue
+                failing = False
+                for principal in batch:
+                    if principal.credential_id not in live:
+                        self.end_local(principal.user_id, principal.credential_id, "revoked")
+            left = self.settings.session_revalidate_seconds - (asyncio.get_running_loop().time() - started)
+            await asyncio.sleep(max(pause, left))
 
     # --- delivery ------------------------------------------------------------------------------------------
 
@@ -534,6 +557,10 @@ class Hub:
             subscriber = SocketSubscriber(conn, audience, None)
             conn.subscribers[audience] = subscriber
             await self.add(subscriber)
+            if self.snapshot is not None:
+                # again once subscribed (normally from the cache): a change in between also arrives as an event
+                with contextlib.suppress(TimeoutError):
+                    snapshot = await asyncio.wait_for(self.snapshot(room), SNAPSHOT_TIMEOUT) or snapshot
             self.spawn(self.catch_up(subscriber))
         return {"ok": True, "room": room, "snapshot": snapshot}
 
@@ -559,32 +586,54 @@ class Hub:
         conn.principal = principal
         conn.expires_at = principal.expires_at
         conn.warned = False
+        self._watch(conn)
         return {"ok": True, "expires_at": int(principal.expires_at)}
 
+    def _watch(self, channel: Channel) -> None:
+        """Schedule a live channel's credential deadlines: the expiry notice (sockets, which can refresh) and the
+        expiry. Entries made stale by a refresh or a close are skipped when they come due."""
+        expires = channel.expires_at
+        if expires == float("inf"):
+            return
+        if isinstance(channel, Connection):
+            when = expires - self.settings.auth_expiring_notice_seconds
+            heapq.heappush(self._deadlines, (when, next(self._deadline_seq), WARN, channel, expires))
+        heapq.heappush(self._deadlines, (expires, next(self._deadline_seq), EXPIRE, channel, expires))
+        if len(self._deadlines) > 4 * (len(self.connections) + len(self._streams)) + 1000:
+            # entries of closed channels wait for their time: rebuild from the open ones now and then
+            self._deadlines = [d for d in self._deadlines if self._is_open(d[3])]
+            heapq.heapify(self._deadlines)
+
+    def _is_open(self, channel: Channel) -> bool:
+        if isinstance(channel, Connection):
+            return self.connections.get(channel.sid) is channel
+        return channel in self._streams
+
     async def _auth_sweep(self) -> None:
-        """Warn connections whose credentials are about to expire, and end those whose credentials expired."""
-        notice = self.settings.auth_expiring_notice_seconds
+        """Warn sockets whose credentials are about to expire, and end the channels whose credentials expired;
+        the deadlines are a heap, so a second costs what is due, not a look at every connection."""
         while True:
             await asyncio.sleep(1.0)
             self.flush_metrics()
             now = time.time()
-            for channels in list(self._channels.values()):
-                for channel in list(channels.values()):
-                    if isinstance(channel, StreamSubscriber) and now >= channel.expires_at:
-                        channel.end("token_expired")
-            for conn in list(self.connections.values()):
-                if conn.principal is None:
+            deadlines = self._deadlines
+            while deadlines and deadlines[0][0] <= now:
+                _, _, kind, channel, expires = heapq.heappop(deadlines)
+                if channel.expires_at != expires or not self._is_open(channel):
                     continue
-                if now >= conn.expires_at:
-                    self.spawn(self._expire(conn))
-                elif not conn.warned and now >= conn.expires_at - notice:
-                    conn.warned = True
-                    for subscriber in conn.subscribers.values():
+                if kind == EXPIRE:
+                    if isinstance(channel, Connection):
+                        self.spawn(self._expire(channel))
+                    else:
+                        channel.end("token_expired")
+                elif isinstance(channel, Connection) and not channel.warned:
+                    channel.warned = True
+                    for subscriber in channel.subscribers.values():
                         subscriber.send_control(
                             ControlEvent.AUTH_EXPIRING,
                             {
-                                "expires_at": datetime.fromtimestamp(conn.expires_at, UTC).isoformat(),
-                                "seconds_left": max(0, int(conn.expires_at - now)),
+                                "expires_at": datetime.fromtimestamp(channel.expires_at, UTC).isoformat(),
+                                "seconds_left": max(0, int(channel.expires_at - now)),
                             },
                         )
 

@@ -189,7 +189,7 @@ class Ingest:
                 queued_kinds.append(kind.value)
         if not records and not queued:
             return
-        results = await self.bus.pipeline_scripts(records, queued)
+        results = await self.bus.pipeline_scripts(records, queued, background=True)
         for kind_name, source, result in zip(
             record_kinds + queued_kinds, sources + ["redis"] * len(queued), results, strict=True
         ):
@@ -238,7 +238,7 @@ class Ingest:
         elif audience is Audience.COUPON_USERS:
             await self._coupons_updated(envelope, payload)
         elif audience is Audience.USER:  # a direct event that reached the queue: record it as it is
-            await self.bus.record(bus.user_audience(payload["user_id"]), envelope_json)
+            await self.bus.record(bus.user_audience(payload["user_id"]), envelope_json, background=True)
 
     async def buyers(self, product_id: uuid.UUID) -> list[str]:
         now = time.monotonic()
@@ -279,7 +279,7 @@ class Ingest:
         if product_id is not None and self.trend_snapshot is not None:
             snapshot = await self.trend_snapshot(product_id)
         room_envelope = {**envelope, "payload": {**payload, "snapshot": snapshot}}
-        await self.bus.record(bus.room_audience(rooms.trend(product)), encode_envelope(room_envelope))
+        await self.bus.record(bus.room_audience(rooms.trend(product)), encode_envelope(room_envelope), background=True)
         if product_id is not None:
             await self._fire_targets(product_id, payload)
         self._refresh_aggregates(envelope)
@@ -326,7 +326,7 @@ class Ingest:
                     continue
                 snapshot = await self.room_snapshot(room)
                 room_envelope = {**envelope, "payload": {**envelope["payload"], "snapshot": snapshot}}
-                await self.bus.record(bus.room_audience(room), encode_envelope(room_envelope))
+                await self.bus.record(bus.room_audience(room), encode_envelope(room_envelope), background=True)
             except Exception:
                 log.exception("refreshing room %s failed", room)
 

@@ -65,13 +65,15 @@ class SocketSubscriber(Subscriber):
     def send(self, event_id: EventId, envelope_json: str, cache: dict[str, Any]) -> bool:
         out = cache.get(self.namespace)
         if out is None:
-            text = "2" + self.namespace + ',["' + event_type_of(envelope_json) + '",' + envelope_json + "]"
-            out = cache[self.namespace] = Outbound(text)
+            # an Engine.IO message (4) carrying a Socket.IO event (2): 42<namespace>,["<type>",<envelope>]
+            out = cache[self.namespace] = Outbound(
+                f'42{self.namespace},["{event_type_of(envelope_json)}",{envelope_json}]'
+            )
         return self.conn.engine_socket.write(out)
 
     def send_control(self, event: ControlEvent, payload: dict[str, Any]) -> None:
         envelope = dumps(control_envelope(event, payload))
-        self.conn.engine_socket.write(Outbound("2" + self.namespace + ',["' + event.value + '",' + envelope + "]"))
+        self.conn.engine_socket.write(Outbound(f'42{self.namespace},["{event.value}",{envelope}]'))
 
     def closed(self) -> bool:
         return self.conn.engine_socket.closed

@@ -118,7 +118,7 @@ class DemoTicker:
                 "sale_price": float(_money(sale)) if sale else None,
             }
             await self.ingest.publish(EventType.PRICES_UPDATED, payload, service=SERVICE, source="demo")
-            log.info(
+            log.debug(
                 "demo ticker: simulated price of %s at %s: regular %s, sale %s (shelf price was %s)",
                 product_id,
                 price.store_slug,

@@ -52,6 +52,17 @@ BISECT_STEPS = 3
 P99_LIMIT_MS = 100.0
 
 
+async def hub_socket_metrics(server: Server) -> str:
+    """What the hub counted: sockets open now, and sockets it dropped as slow consumers (a lost event is a socket's
+    drop unless these say otherwise)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as response:
+        text = await response.text()
+    wanted = ("hub_socket_connections{", "hub_slow_consumer_disconnects_total ")
+    return ", ".join(line for line in text.splitlines() if line.startswith(wanted))
+
+
 async def step(
     gen: LoadGen, server: Server, publisher: Publisher, where: Backing, users: list[str], rate: float
 ) -> dict[str, Any]:
@@ -176,6 +187,8 @@ async def run(
             flush=True,
         )
         best = await search(gen, server, publisher, where, [user_id for user_id, _ in users[:sockets]])
+        if target == "hub":
+            print(f"  {server.name} after the search: {await hub_socket_metrics(server)}", flush=True)
         return {
             "target": target,
             "redis": "cluster" if where.clustered else "single",

@@ -15,6 +15,8 @@ Fixtures for scenarios (objects from ``tests/browser/harness.py``):
 ``second_origin``  package-scoped ``StaticSite`` on another loopback port: ``tests/browser/pages/<file>`` at
                    ``/pages/<file>``, socket.io-client's browser bundle at ``/vendor/socket.io.min.js``,
                    ``second_origin.page_url("x.html", hub=hub.url)``, ``second_origin.add(path, body)``.
+``unlisted_origin`` package-scoped ``StaticSite`` like ``second_origin`` but in no hub's CORS list: a page of
+                   another site that the hub must treat as a stranger (public data only, no cookie changes).
 ``tab``            a ``Tab`` (1280x800) in a fresh browser context: ``tab.page`` is Playwright's ``Page``;
                    ``tab.assert_clean()`` fails on console errors, uncaught exceptions, failed requests and HTTP
                    errors; ``tab.hosts()`` names every host the page talked to.
@@ -105,6 +107,13 @@ def tab(new_tab: Callable[..., Tab]) -> Tab:
 
 @pytest.fixture(scope="package")
 def second_origin() -> Iterator[StaticSite]:
+    site = StaticSite()
+    yield site
+    site.close()
+
+
+@pytest.fixture(scope="package")
+def unlisted_origin() -> Iterator[StaticSite]:
     site = StaticSite()
     yield site
     site.close()

@@ -435,3 +435,31 @@ async def test_binary_attachments_are_bounded(server: TestServer, http: Any, fra
     for frame in frames:
         await ws.send(frame)
     assert await ws.closed(2.0)
+
+
+def test_the_heartbeat_timer_runs_on_uvloop_with_a_deadline_already_past() -> None:
+    """``serve`` runs on uvloop, whose handle for a time already past is not a timer handle: the heartbeat must not
+    depend on what the loop's handle can tell (a busy loop made every pong fail and its socket close)."""
+    import uvloop
+
+    from hub.realtime.engine import EngineSocket, LeanEngine
+
+    async def main() -> list[str]:
+        engine = LeanEngine(ping_interval=0.05, ping_timeout=0.05, connect_timeout=0.05)
+        closed: list[str] = []
+
+        async def disconnect(sid: str, reason: str) -> None:
+            closed.append(sid)
+
+        engine.on("disconnect", disconnect)
+        now = asyncio.get_running_loop().time()
+        joined, idle = EngineSocket(engine, "joined", {}, "a"), EngineSocket(engine, "idle", {}, "a")
+        joined.joined = True
+        engine.sockets.update({"joined": joined, "idle": idle})
+        engine._schedule(engine._joins, (now - 1.0, joined))
+        engine._schedule(engine._joins, (now - 0.5, idle))  # compared with the first one's handle
+        engine._pong(joined)
+        await asyncio.sleep(0.1)
+        return closed
+
+    assert uvloop.run(main()) == ["idle"]

@@ -107,9 +107,11 @@ async def test_a_tick_records_the_price_and_publishes_it_on_the_watched_trend_ro
     assert rows[0].regular_price == Decimal(str(payload["regular_price"]))
     effective = min(p for p in (payload["regular_price"], payload["sale_price"]) if p is not None)
     store_name = "North" if payload["store_slug"] == "north" else "South"
-    today_points = [p for p in envelope["payload"]["snapshot"]["data_points"] if p["date"] == TODAY.isoformat()]
+    # trend points keep the old gateway's date-backed timestamp form
+    day = TODAY.isoformat() + "T00:00:00"
+    today_points = [p for p in envelope["payload"]["snapshot"]["data_points"] if p["date"] == day]
     assert today_points == [
-        {"date": TODAY.isoformat(), "price": effective, "store_id": payload["store_id"], "store_name": store_name}
+        {"date": day, "price": effective, "store_id": payload["store_id"], "store_name": store_name}
     ]
     async with aiohttp.ClientSession() as http:
         response = await http.get(server.make_url(f"/api/v1/public/trends/{tea.id}"))

@@ -146,6 +146,27 @@ async def test_events_of_another_user_are_invisible(server: TestServer, user: An
     assert page["events"] == []
 
 
+async def test_an_event_published_once_the_stream_is_open_arrives(server: TestServer, user: Any) -> None:
+    """A browser's EventSource fires ``open`` on the response head: an event published from then on is the
+    stream's, however long subscribing takes (a Redis round trip; here a slowed one)."""
+    token = await factories.access_token(server.app, user.id)
+    bus = server.app[keys.bus]
+    subscribe = bus.subscribe
+
+    async def slow_subscribe(audience: str) -> None:
+        await asyncio.sleep(0.3)
+        await subscribe(audience)
+
+    bus.subscribe = slow_subscribe  # type: ignore[method-assign]
+    url = server.make_url("/api/v1/me/events/stream")
+    async with ClientSession() as http, http.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status == 200
+        [event_id] = await _publish(server, user.id, 1)
+        body = b""
+        while f"id: {event_id}\n".encode() not in body:
+            body += await asyncio.wait_for(response.content.readany(), 5)
+
+
 async def test_public_stream_validates_the_room(server: TestServer) -> None:
     async with ClientSession() as http:
         bad = await http.get(server.make_url("/api/v1/public/stream"), params={"room": "users:1"})

@@ -69,8 +69,13 @@
     return `c${storeColors.get(storeId)}`;
   }
 
+  // dates come as YYYY-MM-DD or, where the old gateway's form is kept, YYYY-MM-DDT00:00:00: the day is the first ten
+  function dayOf(iso) {
+    return iso.slice(0, 10);
+  }
+
   function dayNumber(iso) {
-    const [y, m, d] = iso.split("-").map(Number);
+    const [y, m, d] = dayOf(iso).split("-").map(Number);
     return Date.UTC(y, m - 1, d) / 864e5;
   }
 
@@ -257,7 +262,7 @@
       // No snapshot (the hub could not compute one): the event's own observation replaces that store's day.
       const price = Math.min(payload.regular_price, payload.sale_price ?? Infinity);
       const points = state.trend.data_points.filter(
-        (p) => !(p.store_id === payload.store_id && p.date === payload.observed_date),
+        (p) => !(p.store_id === payload.store_id && dayOf(p.date) === payload.observed_date),
       );
       const store = state.trend.data_points.find((p) => p.store_id === payload.store_id);
       points.push({
@@ -290,7 +295,7 @@
         series = { id: point.store_id, name: point.store_name, days: new Map() };
         byStore.set(point.store_id, series);
       }
-      series.days.set(point.date, point.price);
+      series.days.set(dayOf(point.date), point.price);
     }
     return [...byStore.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
