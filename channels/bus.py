@@ -1,6 +1,9 @@
 """Redis names of the event bus, the scripts that record events, and event-id parsing.
 
-Grammar (Centrifugo-style): ``hub:v1:<what>:<audience>``; an audience is ``user:<id>`` or ``room:<room>``.
+Grammar (Centrifugo-style): ``hub:v1:<what>:{<audience>}``; an audience is ``user:<id>`` or ``room:<room>``. The
+braces are a Redis Cluster hash tag: every key and the live channel of one audience hash to one slot, so the script
+that appends to the history and publishes runs on one node in one round trip, on a cluster as on a single Redis.
+Keys that belong to the ingest queue carry the queue's name as their tag (``{hub:v1:ingest}``) for the same reason.
 """
 
 from __future__ import annotations
@@ -9,13 +12,16 @@ import hashlib
 from typing import NamedTuple
 
 PREFIX = "hub:v1:"
-EPOCH_KEY = PREFIX + "epoch"
 INGEST_STREAM = PREFIX + "ingest"
 INGEST_GROUP = "hub"
 SOCKETIO_CHANNEL = PREFIX + "socketio"
 LEGACY_PATTERN = "cartsnitch.*"
 INGEST_MAXLEN = 100_000
 LEGACY_DEDUPE_SECONDS = 600
+V1_LIVE_PATTERN = PREFIX + "live:[ru]*"
+"""The live channels of hubs before hash tags (``hub:v1:live:user:<id>``, ``hub:v1:live:room:<room>``): what an
+older hub or an older copy of this package publishes there is re-recorded by the current hub (single Redis only)."""
+_INGEST_TAG = "{" + INGEST_STREAM + "}"
 
 
 def user_audience(user_id: str) -> str:
@@ -33,29 +39,52 @@ def room_of_audience(audience: str) -> str | None:
     return audience[len("room:") :] if audience.startswith("room:") else None
 
 
+def _tagged(what: str, audience: str) -> str:
+    return PREFIX + what + ":{" + audience + "}"
+
+
 def history_key(audience: str) -> str:
     """The Redis stream holding an audience's event history."""
-    return PREFIX + "history:" + audience
+    return _tagged("history", audience)
+
+
+def epoch_key(audience: str) -> str:
+    """The key holding the epoch of an audience's history (it lives and expires with the history)."""
+    return _tagged("epoch", audience)
 
 
 def live_channel(audience: str) -> str:
     """The Redis channel carrying an audience's live events (envelopes with ``id``)."""
-    return PREFIX + "live:" + audience
+    return _tagged("live", audience)
+
+
+LIVE_CHANNEL_PREFIX = PREFIX + "live:{"
 
 
 def audience_of_live_channel(channel: str) -> str:
     """The audience named by a live channel."""
-    return channel[len(PREFIX) + len("live:") :]
+    return channel[len(LIVE_CHANNEL_PREFIX) : -1]
 
 
-def legacy_dedupe_key(digest: str) -> str:
-    """The key that gives one legacy PUBLISH exactly one place in the history across hub processes."""
-    return PREFIX + "legacy:" + digest
+def audience_of_v1_channel(channel: str) -> str | None:
+    """The audience of a live channel as hubs before hash tags named it (``hub:v1:live:user:42``), else None."""
+    if channel.startswith(LIVE_CHANNEL_PREFIX) or not channel.startswith(PREFIX + "live:"):
+        return None
+    audience = channel[len(PREFIX) + len("live:") :]
+    return audience if audience.startswith(("user:", "room:")) else None
 
 
-def idempotency_key(key: str) -> str:
-    """The Redis key remembering what a publisher's Idempotency-Key recorded (the key itself is hashed)."""
-    return PREFIX + "idem:" + hashlib.sha256(key.encode()).hexdigest()
+def legacy_dedupe_key(digest: str, audience: str | None = None) -> str:
+    """The key that gives one legacy PUBLISH exactly one place in ``audience``'s history (or in the ingest queue
+    when None) across hub processes."""
+    return PREFIX + "legacy:" + ("{" + audience + "}" if audience is not None else _INGEST_TAG) + ":" + digest
+
+
+def idempotency_key(key: str, audience: str | None = None) -> str:
+    """The Redis key remembering what a publisher's Idempotency-Key recorded in ``audience``'s history (or queued
+    for expansion when None); the key itself is hashed."""
+    tag = "{" + audience + "}" if audience is not None else _INGEST_TAG
+    return PREFIX + "idem:" + tag + ":" + hashlib.sha256(key.encode()).hexdigest()
 
 
 class Recorded(NamedTuple):
@@ -95,21 +124,36 @@ def parse_event_id(value: object) -> EventId | None:
     return EventId(int(parts[0]), int(parts[1]), parts[2])
 
 
-# Records one event in an audience's history and routes it live, atomically (one round trip).
-# KEYS: epoch, history stream, live channel[, dedupe key]
-# ARGV: envelope JSON without id (an object), max events, max age in ms, candidate epoch[, dedupe ttl s, fingerprint]
+# Records one event in an audience's history and routes it live, atomically (one round trip, one slot).
+# KEYS: epoch, history stream[, dedupe key]
+# ARGV: envelope JSON without id (an object), max events, max age in ms, candidate epoch, 'SPUBLISH' on a Redis
+#       Cluster (else classic PUBLISH), live channel (in the keys' slot)[, dedupe ttl s, fingerprint]
+# (The channel is not a key: declared, it would make a cluster answer TRYAGAIN to every call while its slot moves.)
 # Returns the event id; when the dedupe key exists (another hub process, or an earlier try of the same publish,
 # recorded it) nothing is recorded and the reply is '=<fingerprint> <first id>'.
+# The epoch names one incarnation of the stream on one node: a stream that has to be created starts a new epoch,
+# and on a cluster the epoch carries the id of the node that wrote it (a stream written by another node has been
+# through a failover or a slot migration, which may have lost the writes the old master had not replicated).
 RECORD_SCRIPT = """
-if KEYS[4] then
-  local seen = redis.call('GET', KEYS[4])
+if KEYS[3] then
+  local seen = redis.call('GET', KEYS[3])
   if seen then return '=' .. seen end
 end
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('SET', KEYS[1], epoch)
+local publish = 'PUBLISH'
+local writer = ''
+if ARGV[5] == 'SPUBLISH' then
+  publish = 'SPUBLISH'
+  writer = ':' .. redis.call('CLUSTER', 'MYID')
 end
+local epoch = ARGV[4]
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local stored = redis.call('GET', KEYS[1])
+  if stored then
+    local at = string.find(stored, ':', 1, true)
+    if (at and string.sub(stored, at) or '') == writer then epoch = at and string.sub(stored, 1, at - 1) or stored end
+  end
+end
+redis.call('SET', KEYS[1], epoch .. writer, 'PX', ARGV[3])
 local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
 local ms = tonumber(string.match(sid, '^%d+'))
 if ms % 32 == 0 then
@@ -119,9 +163,31 @@ if ms % 32 == 0 then
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local id = sid .. '-' .. epoch
-redis.call('PUBLISH', KEYS[3], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
-if KEYS[4] then redis.call('SET', KEYS[4], (ARGV[6] or '') .. ' ' .. id, 'EX', ARGV[5]) end
+redis.call(publish, ARGV[6], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
+if KEYS[3] then redis.call('SET', KEYS[3], (ARGV[8] or '') .. ' ' .. id, 'EX', ARGV[7]) end
 return id
+"""
+
+# The epoch of an audience's history for a reader, on the node that serves the history (its master).
+# KEYS: epoch, history stream; ARGV: candidate epoch, 'SPUBLISH' on a Redis Cluster
+# Returns '' when there is no history; the epoch; or '!<epoch>' when the reader had to start a new one because the
+# stream was last written by another node (or its epoch key is gone): every id of the old epoch is void.
+EPOCH_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return '' end
+local writer = ''
+if ARGV[2] == 'SPUBLISH' then writer = ':' .. redis.call('CLUSTER', 'MYID') end
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local at = string.find(stored, ':', 1, true)
+  if (at and string.sub(stored, at) or '') == writer then return at and string.sub(stored, 1, at - 1) or stored end
+end
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1] .. writer, 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1] .. writer)
+end
+return '!' .. ARGV[1]
 """
 
 # Queues one event for the hub to expand (buyers, coupon users, trend rooms, cache invalidation).

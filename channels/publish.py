@@ -1,4 +1,9 @@
-"""The publish helper other services import: validate, record in the history and route live, in one round trip."""
+"""The publish helper other services import: validate, record in the history and route live, in one round trip.
+
+It works on a single Redis (``redis.asyncio.Redis``) and on a Redis Cluster (``redis.asyncio.cluster.RedisCluster``,
+which sends each script call to the master of its keys' slot): every key of one call shares one hash tag. On a
+cluster the live event goes out with ``SPUBLISH`` (sharded pub/sub), elsewhere with ``PUBLISH``.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ class RedisLike(Protocol):
     def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]: ...
 
 
-_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (bus.RECORD_SCRIPT, bus.INGEST_SCRIPT)}  # noqa: S324
+_SCRIPTS = (bus.RECORD_SCRIPT, bus.INGEST_SCRIPT, bus.EPOCH_SCRIPT)
+_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in _SCRIPTS}  # noqa: S324
 
 
 async def run_script(redis: RedisLike, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -53,8 +59,14 @@ def is_noscript(exc: BaseException) -> bool:
 
 
 def new_epoch() -> str:
-    """A random history epoch; a new one means every earlier event id is void."""
-    return secrets.token_hex(4)
+    """A random history epoch; a new one means every earlier event id is void. (Twelve hex digits: hubs before
+    per-audience epochs used eight, so an id of theirs never matches a current epoch.)"""
+    return secrets.token_hex(6)
+
+
+def is_cluster_client(redis: object) -> bool:
+    """True for a Redis Cluster client (redis-py's or valkey-py's ``RedisCluster``: it routes by key slot)."""
+    return callable(getattr(redis, "get_node_from_key", None))
 
 
 def fingerprint(event_type: str, payload: Mapping[str, Any]) -> str:
@@ -79,11 +91,22 @@ async def record(
     dedupe_key: str | None = None,
     dedupe_seconds: int = bus.LEGACY_DEDUPE_SECONDS,
     fingerprint: str = "",
+    sharded: bool | None = None,
 ) -> bus.Recorded:
-    """Append an encoded envelope to ``audience``'s history and publish it live, unless ``dedupe_key`` recorded
-    one already (then nothing is recorded and the first id comes back, ``repeated``)."""
-    keys = [bus.EPOCH_KEY, bus.history_key(audience), bus.live_channel(audience)]
-    args: list[Any] = [envelope_json, max_events, max_age_seconds * 1000, new_epoch()]
+    """Append an encoded envelope to ``audience``'s history and publish it live, unless ``dedupe_key`` (a key
+    tagged with ``audience``) recorded one already (then nothing is recorded and the first id comes back,
+    ``repeated``). ``sharded`` (SPUBLISH) defaults to whether ``redis`` is a cluster client."""
+    if sharded is None:
+        sharded = is_cluster_client(redis)
+    keys = [bus.epoch_key(audience), bus.history_key(audience)]
+    args: list[Any] = [
+        envelope_json,
+        max_events,
+        max_age_seconds * 1000,
+        new_epoch(),
+        "SPUBLISH" if sharded else "PUBLISH",
+        bus.live_channel(audience),
+    ]
     if dedupe_key:
         keys.append(dedupe_key)
         args.extend((dedupe_seconds, fingerprint))
@@ -98,7 +121,8 @@ async def enqueue(
     dedupe_seconds: int = bus.LEGACY_DEDUPE_SECONDS,
     fingerprint: str = "",
 ) -> bus.Recorded:
-    """Queue an encoded envelope for hub-side expansion; its id is the queue entry's (``ingest-…``)."""
+    """Queue an encoded envelope for hub-side expansion; its id is the queue entry's (``ingest-…``). A
+    ``dedupe_key`` must carry the queue's tag (``bus.idempotency_key(key)``, ``bus.legacy_dedupe_key(digest)``)."""
     keys = [bus.INGEST_STREAM]
     args: list[Any] = [envelope_json, bus.INGEST_MAXLEN]
     if dedupe_key:
@@ -130,22 +154,26 @@ async def publish(
         raise InvalidPayload([{"field": "event_type", "message": f"unknown event type {event_type!r}", "type": "enum"}])
     checked = validate_payload(kind, payload)
     envelope_json = encode_envelope(build_envelope(kind, checked, service=service, timestamp=timestamp))
-    dedupe_key = bus.idempotency_key(idempotency_key) if idempotency_key else None
     signature = fingerprint(kind.value, checked)
     if is_direct(kind, checked):
+        audience = bus.user_audience(checked["user_id"])
         result = await record(
             redis,
-            bus.user_audience(checked["user_id"]),
+            audience,
             envelope_json,
             max_events=max_events,
             max_age_seconds=max_age_seconds,
-            dedupe_key=dedupe_key,
+            dedupe_key=bus.idempotency_key(idempotency_key, audience) if idempotency_key else None,
             dedupe_seconds=idempotency_seconds,
             fingerprint=signature,
         )
     else:
         result = await enqueue(
-            redis, envelope_json, dedupe_key=dedupe_key, dedupe_seconds=idempotency_seconds, fingerprint=signature
+            redis,
+            envelope_json,
+            dedupe_key=bus.idempotency_key(idempotency_key) if idempotency_key else None,
+            dedupe_seconds=idempotency_seconds,
+            fingerprint=signature,
         )
     if result.repeated and result.fingerprint != signature:
         raise IdempotencyConflict(result.id)

@@ -240,12 +240,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 async def _publish_redis(settings: Settings, args: argparse.Namespace, payload: Any) -> int:
-    from redis.asyncio import Redis
-
     from channels.publish import IdempotencyConflict, publish
+    from hub.realtime.fanout import redis_client
 
     assert settings.redis_url is not None
-    client = Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=10)
+    client = redis_client(settings.redis_url, timeout=10)  # a cluster client for a redis+cluster:// URL
     try:
         event_id = await publish(
             client,

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from socketio import AsyncServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,7 +27,7 @@ from hub.store.engine import Sessionmaker
 settings = web.AppKey("hub.settings", Settings)
 engine = web.AppKey("hub.engine", AsyncEngine)
 sessionmaker = web.AppKey("hub.sessionmaker", Sessionmaker)
-redis = web.AppKey[Redis | None]("hub.redis")
+redis = web.AppKey[Redis | RedisCluster | None]("hub.redis")
 authenticator = web.AppKey("hub.authenticator", Authenticator)
 metrics = web.AppKey("hub.metrics", Metrics)
 limiter = web.AppKey("hub.limiter", RateLimiter)

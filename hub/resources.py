@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from hub import keys
 from hub.infra.cache import Cache
@@ -23,6 +24,7 @@ from hub.realtime.fanout import EventBus, LocalBus, RedisBus, redis_client
 from hub.realtime.hub import Hub
 from hub.realtime.identity import Authenticator
 from hub.realtime.ingest import Ingest
+from hub.realtime.socket import HubRedisManager
 from hub.realtime.ticker import DemoTicker
 from hub.realtime.tickets import StreamTickets
 from hub.store.engine import build_engine, build_sessionmaker
@@ -95,6 +97,13 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
             max_age_seconds=settings.history_max_age_seconds,
         )
     server = app[keys.sio]
+    if (
+        isinstance(bus, RedisBus)
+        and isinstance(bus.redis, RedisCluster)
+        and isinstance(server.manager, HubRedisManager)
+    ):
+        cluster = bus.redis
+        server.manager.cluster_nodes = lambda: [(node.host, int(node.port)) for node in cluster.get_nodes()]
     hub = Hub(settings, bus, server.eio, app[keys.authenticator], app[keys.metrics], server, app[keys.outages])
     hub.register_handlers()
     ingest = Ingest(settings, bus, app[keys.sessionmaker], app[keys.cache], app[keys.metrics])

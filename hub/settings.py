@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hub.infra.cluster import is_cluster_url, parse_cluster_url
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///cartsnitch-hub.db"
 DEFAULT_CORS_ORIGINS = ("https://cartsnitch.com", "http://localhost:3000", "http://localhost:5173")
 DEMO_TICKER_SECONDS = 5.0
@@ -293,8 +295,16 @@ def _read(env: Mapping[str, str]) -> Settings:
     if not database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         problems.append("CARTSNITCH_DATABASE_URL: must be a postgresql:// or sqlite:// URL")
     redis_url = values.get("redis_url")
-    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        problems.append("CARTSNITCH_REDIS_URL: must be a redis://, rediss:// or unix:// URL")
+    if redis_url and is_cluster_url(redis_url):
+        try:
+            parse_cluster_url(redis_url)
+        except ValueError as exc:
+            problems.append(f"CARTSNITCH_REDIS_URL: {exc}")
+    elif redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append(
+            "CARTSNITCH_REDIS_URL: must be a redis://, rediss:// or unix:// URL, "
+            "or redis+cluster://host:port,host:port/ for a Redis Cluster"
+        )
     if not dev_mode:
         for name, env_name in (
             ("jwt_secret_key", "CARTSNITCH_JWT_SECRET_KEY"),

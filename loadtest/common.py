@@ -25,8 +25,9 @@ import asyncpg
 import orjson
 import psutil
 from cryptography.fernet import Fernet
+from redis.asyncio import Redis
 
-from tests.services import free_port, postgres_server, redis_server
+from tests.services import free_port, postgres_server, redis_cluster, redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADGEN = ROOT / "loadtest" / "client" / "loadgen.js"
@@ -273,20 +274,71 @@ def peer_version(name: str) -> str:
 
 @dataclass
 class Backing:
-    """PostgreSQL (for the hub) and Redis (for everyone), fresh for one run."""
+    """PostgreSQL (for the hub) and Redis (for everyone), fresh for one run: one Redis, or a Redis Cluster of six
+    nodes (three masters with a replica each, as the tests start it)."""
 
     database_url: str
     redis_url: str
+    """what the hub is given: redis://… or redis+cluster://…"""
+    redis_nodes: tuple[tuple[str, int], ...] = ()
+    """every Redis process of the run (one, or the cluster's six)"""
+    redis_idle: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per second each Redis process spends with no traffic (``measure_redis_idle``)"""
+
+    async def measure_redis_idle(self, seconds: float = 3.0) -> None:
+        """What the Redis processes spend on their own (cron, cluster gossip, idle connections), to subtract."""
+        before = await self.redis_cpu()
+        await asyncio.sleep(seconds)
+        after = await self.redis_cpu()
+        self.redis_idle = {node: (after[node] - before[node]) / seconds for node in after}
+
+    @property
+    def clustered(self) -> bool:
+        return self.redis_url.startswith("redis+cluster://")
+
+    @property
+    def publish_url(self) -> str:
+        """A plain URL of one node, for the platform's PUBLISH (on a cluster it reaches every node)."""
+        host, port = self.redis_nodes[0]
+        return f"redis://{host}:{port}/0"
+
+    async def redis_cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) of every Redis process so far, by host:port."""
+        out: dict[str, float] = {}
+        for host, port in self.redis_nodes:
+            client = Redis(host=host, port=port)
+            try:
+                info = await client.info("cpu")
+            finally:
+                await client.aclose()
+            out[f"{host}:{port}"] = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+        return out
+
+
+REDIS_KINDS = ("single", "cluster")
 
 
 @contextlib.asynccontextmanager
-async def backing() -> AsyncIterator[Backing]:
-    with postgres_server() as admin, redis_server() as redis_url:
+async def backing(redis: str = "single", *, postgres: bool = True) -> AsyncIterator[Backing]:
+    """``redis``: ``single`` (one redis-server) or ``cluster`` (a Redis Cluster, sharded pub/sub). Without
+    ``postgres`` the database URL is empty (for scenarios that drive Redis alone)."""
+    with contextlib.ExitStack() as stack:
+        if redis == "cluster":
+            nodes = stack.enter_context(redis_cluster())
+            redis_url, redis_nodes = nodes.url, tuple(("127.0.0.1", port) for port in nodes.ports)
+        else:
+            redis_url = stack.enter_context(redis_server())
+            host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
+            redis_nodes = ((host_port.rpartition(":")[0], int(host_port.rpartition(":")[2])),)
+        if not postgres:
+            yield Backing("", redis_url, redis_nodes)
+            return
+        admin = stack.enter_context(postgres_server())
         dsn = admin.replace("postgresql+asyncpg://", "postgresql://")
         connection = await asyncpg.connect(dsn)
         await connection.execute("CREATE DATABASE loadtest")
         await connection.close()
-        yield Backing(admin.rsplit("/", 1)[0] + "/loadtest", redis_url)
+        yield Backing(admin.rsplit("/", 1)[0] + "/loadtest", redis_url, redis_nodes)
 
 
 async def seed_users(env: dict[str, str], database_url: str, count: int) -> list[tuple[str, str]]:

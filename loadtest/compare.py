@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from loadtest.common import (
     RESULTS,
     ROOT,
@@ -63,8 +61,7 @@ ROWS = (
 async def fanout_run(target: str, sockets: int, where: Backing, users: list[tuple[str, str]]) -> dict[str, Any]:
     server = await start_target(target, where)
     gen = await LoadGen.start()
-    publisher = await Publisher.connect(where.redis_url)
-    redis = Redis.from_url(where.redis_url)
+    publisher = await Publisher.connect(where.publish_url)
     try:
         before = rss_bytes(server.pid)
         connected = await gen.send(
@@ -78,9 +75,8 @@ async def fanout_run(target: str, sockets: int, where: Backing, users: list[tupl
         )
         await asyncio.sleep(3)
         memory = (rss_bytes(server.pid) - before) / 1024 / max(1, connected["ok"])
-        best = await fanout.search(gen, server, publisher, redis, [user_id for user_id, _ in users[:sockets]])
+        best = await fanout.search(gen, server, publisher, where, [user_id for user_id, _ in users[:sockets]])
     finally:
-        await redis.aclose()
         await publisher.close()
         await gen.close()
         await server.stop()

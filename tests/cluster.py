@@ -1,4 +1,5 @@
-"""Real hub processes (``cartsnitch-hub serve`` subprocesses) sharing PostgreSQL and Redis."""
+"""Real hub processes (``cartsnitch-hub serve`` subprocesses) sharing PostgreSQL and Redis, and the clients that
+follow them."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import socketio
 
+from hub.infra.security import TokenCodec, random_id
 from hub.settings import Settings
+from hub.store import tokens
+from hub.store.engine import build_engine, build_sessionmaker
+from tests import factories
 from tests.services import free_port
 
 
@@ -120,3 +126,81 @@ async def stop_hubs(hubs: list[HubProcess]) -> None:
 
 def envelope_ids(events: list[tuple[str, Any]]) -> list[str]:
     return [envelope["id"] for name, envelope in events if name.startswith("cartsnitch.") and "id" in envelope]
+
+
+async def users_with_tokens(settings: Settings, n: int) -> list[tuple[str, str]]:
+    """(user id, access token) for n new users."""
+    engine = build_engine(settings.database_url)
+    codec = TokenCodec(settings.jwt_secret_key, settings.jwt_algorithm, 3600, 86400)
+    out = []
+    try:
+        async with build_sessionmaker(engine).begin() as session:
+            for _ in range(n):
+                user = await factories.create_user(session)
+                family = random_id(16)
+                await tokens.insert_family(session, family_id=family, user_id=user.id)
+                out.append((user.id, codec.issue("access", user_id=user.id, family_id=family).token))
+    finally:
+        await engine.dispose()
+    return out
+
+
+class Follower:
+    """A client of one user that follows the events, and on losing its hub reconnects to another with
+    last_event_id."""
+
+    def __init__(self, user_id: str, token: str) -> None:
+        self.user_id = user_id
+        self.token = token
+        self.events: list[tuple[str, Any]] = []
+        self.client: socketio.AsyncClient | None = None
+        self.lost = asyncio.Event()
+        self.changed = asyncio.Event()
+
+    @property
+    def namespace(self) -> str:
+        return f"/users/{self.user_id}"
+
+    def last_id(self) -> str | None:
+        ids = envelope_ids(self.events)
+        return ids[-1] if ids else None
+
+    async def connect(self, hub: HubProcess) -> None:
+        client = socketio.AsyncClient(reconnection=False)
+
+        def record(event: str, *args: Any) -> None:
+            self.events.append((event, args[0] if args else None))
+            self.changed.set()
+
+        client.on("*", record, namespace=self.namespace)
+        client.on("disconnect", lambda *_: self.lost.set(), namespace=self.namespace)
+        auth: dict[str, Any] = {"token": self.token}
+        if self.last_id():
+            auth["last_event_id"] = self.last_id()
+        self.lost.clear()
+        await client.connect(hub.url, namespaces=[self.namespace], auth=auth, transports=["websocket"], wait_timeout=10)
+        self.client = client
+
+    async def wait_for(self, count: int, timeout: float = 30) -> None:
+        async def until() -> None:
+            while len(envelope_ids(self.events)) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(until(), timeout)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.disconnect()
+
+
+def sync_payload(user_id: str, n: int) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "store_slug": "kroger",
+        "job_id": f"job-{n}",
+        "status": "running",
+        "progress": 0.5,
+        "items_synced": n,
+        "message": "",
+    }

@@ -23,7 +23,7 @@ from hub.app import create_app
 from hub.settings import Settings, normalize_database_url
 from hub.store.engine import Sessionmaker, build_engine, build_sessionmaker
 from hub.store.migrate import upgrade
-from tests.services import postgres_server, redis_server
+from tests.services import postgres_server, redis_cluster, redis_server, sync_cluster_client
 
 TEMPLATE_DB = "hub_template"
 
@@ -120,6 +120,28 @@ def redis_url(redis_server_url: str) -> str:
     finally:
         client.close()
     return redis_server_url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server_url() -> Iterator[str]:
+    """A Redis Cluster (three masters, three replicas): ``CARTSNITCH_TEST_REDIS_CLUSTER_URL``, or started here."""
+    given = os.environ.get("CARTSNITCH_TEST_REDIS_CLUSTER_URL")
+    if given:
+        yield given
+        return
+    with redis_cluster() as nodes:
+        yield nodes.url
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_server_url: str) -> str:
+    """The session's Redis Cluster, every master emptied before the test."""
+    client = sync_cluster_client(redis_cluster_server_url)
+    try:
+        client.flushall(target_nodes=client.PRIMARIES)
+    finally:
+        client.close()
+    return redis_cluster_server_url
 
 
 def make_settings(database_url: str, redis_url: str | None = None, **overrides: Any) -> Settings:

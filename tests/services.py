@@ -12,9 +12,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis as redis_sync
+from redis.cluster import ClusterNode
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_BIN_DIRS = [Path("/usr/lib/postgresql") / v / "bin" for v in ("17", "16", "15", "14", "13")]
@@ -195,3 +198,139 @@ class PostgresCluster:
     def close(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+CLUSTER_NODES = 6
+CREATE_OPTIONS = ("--cluster-replicas", "1", "--cluster-yes")
+CLUSTER_NODE_TIMEOUT_MS = 1000
+"""How long a master may be unreachable before its replica takes over (short: the tests kill one)."""
+
+
+@dataclass
+class ClusterNodes:
+    """Six redis-server processes in cluster mode (three masters, three replicas) on loopback."""
+
+    ports: dict[int, int]
+    """client port -> cluster bus port"""
+    processes: dict[int, subprocess.Popen[bytes]]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports) + "/"
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (a crash: nothing is flushed; its replica takes over after the node timeout)."""
+        process = self.processes.pop(port)
+        process.kill()
+        process.wait(10)
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again from its node file: it rejoins, as a replica of whoever took its slots."""
+        self.processes[port] = _cluster_node(port, self.ports[port], self.directory)
+        _wait_port(port)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        self.processes.clear()
+
+
+def _cluster_node(port: int, bus_port: int, directory: Path) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server") or "redis-server"
+    return subprocess.Popen(
+        [
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-port", str(bus_port),
+            "--cluster-config-file", str(directory / f"nodes-{port}.conf"),
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+            "--cluster-require-full-coverage", "no",
+            "--dir", str(directory),
+            "--save", "",
+            "--appendonly", "no",
+            "--logfile", str(directory / f"{port}.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _wait_port(port: int, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"redis-server on {port} did not start")
+
+
+def cluster_info(port: int) -> dict[str, str]:
+    """``CLUSTER INFO`` of one node (empty when it does not answer)."""
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True, timeout=5, check=False
+    )
+    return dict(line.strip().split(":", 1) for line in result.stdout.splitlines() if ":" in line)
+
+
+def wait_cluster_ok(ports: list[int], seconds: float = 30) -> None:
+    """Until every listed node reports the cluster up with all 16384 slots served."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        infos = [cluster_info(port) for port in ports]
+        if all(i.get("cluster_state") == "ok" and i.get("cluster_slots_ok") == "16384" for i in infos):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the Redis cluster is not ok after {seconds} s: {infos}")
+
+
+@contextlib.contextmanager
+def redis_cluster() -> Iterator[ClusterNodes]:
+    """A fresh Redis Cluster: six nodes, three masters with one replica each, created with redis-cli."""
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        unavailable("Redis Cluster (redis-server and redis-cli)")
+    directory = Path(tempfile.mkdtemp(prefix="hub-redis-cluster-"))
+    ports: dict[int, int] = {}
+    while len(ports) < CLUSTER_NODES:
+        port, bus_port = free_port(), free_port()
+        if port != bus_port and not {port, bus_port} & (set(ports) | set(ports.values())):
+            ports[port] = bus_port
+    nodes = ClusterNodes(ports, {}, directory)
+    try:
+        for port, bus_port in ports.items():
+            nodes.processes[port] = _cluster_node(port, bus_port, directory)
+        for port in ports:
+            _wait_port(port)
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports), *CREATE_OPTIONS],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        wait_cluster_ok(list(ports))
+        yield nodes
+    finally:
+        nodes.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def sync_cluster_client(url: str) -> redis_sync.RedisCluster:
+    """redis-py's (blocking) cluster client for a ``redis+cluster://`` URL, for test set-up and checks."""
+    from hub.infra.cluster import parse_cluster_url
+
+    address = parse_cluster_url(url)
+    return redis_sync.RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+        username=address.username,
+        password=address.password,
+        ssl=address.tls,
+        require_full_coverage=False,
+    )

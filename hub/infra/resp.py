@@ -125,17 +125,24 @@ class CommandConnection(asyncio.Protocol):
 
 
 class PubSubConnection(asyncio.Protocol):
-    """A subscribed connection: every message is handed to a callback as soon as hiredis has parsed it."""
+    """A subscribed connection: every message is handed to a callback as soon as hiredis has parsed it. Messages
+    of classic and of sharded channels (``SSUBSCRIBE``) both go to ``on_message``; ``on_unsubscribed`` hears of
+    every sharded channel the server dropped (a slot that moved away, or the reply to our own SUNSUBSCRIBE);
+    ``on_error`` of an error reply (without it, an error reply closes the connection)."""
 
     def __init__(
         self,
         on_message: Callable[[bytes, bytes], None],
         on_pmessage: Callable[[bytes, bytes], None],
         on_subscribed: Callable[[bytes], None],
+        on_unsubscribed: Callable[[bytes], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.on_message = on_message
         self.on_pmessage = on_pmessage
         self.on_subscribed = on_subscribed
+        self.on_unsubscribed = on_unsubscribed
+        self.on_error = on_error
         self.reader = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -150,14 +157,18 @@ class PubSubConnection(asyncio.Protocol):
         while (reply := reader.gets()) is not False:
             if type(reply) is list:
                 kind = reply[0]
-                if kind == b"message":
+                if kind == b"message" or kind == b"smessage":
                     on_message(reply[1], reply[2])
                 elif kind == b"pmessage":
                     self.on_pmessage(reply[2], reply[3])
-                elif kind in (b"subscribe", b"psubscribe"):
+                elif kind in (b"subscribe", b"psubscribe", b"ssubscribe"):
                     self.on_subscribed(reply[1])
+                elif kind == b"sunsubscribe" and self.on_unsubscribed is not None:
+                    self.on_unsubscribed(reply[1])
             elif isinstance(reply, hiredis.ReplyError):
-                raise RedisConnectionError(f"pub/sub error: {reply}")
+                if self.on_error is None:
+                    raise RedisConnectionError(f"pub/sub error: {reply}")
+                self.on_error(str(reply))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():

@@ -2,8 +2,11 @@
 
 ``RedisBus`` keeps each audience's history in a Redis stream and routes live events through one channel per
 audience; this process subscribes to a channel only while it holds a subscriber for that audience, so it never
-receives events it cannot deliver. ``LocalBus`` is the embedded default's equivalent: history in the database,
-live routing in memory, for a single process.
+receives events it cannot deliver. On a Redis Cluster (``redis+cluster://``) the live channels are sharded
+(``hub.realtime.shards``) and script calls go to the master of their slot (``hub.infra.cluster``); the platform's
+plain ``PUBLISH`` on ``cartsnitch.*`` reaches every node of a cluster, so one classic subscription on any node
+still hears it. ``LocalBus`` is the embedded default's equivalent: history in the database, live routing in
+memory, for a single process.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -30,7 +34,9 @@ from sqlalchemy import delete, func, insert, select
 from channels import bus
 from channels.bus import EventId, Recorded, parse_event_id
 from channels.publish import is_noscript, new_epoch
+from hub.infra.cluster import ClusterCommands, KeyedCall, cluster_client, is_cluster_url, parse_cluster_url
 from hub.infra.resp import CommandConnection, PubSubConnection, ReplyError, auth_command, command, open_connection
+from hub.realtime.shards import ShardedSubscriptions
 from hub.store.engine import Sessionmaker
 from hub.store.models import HubEvent, HubEventMark, HubIdempotencyKey, HubMeta
 
@@ -94,10 +100,20 @@ class EventBus(Protocol):
     def subscription_count(self) -> int: ...
 
 
-def redis_client(url: str, *, timeout: float, max_connections: int = 64, read_timeout: float | None = None) -> Redis:
+AnyRedis = Redis | RedisCluster
+
+
+def redis_client(
+    url: str, *, timeout: float, max_connections: int = 64, read_timeout: float | None = None, retries: int = 3
+) -> AnyRedis:
     """A redis-py client for request paths: every command (and the wait for a pooled connection, which makes a
     reconnect storm queue rather than fail) gives up after ``timeout``; a command that finds its pooled connection
-    dead (Redis restarted) is sent once more on a fresh one."""
+    dead (Redis restarted) is sent once more on a fresh one. For a cluster URL, redis-py's cluster client, which
+    also follows redirections and waits out a failover (``retries`` attempts, see ``cluster_client``)."""
+    if is_cluster_url(url):
+        return cluster_client(
+            url, timeout=timeout, max_connections=max_connections, read_timeout=read_timeout, retries=retries
+        )
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -129,7 +145,8 @@ async def _noop_ingest(entry_id: str, envelope_json: str) -> None:
 
 
 class RedisBus:
-    """History in Redis streams, live routing on per-audience channels, the ingest queue as a consumer group."""
+    """History in Redis streams, live routing on per-audience channels, the ingest queue as a consumer group; on a
+    single Redis or on a Redis Cluster."""
 
     def __init__(self, url: str, *, max_events: int, max_age_seconds: int, consumer: str, timeout: float = 2.0) -> None:
         self.url = url
@@ -137,10 +154,13 @@ class RedisBus:
         self.max_age_seconds = max_age_seconds
         self.consumer = consumer
         self.timeout = timeout
-        self.redis = redis_client(url, timeout=timeout)
+        self.clustered = is_cluster_url(url)
+        # on a cluster the bus's own commands ride out a failover (about 6 s of retries) rather than fail at once
+        self.redis: AnyRedis = redis_client(url, timeout=timeout, retries=8)
         self._blocking = redis_client(
-            url, timeout=timeout, max_connections=2, read_timeout=INGEST_BLOCK_SECONDS + timeout
+            url, timeout=timeout, max_connections=2, read_timeout=INGEST_BLOCK_SECONDS + timeout, retries=8
         )
+        self._publish_mode = b"SPUBLISH" if self.clustered else b"PUBLISH"
         self.on_live: LiveHandler = _noop_live
         self.on_ingest: IngestHandler = _noop_ingest
         self.on_legacy: LegacyHandler | None = None
@@ -150,6 +170,16 @@ class RedisBus:
         """Two pipelines: request paths (bounded by ``timeout``) and the hub's own background work (legacy
         ingest, expansions), which waits longer rather than drop events when the process is busy."""
         self._commands_lock = asyncio.Lock()
+        self._cluster_commands: ClusterCommands | None = None
+        self._shards: ShardedSubscriptions | None = None
+        if isinstance(self.redis, RedisCluster):
+            address = parse_cluster_url(url)
+            self._cluster_commands = ClusterCommands(
+                self.redis, address, (bus.RECORD_SCRIPT, bus.INGEST_SCRIPT), timeout=timeout
+            )
+            self._shards = ShardedSubscriptions(
+                self.redis, address, self.dispatch_live, lambda: self.on_reconnect(), timeout=timeout
+            )
         self._channels: set[str] = set()
         self._confirmations: dict[bytes, deque[asyncio.Future[None]]] = {}
         self._connected = asyncio.Event()
@@ -194,6 +224,9 @@ class RedisBus:
         """Subscribe to an audience's live channel and wait until Redis confirms it (so no event falls between
         the subscription and a history read that follows it)."""
         channel = bus.live_channel(audience)
+        if self._shards is not None:
+            await self._shards.subscribe(channel)
+            return
         self._channels.add(channel)
         try:
             async with asyncio.timeout(self.timeout):
@@ -208,14 +241,30 @@ class RedisBus:
 
     async def unsubscribe(self, audience: str) -> None:
         channel = bus.live_channel(audience)
+        if self._shards is not None:
+            self._shards.unsubscribe(channel)
+            return
         self._channels.discard(channel)
         if self._protocol is not None:
             self._protocol.send("UNSUBSCRIBE", channel)
 
     def subscription_count(self) -> int:
-        return len(self._channels)
+        return self._shards.count() if self._shards is not None else len(self._channels)
+
+    async def listeners(self, audience: str) -> int:
+        """How many connections (of any hub process) are subscribed to an audience's live channel."""
+        channel = bus.live_channel(audience)
+        if isinstance(self.redis, RedisCluster):
+            node = self.redis.get_node_from_key(channel)
+            counts = await self.redis.pubsub_shardnumsub(channel, target_nodes=node)
+        else:
+            counts = await self.redis.pubsub_numsub(channel)
+        return sum(int(count) for _channel, count in counts)
 
     async def _pubsub_loop(self) -> None:
+        """The classic pub/sub connection: the platform's ``cartsnitch.*`` (and, on a single Redis, the live
+        channels and the channels of hubs before hash tags). On a cluster it is a connection to any node (a
+        ``PUBLISH`` reaches them all), chosen anew at every reconnect."""
         delay = RECONNECT_FIRST
         first = True
         failing = False
@@ -235,11 +284,13 @@ class RedisBus:
             self._protocol = protocol
             if self.on_legacy is not None:
                 protocol.send("PSUBSCRIBE", bus.LEGACY_PATTERN)
+                if not self.clustered:
+                    protocol.send("PSUBSCRIBE", bus.V1_LIVE_PATTERN)
             if self._channels:
                 protocol.send("SUBSCRIBE", *sorted(self._channels))
                 # confirmations of this re-subscription are not awaited by anyone
             self._connected.set()
-            if not first:
+            if not first and not self.clustered:
                 log.warning("pub/sub reconnected to Redis: every subscriber catches up from the history")
                 self.on_reconnect()
             first = False
@@ -253,13 +304,18 @@ class RedisBus:
             self._confirmations.clear()
 
     async def _connect_pubsub(self) -> PubSubConnection:
+        url = self.url
+        if isinstance(self.redis, RedisCluster):
+            await self.redis.initialize()
+            node = random.choice(self.redis.get_nodes())
+            url = parse_cluster_url(self.url).node_url(node.host, int(node.port))
         protocol = cast(
             PubSubConnection,
             await open_connection(
-                self.url, lambda: PubSubConnection(self.dispatch_live, self.dispatch_legacy, self.confirmed)
+                url, lambda: PubSubConnection(self.dispatch_live, self.dispatch_legacy, self.confirmed)
             ),
         )
-        auth = auth_command(self.url)
+        auth = auth_command(url)
         if auth is not None and protocol.transport is not None:
             protocol.transport.write(auth)
         return protocol
@@ -283,26 +339,48 @@ class RedisBus:
         *,
         background: bool = False,
     ) -> list[Recorded]:
-        """Record (audience, envelope, dedupe) and queue (envelope, dedupe) items in one round trip; one result per
-        item (records first), ``repeated`` where a dedupe key had recorded it already."""
-        calls: list[bytes] = []
+        """Record (audience, envelope, dedupe) and queue (envelope, dedupe) items in one round trip (one per master
+        on a cluster); one result per item (records first), ``repeated`` where a dedupe key had recorded it
+        already. A dedupe key must carry the audience's tag (or the queue's)."""
+        calls: list[KeyedCall] = []
         epoch = new_epoch().encode()
         max_events = str(self.max_events).encode()
         max_age = str(self.max_age_seconds * 1000).encode()
+        mode = self._publish_mode
         for audience, envelope_json, dedupe in records:
-            keys = [EPOCH_KEY_B, (HISTORY_PREFIX + audience).encode(), (LIVE_PREFIX + audience).encode()]
-            args = [envelope_json.encode(), max_events, max_age, epoch]
+            tag = b"{" + audience.encode() + b"}"
+            history = HISTORY_PREFIX_B + tag
+            keys = [EPOCH_PREFIX_B + tag, history]
+            args = [envelope_json.encode(), max_events, max_age, epoch, mode, LIVE_PREFIX_B + tag]
             if dedupe is not None:
                 keys.append(dedupe.key.encode())
                 args.extend((str(dedupe.seconds).encode(), dedupe.fingerprint.encode()))
-            calls.append(command(b"EVALSHA", RECORD_SHA, len(keys), *keys, *args))
+            calls.append(
+                KeyedCall(history, (b"EVALSHA", RECORD_SHA, b"%d" % len(keys), *keys, *args), dedupe is not None)
+            )
         for envelope_json, dedupe in queued:
             keys = [INGEST_STREAM_B]
             args = [envelope_json.encode(), INGEST_MAXLEN_B]
             if dedupe is not None:
                 keys.append(dedupe.key.encode())
                 args.extend((str(dedupe.seconds).encode(), dedupe.fingerprint.encode()))
-            calls.append(command(b"EVALSHA", INGEST_SHA, len(keys), *keys, *args))
+            calls.append(
+                KeyedCall(
+                    INGEST_STREAM_B, (b"EVALSHA", INGEST_SHA, b"%d" % len(keys), *keys, *args), dedupe is not None
+                )
+            )
+        if self._cluster_commands is not None:
+            results = await self._cluster_commands.execute(calls)
+        else:
+            results = await self._run_single([command(*call.parts) for call in calls], background)
+        out: list[Recorded] = []
+        for index, result in enumerate(results):
+            if isinstance(result, Exception):
+                raise result
+            out.append(bus.parse_recorded(result, "" if index < len(records) else "ingest-"))
+        return out
+
+    async def _run_single(self, calls: list[bytes], background: bool) -> list[Any]:
         results = await self._execute(calls, background)
         missing = [i for i, result in enumerate(results) if isinstance(result, ReplyError) and is_noscript(result)]
         if missing:
@@ -314,12 +392,7 @@ class RedisBus:
             again = await self._execute([calls[i] for i in missing], background)
             for index, result in zip(missing, again, strict=True):
                 results[index] = result
-        out: list[Recorded] = []
-        for index, result in enumerate(results):
-            if isinstance(result, ReplyError):
-                raise result
-            out.append(bus.parse_recorded(result, "" if index < len(records) else "ingest-"))
-        return out
+        return results
 
     async def _execute(self, calls: list[bytes], background: bool = False) -> list[Any]:
         within = BACKGROUND_TIMEOUT if background else self.timeout
@@ -337,7 +410,9 @@ class RedisBus:
     async def read(self, audience: str, after: EventId | None, limit: int) -> History:
         key = bus.history_key(audience)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.get(bus.EPOCH_KEY)
+        # the epoch is checked on the node that serves the history: a stream last written by another node (a
+        # failover or a slot migration since) gets a new epoch, and every id of the old one resyncs
+        pipe.execute_command("EVAL", bus.EPOCH_SCRIPT, 2, bus.epoch_key(audience), key, new_epoch(), self._publish_mode)
         pipe.xinfo_stream(key)
         start = f"({after.ms}-{after.seq}" if after is not None else "-"
         pipe.xrange(key, min=start, max="+", count=limit)
@@ -346,22 +421,21 @@ class RedisBus:
             raise epoch_raw
         if isinstance(entries, Exception):
             raise entries
-        epoch = epoch_raw.decode() if epoch_raw else None
+        state = epoch_raw.decode() if isinstance(epoch_raw, bytes) else str(epoch_raw or "")
+        renewed = state.startswith("!")
+        epoch = state.removeprefix("!")
         if after is not None:
-            if epoch is None or after.epoch != epoch:
+            if not epoch or renewed or after.epoch != epoch:
                 return History(resync="history_lost")
-            if isinstance(info, Exception) or info is None:
-                # no stream: nothing was recorded within the retention window, or it expired with its events
-                if after.ms < (time.time() - self.max_age_seconds) * 1000:
-                    return History(resync="history_expired")
-                return History()
-            if self._trimmed_past(after, info):
+            if not isinstance(info, Exception) and info and self._trimmed_past(after, info):
                 return History(resync="history_trimmed")
+        if not epoch:
+            return History()
         out: list[tuple[EventId, str]] = []
         for stream_id, fields in entries:
             sid = stream_id.decode()
             ms, _, seq = sid.partition("-")
-            event_id = EventId(int(ms), int(seq), epoch or "")
+            event_id = EventId(int(ms), int(seq), epoch)
             out.append((event_id, bus.with_id(str(event_id), fields[b"e"].decode())))
         return History(out)
 
@@ -433,11 +507,11 @@ class RedisBus:
     # lifecycle ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.ensure_future(self._pubsub_loop()),
-            asyncio.ensure_future(self._ingest_loop()),
-            asyncio.ensure_future(self._legacy_loop()),
-        ]
+        self._tasks = [asyncio.ensure_future(self._ingest_loop()), asyncio.ensure_future(self._legacy_loop())]
+        if self._shards is not None:
+            self._shards.start()
+        if self._shards is None or self.on_legacy is not None:
+            self._tasks.append(asyncio.ensure_future(self._pubsub_loop()))
 
     async def close(self) -> None:
         self._closing = True
@@ -446,10 +520,14 @@ class RedisBus:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._shards is not None:
+            await self._shards.close()
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
         for connection in self._commands.values():
             connection.close()
+        if self._cluster_commands is not None:
+            self._cluster_commands.close()
         await self.redis.aclose()
         await self._blocking.aclose()
 
@@ -460,11 +538,11 @@ def _sha(script: str) -> bytes:
 
 RECORD_SHA = _sha(bus.RECORD_SCRIPT)
 INGEST_SHA = _sha(bus.INGEST_SCRIPT)
-EPOCH_KEY_B = bus.EPOCH_KEY.encode()
 INGEST_STREAM_B = bus.INGEST_STREAM.encode()
 INGEST_MAXLEN_B = str(bus.INGEST_MAXLEN).encode()
-HISTORY_PREFIX = bus.history_key("")
-LIVE_PREFIX = bus.live_channel("")
+HISTORY_PREFIX_B = (bus.PREFIX + "history:").encode()
+EPOCH_PREFIX_B = (bus.PREFIX + "epoch:").encode()
+LIVE_PREFIX_B = (bus.PREFIX + "live:").encode()
 
 
 # --- in-process (embedded default) -------------------------------------------------------------------------

@@ -128,13 +128,14 @@ class Ingest:
         )
         envelope_json = encode_envelope(build_envelope(kind, checked, service=service, timestamp=timestamp))
         signature = fingerprint(kind.value, checked)
+        audience = bus.user_audience(checked["user_id"]) if is_direct(kind, checked) else None
         dedupe = (
-            Dedupe(bus.idempotency_key(idempotency_key), self.settings.idempotency_seconds, signature)
+            Dedupe(bus.idempotency_key(idempotency_key, audience), self.settings.idempotency_seconds, signature)
             if idempotency_key
             else None
         )
-        if is_direct(kind, checked):
-            result = await self.bus.record(bus.user_audience(checked["user_id"]), envelope_json, dedupe=dedupe)
+        if audience is not None:
+            result = await self.bus.record(audience, envelope_json, dedupe=dedupe)
         else:
             result = await self.bus.enqueue(envelope_json, dedupe=dedupe)
         if result.repeated:
@@ -146,13 +147,23 @@ class Ingest:
 
     async def handle_legacy(self, batch: list[tuple[bytes, bytes]]) -> None:
         """Plain PUBLISHes of the platform on ``cartsnitch.*``: every hub process receives them, the dedupe key
-        gives each exactly one place in the history (one round trip for the whole batch)."""
+        gives each exactly one place in the history (one round trip for the whole batch). Also what hubs and
+        ``channels`` before hash tags publish on their live channels (single Redis): re-recorded the same way."""
         assert isinstance(self.bus, RedisBus)
         records: list[tuple[str, str, Dedupe | None]] = []
         queued: list[tuple[str, Dedupe | None]] = []
         record_kinds: list[str] = []
         queued_kinds: list[str] = []
+        sources: list[str] = []
         for channel, raw in batch:
+            v1_audience = bus.audience_of_v1_channel(channel.decode(errors="replace"))
+            if v1_audience is not None:
+                bridged = self._bridged(v1_audience, raw)
+                if bridged is not None:
+                    records.append(bridged[0])
+                    record_kinds.append(bridged[1])
+                    sources.append("redis-v1")
+                continue
             try:
                 data = orjson.loads(raw)
                 kind, payload, service, timestamp = check_envelope(data)
@@ -161,19 +172,45 @@ class Ingest:
                 log.warning("invalid event on %s ignored: %s", channel.decode(errors="replace"), exc)
                 continue
             envelope_json = encode_envelope(build_envelope(kind, payload, service=service, timestamp=timestamp))
-            dedupe = Dedupe(
-                bus.legacy_dedupe_key(hashlib.blake2b(raw, digest_size=16).hexdigest()), bus.LEGACY_DEDUPE_SECONDS
-            )
+            digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
             if is_direct(kind, payload):
-                records.append((bus.user_audience(payload["user_id"]), envelope_json, dedupe))
+                audience = bus.user_audience(payload["user_id"])
+                records.append(
+                    (
+                        audience,
+                        envelope_json,
+                        Dedupe(bus.legacy_dedupe_key(digest, audience), bus.LEGACY_DEDUPE_SECONDS),
+                    )
+                )
                 record_kinds.append(kind.value)
+                sources.append("redis")
             else:
-                queued.append((envelope_json, dedupe))
+                queued.append((envelope_json, Dedupe(bus.legacy_dedupe_key(digest), bus.LEGACY_DEDUPE_SECONDS)))
                 queued_kinds.append(kind.value)
+        if not records and not queued:
+            return
         results = await self.bus.pipeline_scripts(records, queued, background=True)
-        for kind_name, result in zip(record_kinds + queued_kinds, results, strict=True):
+        for kind_name, source, result in zip(
+            record_kinds + queued_kinds, sources + ["redis"] * len(queued), results, strict=True
+        ):
             if not result.repeated:  # else another hub process recorded it
-                self._ingested(kind_name, "redis").inc()
+                self._ingested(kind_name, source).inc()
+
+    def _bridged(self, audience: str, raw: bytes) -> tuple[tuple[str, str, Dedupe | None], str] | None:
+        """An event an older hub (or an older ``channels``) recorded and published as ``{"id", ...envelope}``:
+        the envelope, to record in ``audience``'s current history once however many hub processes bridge it."""
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        name = data.get("event_type") if isinstance(data, dict) else None
+        kind = parse_event_type(name) if isinstance(name, str) else None
+        if not isinstance(data, dict) or kind is None or not isinstance(data.pop("id", None), str):
+            self.metrics.events_invalid.labels("redis").inc()
+            return None
+        digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
+        dedupe = Dedupe(bus.legacy_dedupe_key(digest, audience), bus.LEGACY_DEDUPE_SECONDS)
+        return (audience, orjson.dumps(data).decode(), dedupe), kind.value
 
     def _ingested(self, event_type: str, source: str) -> Any:
         counter = self._ingested_counters.get((event_type, source))

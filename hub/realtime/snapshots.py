@@ -60,8 +60,7 @@ def wire(app: web.Application, hub: Hub, ingest: Ingest, bus_: EventBus) -> None
 
     async def has_listeners(name: str) -> bool:
         if isinstance(bus_, RedisBus):
-            counts = await bus_.redis.pubsub_numsub(bus.live_channel(bus.room_audience(name)))
-            return any(count for _channel, count in counts)
+            return await bus_.listeners(bus.room_audience(name)) > 0
         return bus.room_audience(name) in hub.audiences()
 
     hub.snapshot = room

@@ -12,12 +12,14 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from redis.asyncio import Redis
 
 from channels import bus, rooms
 from channels.events import ControlEvent
 from hub import keys
 from hub.infra import jsonmod
 from hub.infra.clientaddr import ClientAddress
+from hub.infra.cluster import is_cluster_url, parse_cluster_url
 from hub.realtime.engine import LeanEngine
 from hub.realtime.fanout import RECONNECT_CAP, RECONNECT_FIRST
 from hub.settings import Settings
@@ -107,9 +109,32 @@ class HubManager(_IndexedRooms, socketio.AsyncManager):  # type: ignore[misc]
 class HubRedisManager(_IndexedRooms, socketio.AsyncRedisManager):  # type: ignore[misc]
     """python-socketio's Redis adapter. A ``cartsnitch.session.ended`` emit to a user's namespace (its room naming
     one credential, or none for all of the user's) is carried out by every process for its own live channels of
-    that user: sockets, SSE streams and long-polls each get the control event, then end."""
+    that user: sockets, SSE streams and long-polls each get the control event, then end.
+
+    On a Redis Cluster the adapter keeps classic pub/sub on one node (a ``PUBLISH`` reaches every node of a
+    cluster): it carries only these control messages, a few a minute, so sharding them would buy nothing, and each
+    process picks its own node (a master that fails interrupts only the processes on it; they reconnect to the next
+    node, and a revocation missed meanwhile reaches them at the next revalidation)."""
 
     on_session_ended: SessionEnded | None = None
+    cluster_nodes: Callable[[], list[tuple[str, int]]] | None = None
+    """The cluster's nodes as the bus knows them now (the URL's seeds until then)."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self._cluster = parse_cluster_url(url) if is_cluster_url(url) else None
+        self._attempt = random.randrange(1 << 16)
+
+    def _redis_connect(self) -> None:
+        if self._cluster is None:
+            super()._redis_connect()
+            return
+        nodes = (self.cluster_nodes() if self.cluster_nodes is not None else []) or list(self._cluster.nodes)
+        host, port = nodes[self._attempt % len(nodes)]
+        self._attempt += 1  # a node that fails is not tried again at the next attempt
+        self.redis = Redis.from_url(self._cluster.node_url(host, port), **self.redis_options)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
 
     async def close(self) -> None:
         """Stop listening and close the adapter's Redis connections (python-socketio leaves them to the GC)."""

@@ -16,9 +16,9 @@ import re
 from typing import Any
 
 import aiohttp
-from redis.asyncio import Redis
 
 from loadtest.common import (
+    Backing,
     LoadGen,
     Publisher,
     Server,
@@ -45,11 +45,10 @@ async def live_received(server: Server) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def layout(processes: int, env: dict[str, str], redis_url: str, users: list[tuple[str, str]]) -> dict[str, Any]:
+async def layout(processes: int, env: dict[str, str], where: Backing, users: list[tuple[str, str]]) -> dict[str, Any]:
     servers = [await start_hub(env) for _ in range(processes)]
     gen = await LoadGen.start()
-    publisher = await Publisher.connect(redis_url)
-    redis = Redis.from_url(redis_url)
+    publisher = await Publisher.connect(where.publish_url)
     share = len(users) // processes
     try:
         for index, server in enumerate(servers):
@@ -63,7 +62,7 @@ async def layout(processes: int, env: dict[str, str], redis_url: str, users: lis
                 }
             )
         await asyncio.sleep(1)
-        best = await search(gen, servers[0], publisher, redis, [user_id for user_id, _ in users[: share * processes]])
+        best = await search(gen, servers[0], publisher, where, [user_id for user_id, _ in users[: share * processes]])
         routing: dict[str, Any] = {}
         if processes == 2:
             before = [await live_received(server) for server in servers]
@@ -87,7 +86,6 @@ async def layout(processes: int, env: dict[str, str], redis_url: str, users: lis
                 flush=True,
             )
     finally:
-        await redis.aclose()
         await publisher.close()
         await gen.close()
         for server in servers:
@@ -107,7 +105,7 @@ async def main(sockets: int) -> list[dict[str, Any]]:
         users = await seed_users(env, where.database_url, sockets)
         for processes in (1, 2):
             print(f"{processes} hub process(es), {sockets} sockets", flush=True)
-            result = await layout(processes, env, where.redis_url, users)
+            result = await layout(processes, env, where, users)
             record("cluster", {"machine": machine(), "sockets": sockets, **result})
             results.append(result)
     print(

@@ -6,15 +6,21 @@ per delivery. The hub does more per event than the reference servers: it records
 attaches a fresh trend snapshot (the REST body of /public/trends/<id>) computed from the database.
 
     python -m loadtest.scenarios.room_fanout --target hub --members 1000,10000
+    python -m loadtest.scenarios.room_fanout --target hub --members 2000 --redis single,cluster
+
+Redis CPU is that of every Redis process (the cluster's six nodes) net of what they spend idle, per delivery and
+per published event.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from typing import Any
 
 from loadtest.common import (
+    REDIS_KINDS,
     TARGETS,
     Backing,
     LoadGen,
@@ -40,7 +46,7 @@ DRAIN_SECONDS = 5.0
 async def run(target: str, members: int, where: Backing, product: tuple[str, str]) -> dict[str, Any]:
     server = await start_target(target, where)
     gen = await LoadGen.start()
-    publisher = await Publisher.connect(where.redis_url)
+    publisher = await Publisher.connect(where.publish_url)
     try:
         connected = await gen.send(
             {
@@ -53,8 +59,11 @@ async def run(target: str, members: int, where: Backing, product: tuple[str, str
         )
         subscribed = await gen.send({"cmd": "subscribe", "room": f"trend:{product[0]}"})
         await asyncio.sleep(1)
+        await where.measure_redis_idle()
         await gen.send({"cmd": "window"})
         cpu_before = cpu_seconds(server.pid)
+        redis_before = await where.redis_cpu()
+        started = time.monotonic()
         sent = await publish_at(
             publisher, RATE, SECONDS, price_event_maker(*product), channel="cartsnitch.prices.updated"
         )
@@ -68,14 +77,19 @@ async def run(target: str, members: int, where: Backing, product: tuple[str, str
             if received >= sent * subscribed["ok"]:
                 break
         cpu = cpu_seconds(server.pid) - cpu_before
+        redis_after = await where.redis_cpu()
+        measured = time.monotonic() - started
     finally:
         await publisher.close()
         await gen.close()
         await server.stop()
     p99s = [w["p99"] for w in windows if w["p99"] is not None]
     p50s = [w["p50"] for w in windows if w["p50"] is not None]
+    redis_busy = sum(redis_after[node] - redis_before[node] for node in redis_after)
+    redis_busy -= sum(where.redis_idle.values()) * measured  # net of what Redis spends idle
     result = {
         "target": target,
+        "redis": "cluster" if where.clustered else "single",
         "members": members,
         "connected": connected["ok"],
         "subscribed": subscribed["ok"],
@@ -86,26 +100,33 @@ async def run(target: str, members: int, where: Backing, product: tuple[str, str
         "p50_ms": max(p50s) if p50s else None,
         "p99_ms": max(p99s) if p99s else None,
         "server_cpu_us_per_delivery": cpu * 1e6 / max(1, received),
+        "redis_cpu_us_per_delivery": redis_busy * 1e6 / max(1, received),
+        "redis_cpu_us_per_event": redis_busy * 1e6 / max(1, sent),
     }
     print(
         f"{target}: {members} members, {sent} events -> {received}/{result['expected']} deliveries, "
         f"{result['deliveries_per_s']:.0f}/s, p50 {result['p50_ms'] or 0:.1f} ms, p99 {result['p99_ms'] or 0:.1f} ms, "
-        f"{result['server_cpu_us_per_delivery']:.1f} µs CPU per delivery",
+        f"{result['server_cpu_us_per_delivery']:.1f} µs CPU per delivery, "
+        f"Redis {result['redis_cpu_us_per_delivery']:.2f} µs per delivery "
+        f"({result['redis_cpu_us_per_event']:.0f} µs per published event)",
         flush=True,
     )
     return result
 
 
-async def main(targets: list[str], member_counts: list[int]) -> list[dict[str, Any]]:
+async def main(targets: list[str], member_counts: list[int], redis_kinds: list[str]) -> list[dict[str, Any]]:
     results = []
-    async with backing() as where:
-        await seed_users(hub_env(where.database_url, where.redis_url), where.database_url, 10)
-        product = await priced_product(where.database_url)
-        for members in member_counts:
-            for target in targets:
-                result = await run(target, members, where, product)
-                record("room_fanout", {"machine": machine(), **result})
-                results.append(result)
+    for redis in redis_kinds:
+        async with backing(redis) as where:
+            await seed_users(hub_env(where.database_url, where.redis_url), where.database_url, 10)
+            product = await priced_product(where.database_url)
+            for members in member_counts:
+                for target in targets:
+                    if where.clustered and target != "hub":
+                        continue  # the reference servers' adapters speak to one Redis
+                    result = await run(target, members, where, product)
+                    record("room_fanout", {"machine": machine(), **result})
+                    results.append(result)
     return results
 
 
@@ -113,5 +134,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default=",".join(TARGETS))
     parser.add_argument("--members", default="1000,10000")
+    parser.add_argument("--redis", default="single", help=f"comma-separated: {', '.join(REDIS_KINDS)} (hub only)")
     args = parser.parse_args()
-    asyncio.run(main(args.target.split(","), [int(n) for n in args.members.split(",")]))
+    asyncio.run(main(args.target.split(","), [int(n) for n in args.members.split(",")], args.redis.split(",")))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from redis.crc import key_slot
 
 from channels import bus, rooms
 from channels.events import AUDIENCE, Audience, EventType, is_direct
@@ -138,8 +139,36 @@ def test_room_and_key_grammar() -> None:
     assert rooms.parse_public_room("trend:") is None
     assert rooms.parse_public_room("inflation") == "inflation"
     assert rooms.parse_public_room(42) is None
-    assert bus.history_key(bus.user_audience("u1")) == "hub:v1:history:user:u1"
+    assert bus.history_key(bus.user_audience("u1")) == "hub:v1:history:{user:u1}"
+    assert bus.live_channel(bus.user_audience("u1")) == "hub:v1:live:{user:u1}"
     assert bus.audience_of_live_channel(bus.live_channel("room:inflation")) == "room:inflation"
+    assert bus.audience_of_v1_channel("hub:v1:live:user:u1") == "user:u1"
+    assert bus.audience_of_v1_channel("hub:v1:live:room:trend:p") == "room:trend:p"
+    assert bus.audience_of_v1_channel(bus.live_channel("user:u1")) is None
+    assert bus.audience_of_v1_channel("cartsnitch.sync.progress") is None
     assert bus.parse_event_id("1700000000000-3-ab12cd34") == bus.EventId(1700000000000, 3, "ab12cd34")
     assert bus.parse_event_id("x-1-a") is None
     assert bus.with_id("1-0-e", '{"a":1}') == '{"id":"1-0-e","a":1}'
+
+
+def _slot(key: str) -> int:
+    return int(key_slot(key.encode()))
+
+
+@pytest.mark.parametrize("audience", ["user:u1", "user:{odd}id", "room:trend:abc", "room:inflation"])
+def test_every_key_of_one_audience_is_in_one_slot(audience: str) -> None:
+    keys = [
+        bus.history_key(audience),
+        bus.epoch_key(audience),
+        bus.live_channel(audience),
+        bus.legacy_dedupe_key("d1", audience),
+        bus.idempotency_key("k1", audience),
+    ]
+    assert len({_slot(key) for key in keys}) == 1
+    assert bus.audience_of_live_channel(bus.live_channel(audience)) == audience
+
+
+def test_queue_keys_share_the_queue_slot() -> None:
+    slots = {_slot(bus.INGEST_STREAM), _slot(bus.legacy_dedupe_key("d1")), _slot(bus.idempotency_key("k1"))}
+    assert len(slots) == 1
+    assert _slot(bus.history_key("user:a")) != _slot(bus.history_key("user:b"))  # audiences spread over slots

@@ -7,10 +7,12 @@ import json
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from channels import bus
 from channels.payloads import InvalidPayload
 from channels.publish import publish
+from hub.realtime.fanout import redis_client
 
 pytestmark = pytest.mark.redis
 
@@ -101,4 +103,37 @@ async def test_publish_works_after_redis_forgot_its_scripts(redis_url: str) -> N
         await asyncio.sleep(0)
         assert await publish(redis, "cartsnitch.sync.progress", PAYLOAD, service="s")
     finally:
+        await redis.aclose()
+
+
+async def test_on_a_cluster_publish_records_in_the_audience_slot_and_routes_sharded(redis_cluster_url: str) -> None:
+    redis = redis_client(redis_cluster_url, timeout=5)
+    assert isinstance(redis, RedisCluster)
+    channel = bus.live_channel(bus.user_audience("u1"))
+    await redis.initialize()
+    owner = redis.get_node_from_key(channel)
+    node = Redis(host=owner.host, port=owner.port)
+    sharded, classic = node.pubsub(), node.pubsub()
+    await sharded.ssubscribe(channel)
+    await classic.subscribe(channel)
+    try:
+        first = await publish(redis, "cartsnitch.sync.progress", PAYLOAD, service="s", idempotency_key="k1")
+        again = await publish(redis, "cartsnitch.sync.progress", PAYLOAD, service="s", idempotency_key="k1")
+        assert again == first
+        message = None
+        for _ in range(20):
+            message = await sharded.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            if message is not None and message["type"] == "smessage":
+                break
+        assert message is not None and message["type"] == "smessage"
+        assert json.loads(message["data"])["id"] == first
+        assert await classic.get_message(ignore_subscribe_messages=True, timeout=0.3) is None  # SPUBLISH only
+        assert await redis.xlen(bus.history_key(bus.user_audience("u1"))) == 1
+        assert await redis.get(bus.epoch_key(bus.user_audience("u1")))  # the epoch lives in the same slot
+        queued = await publish(redis, "cartsnitch.products.normalized", {"product_id": "p"}, service="s")
+        assert queued.startswith("ingest-")
+    finally:
+        await sharded.aclose()
+        await classic.aclose()
+        await node.aclose()
         await redis.aclose()

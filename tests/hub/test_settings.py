@@ -6,6 +6,7 @@ from dataclasses import fields
 import pytest
 from cryptography.fernet import Fernet
 
+from hub.infra.cluster import is_cluster_url, parse_cluster_url
 from hub.settings import DEFAULT_DATABASE_URL, Settings, SettingsError, is_placeholder, setting_names
 
 STRONG = "k3P9x-2vQ8_mZ7rT1wY6uB4nH5jL0sDfGaQpWeRtYu"
@@ -145,3 +146,30 @@ def test_the_demo_ticker_is_refused_outside_dev_mode() -> None:
     env = {"CARTSNITCH_DATABASE_URL": "postgresql://u@db/c", "CARTSNITCH_DEMO_TICKER_SECONDS": "5", **_SECRETS}
     with pytest.raises(SettingsError, match="CARTSNITCH_DEMO_TICKER_SECONDS: only in dev mode"):
         Settings.from_env(env)
+
+
+def test_a_redis_cluster_is_named_by_some_of_its_nodes() -> None:
+    url = "redis+cluster://hub:s%40cret@10.0.0.1:7000,10.0.0.2:7001/"
+    settings = Settings.from_env({"CARTSNITCH_REDIS_URL": url, **_SECRETS})
+    assert settings.redis_url == url
+    address = parse_cluster_url(url)
+    assert address.nodes == (("10.0.0.1", 7000), ("10.0.0.2", 7001))
+    assert (address.username, address.password, address.tls) == ("hub", "s@cret", False)
+    assert address.node_url("10.0.0.3", 7002) == "redis://hub:s%40cret@10.0.0.3:7002/0"
+    tls = parse_cluster_url("rediss+cluster://:pw@[::1]:7000")
+    assert tls.nodes == (("::1", 7000),) and tls.tls and tls.username is None and tls.password == "pw"
+    assert is_cluster_url(url) and not is_cluster_url("redis://r:6379/0") and not is_cluster_url(None)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+cluster://10.0.0.1:7000/1", "only database 0"),
+        ("redis+cluster://10.0.0.1/", "not host:port"),
+        ("redis+cluster://10.0.0.1:7000,,10.0.0.2:7001/", "not host:port"),
+        ("redis+sentinel://s:26379/0", "redis\\+cluster://host:port"),
+    ],
+)
+def test_a_bad_cluster_url_is_refused(url: str, problem: str) -> None:
+    with pytest.raises(SettingsError, match=f"CARTSNITCH_REDIS_URL: .*{problem}"):
+        Settings.from_env({"CARTSNITCH_REDIS_URL": url, **_SECRETS})

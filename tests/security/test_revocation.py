@@ -167,12 +167,16 @@ async def test_a_better_auth_session_deleted_elsewhere_ends_its_channels(
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.slow
-async def test_a_logout_on_one_process_reaches_another_within_a_second(pg_url: str, redis_url: str) -> None:
+@pytest.mark.parametrize("redis_kind", ["redis_url", "redis_cluster_url"], ids=["redis", "redis-cluster"])
+async def test_a_logout_on_one_process_reaches_another_within_a_second(
+    pg_url: str, redis_kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Through python-socketio's Redis adapter: on a cluster, classic pub/sub on a node each process picks."""
     from hub.store.engine import build_engine, build_sessionmaker
     from tests.cluster import start_hub, stop_hubs
     from tests.conftest import make_settings
 
-    settings = make_settings(pg_url, redis_url)
+    settings = make_settings(pg_url, request.getfixturevalue(redis_kind))
     engine = build_engine(pg_url)
     async with build_sessionmaker(engine).begin() as session:
         user = await factories.create_user(session)
