@@ -13,6 +13,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from hub.infra.metrics import Metrics
 from hub.infra.origins import OriginPolicy
 from hub.infra.outages import Outages
 from hub.realtime.engine import LeanEngine
-from hub.realtime.fanout import EventBus, id_of
+from hub.realtime.fanout import RECONNECT_CAP, RECONNECT_FIRST, EventBus, History, id_of
 from hub.realtime.identity import Authenticator, Principal
 from hub.realtime.limits import Counts, KeyedBuckets
 from hub.realtime.subscribers import (
@@ -51,8 +52,10 @@ LATENCY_SAMPLE = 4
 """The publish-to-send histogram observes one delivered event in this many (parsing a timestamp per event would
 cost more than the rest of the delivery)."""
 SNAPSHOT_TIMEOUT = 5.0
-# how long closing waits for its replays and deliveries to end once cancelled
+REPLAY_RETRY_SECONDS = 10.0
+"""How long a replay keeps trying to read a history Redis does not serve, before the subscriber gets a resync."""
 CLOSE_TASKS_TIMEOUT = 5.0
+"""How long closing waits for the replays and deliveries it cancelled to end."""
 Snapshotter = Callable[[str], Awaitable[dict[str, Any] | None]]
 Channel = Connection | StreamSubscriber
 HISTORY_LOST = "history_lost"
@@ -350,13 +353,15 @@ class Hub:
         if stamp.tzinfo is not None:
             self.metrics.publish_to_send.observe(max(0.0, time.time() - stamp.timestamp()))
 
-    async def catch_up(self, subscriber: Subscriber) -> None:
-        """Replay the history after the subscriber's last id, then switch it to live with no gap."""
+    async def catch_up(self, subscriber: Subscriber, since: EventId | None = None) -> None:
+        """Replay the history after the subscriber's last id, then switch it to live with no gap. ``since``: where
+        a subscriber that has received nothing yet starts (the bus reconnected: it may have missed events)."""
         replayed = 0
-        position = subscriber.last_id
+        position = subscriber.last_id or since
+        floor_ms = since.ms if since is not None and subscriber.last_id is None else 0
         try:
             while position is not None:
-                history = await self.bus.read(subscriber.audience, position, REPLAY_BATCH)
+                history = await self._read(subscriber, position)
                 if history.resync is not None:
                     subscriber.send_control(ControlEvent.RESYNC, {"reason": history.resync})
                     self.metrics.resumes.labels("resync").inc()
@@ -365,11 +370,14 @@ class Hub:
                         break
                     # the history this id belonged to is gone: everything the new one holds is news to the
                     # subscriber (events accepted while the bus reconnected are there), so it is replayed whole
-                    history = await self.bus.read(subscriber.audience, None, REPLAY_BATCH)
+                    # (from when it subscribed, for one that had received nothing)
+                    history = await self._read(subscriber, None)
                 cache: dict[str, Any] = {}
                 for event_id, envelope_json in history.events:
                     if subscriber.closed():
                         return
+                    if event_id.ms < floor_ms:
+                        continue
                     if after(event_id, subscriber.last_id) and subscriber.send(event_id, envelope_json, cache):
                         subscriber.last_id = event_id
                         replayed += 1
@@ -398,13 +406,35 @@ class Hub:
             if replayed:
                 self.metrics.replayed.inc(replayed)
 
+    async def _read(self, subscriber: Subscriber, position: EventId | None) -> History:
+        """One batch of history. While the bus cannot reach Redis the read is tried again (jittered, from 50 ms to
+        a second apart) for REPLAY_RETRY_SECONDS at most: a Redis that restarts with its data then costs a resume
+        nothing, where giving up at once would cost the subscriber its position (a resync)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLAY_RETRY_SECONDS
+        delay = RECONNECT_FIRST
+        while True:
+            try:
+                return await self.bus.read(subscriber.audience, position, REPLAY_BATCH)
+            except Exception as exc:
+                dependency = unavailable_dependency(exc)
+                if dependency is None or subscriber.closed() or loop.time() + delay > deadline:
+                    raise
+                self.outages.report(dependency, exc)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RECONNECT_CAP)
+
     def on_bus_reconnect(self) -> None:
-        """Live events may have been missed while the bus was away: everyone catches up from the history."""
+        """Live events may have been missed while the bus was away: everyone catches up from the history, a
+        subscriber that had received nothing from when it subscribed, in the history another subscriber of its
+        audience here knows (when none does, the history is taken for lost: a resync, never a silent gap)."""
         for members in self._audiences.values():
+            epoch = next((s.last_id.epoch for s in members.values() if s.last_id is not None), "")
             for subscriber in members.values():
                 if not subscriber.replaying:
                     subscriber.replaying = True
-                    self.spawn(self.catch_up(subscriber))
+                    since = None if subscriber.last_id is not None else EventId(subscriber.since_ms, 0, epoch)
+                    self.spawn(self.catch_up(subscriber, since))
 
     # --- sockets -------------------------------------------------------------------------------------------
 

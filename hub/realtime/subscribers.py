@@ -4,6 +4,7 @@ SSE stream, a long-poll), and the socket connection that owns socket subscribers
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from channels.bus import EventId
@@ -30,15 +31,23 @@ SHUTDOWN = "shutdown"
 """The reason a stream ends when its process drains: reconnect (to another process), nothing was revoked."""
 
 
+SINCE_SLACK_MS = 1000
+"""History ids carry Redis's clock: a subscriber that received nothing is caught up from a second before it
+subscribed, so that a Redis clock behind the hub's loses it nothing."""
+
+
 class Subscriber:
     """Receives one audience's events in id order, exactly once; while ``replaying``, live events wait in
     ``pending`` so that the history replay and the live stream meet without a gap or a duplicate."""
 
-    __slots__ = ("audience", "last_id", "pending", "replaying")
+    __slots__ = ("audience", "last_id", "pending", "replaying", "since_ms")
 
     def __init__(self, audience: str, last_id: EventId | None) -> None:
         self.audience = audience
         self.last_id = last_id
+        self.since_ms = int(time.time() * 1000) - SINCE_SLACK_MS
+        """When it subscribed, as a history id's time (what it may have missed when the bus reconnects before it
+        received anything)."""
         self.replaying = True
         self.pending: list[tuple[EventId, str]] = []
 
