@@ -30,6 +30,11 @@ class AppError(Exception):
         return Problem(self.problem, self.detail, self.extensions or None).to_dict(instance)
 
 
+REDIS_NOT_SERVING = ("LOADING", "BUSY ", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MISCONF", "NOREPLICAS", "READONLY")
+"""Error replies of a Redis that is up but cannot serve now (loading its data after a restart, a script running too
+long, no master, cannot persist, a replica after a failover): an outage (503), not a bug (500)."""
+
+
 def unavailable_dependency(exc: BaseException) -> str | None:
     """``"redis"`` or ``"database"`` when ``exc`` (or what caused it) says that dependency did not answer in time or
     refused the connection; None for any other failure. The hub's own Redis code raises redis-py's exception
@@ -38,11 +43,17 @@ def unavailable_dependency(exc: BaseException) -> str | None:
     import redis.exceptions
     import sqlalchemy.exc
 
+    from hub.infra.resp import ReplyError
+
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            return "redis"
+        if isinstance(current, ReplyError | redis.exceptions.ResponseError) and str(current).startswith(
+            REDIS_NOT_SERVING
+        ):
             return "redis"
         if isinstance(current, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.InterfaceError):
             return "database"

@@ -78,12 +78,13 @@ def redis_server() -> Iterator[str]:
         server.close()
 
 
-def _redis_answers(port: int) -> bool:
-    """True when the Redis on ``port`` answers PING with PONG (not LOADING, not silence)."""
+def _redis_answers(port: int, loading: bool = False) -> bool:
+    """True when the Redis on ``port`` answers PING with PONG (or, with ``loading``, with LOADING: it is up but still
+    reading its data); not silence."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-LOADING") if loading else b"+PONG")
     except OSError:
         return False
 
@@ -108,14 +109,19 @@ class RedisProcess:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 10.0, *, key_load_delay_us: int = 0) -> None:
+        """``key_load_delay_us``: Redis's debug setting that slows loading the data by that much per key (it answers
+        LOADING meanwhile); start() then returns as soon as Redis answers at all."""
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
         command += ["--save", "", "--appendonly", "yes" if self.appendonly else "no"]
         if self.appendonly:
             command += ["--appendfsync", self.appendfsync]
+        if key_load_delay_us:
+            # and answers clients while it loads (by default only every 2 MB read)
+            command += ["--key-load-delay", str(key_load_delay_us), "--loading-process-events-interval-bytes", "1024"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while not _redis_answers(self.port):
+        while not _redis_answers(self.port, loading=bool(key_load_delay_us)):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server on {self.port} did not start")
             time.sleep(0.02)

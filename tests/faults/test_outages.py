@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis as redis_sync
 
 from hub.store.engine import build_engine, build_sessionmaker
 from tests import factories
@@ -93,6 +94,44 @@ async def test_redis_down_is_a_503_problem_and_one_log_line(
     assert len(statuses) >= 10
     log = hubs.log(hub)
     assert log.count("hub.outages: redis unavailable (") == 1, log
+    assert repeated_lines(log) == {}, log
+
+
+async def test_a_redis_still_loading_its_data_is_a_503_not_a_500(
+    aof_redis: RedisProcess, pg_url: str, hubs: Hubs
+) -> None:
+    """After a restart, Redis answers LOADING until its append-only file is read (seconds for a large one). Before:
+    POST /internal/events answered 500 with a traceback for every publish in that window."""
+    settings = make_settings(pg_url, aof_redis.url)
+    [user] = await create_users(settings, 1)
+    [hub] = await hubs.start(settings)
+    with redis_sync.Redis.from_url(aof_redis.url) as filler:  # about two seconds of loading (the delay is per key)
+        filler.eval("for i = 1, 2000 do redis.call('SET', 'filler:' .. i, i) end", 0)
+        filler.bgrewriteaof()  # into the AOF's RDB part, which is what Redis's load delay slows
+        while any(filler.info("persistence")[f"aof_rewrite_{s}"] for s in ("in_progress", "scheduled")):
+            await asyncio.sleep(0.05)
+    service = {"X-Service-Key": settings.service_key}
+    bearer = {"Authorization": f"Bearer {user.token}"}
+    publish = {"event_type": "cartsnitch.sync.progress", "payload": sync_payload(user.id, 1)}
+    loading = 0
+    async with aiohttp.ClientSession() as http:
+        aof_redis.stop()
+        aof_redis.start(key_load_delay_us=1000)
+        while True:
+            status, headers, body = await _call(
+                http, "POST", hub.url + "/internal/events", json=publish, headers=service
+            )
+            if status == 202:
+                break
+            _assert_unavailable(status, headers, body, "redis")
+            status, headers, body = await _call(http, "GET", hub.url + "/api/v1/me/events", headers=bearer)
+            if status != 200:
+                _assert_unavailable(status, headers, body, "redis")
+            loading += 1
+            await asyncio.sleep(0.05)
+    assert loading >= 3  # the publishes met Redis while it was loading
+    log = hubs.log(hub)
+    assert "Traceback" not in log, log
     assert repeated_lines(log) == {}, log
 
 
