@@ -1,5 +1,6 @@
-"""Idempotency keys of publishes in the embedded default (with Redis they live in Redis): a retried publish within
-the retention window returns the first event's id and records nothing.
+"""Idempotency keys of publishes in the embedded default (with Redis they live in Redis).
+
+A retried publish within the retention window returns the first event's id and records nothing.
 
 Revision ID: 0004
 Revises: 0003
