@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 import uuid
@@ -78,6 +79,8 @@ class Sent:
     began: float
     tries: list[str] = field(default_factory=list)
     """the outcome of every try that did not succeed: a status, ``timeout`` or ``connection``"""
+    refusals: list[tuple[float, float]] = field(default_factory=list)
+    """(when it began, seconds until the answer) of every try answered with a status other than 202"""
     event_id: str | None = None
     accepted_at: float | None = None
     try_began: float | None = None
@@ -130,6 +133,7 @@ class Publisher:
                         sent.accepted_at, sent.try_began = time.monotonic(), began
                         return
                     sent.tries.append(str(response.status))
+                    sent.refusals.append((began, time.monotonic() - began))
                     if response.status < 500:
                         return  # refused for good: a retry would get the same answer
             except TimeoutError:
@@ -279,8 +283,16 @@ async def inject(
     return mark
 
 
-def tally(fault: str, sent: list[Sent], clients: list[Client], mark: float) -> dict[str, Any]:
-    """Published, accepted, failed, delivered, lost, duplicated, out of order, resyncs, recovery."""
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def tally(fault: str, sent: list[Sent], clients: list[Client], injected: float, mark: float) -> dict[str, Any]:
+    """Published, accepted, failed, delivered, lost, duplicated, out of order, resyncs, recovery; the latency of
+    the publishes begun during the fault (injection to recovery mark, at least the second after the injection)."""
     failed = Counter(s.tries[-1] if s.tries else "?" for s in sent if s.event_id is None)
     answers = Counter(t for s in sent for t in s.tries)
     accepted = [s for s in sent if s.event_id is not None]
@@ -324,8 +336,15 @@ def tally(fault: str, sent: list[Sent], clients: list[Client], mark: float) -> d
     first_delivery = min(
         (first_arrival[(s.user, s.n)] - mark for s in after if (s.user, s.n) in first_arrival), default=None
     )
+    window = max(mark, injected + 1.0)
+    refused_in = [seconds for s in sent for began, seconds in s.refusals if injected <= began <= window]
+    during = [s.accepted_at - s.began for s in accepted if s.accepted_at is not None and injected <= s.began <= window]
     return {
         "published": len(sent),
+        "during_fault_publish_p50_seconds": _percentile(during, 0.5),
+        "during_fault_publish_p99_seconds": _percentile(during, 0.99),
+        "during_fault_refusal_p50_seconds": _percentile(refused_in, 0.5),
+        "during_fault_refusal_p99_seconds": _percentile(refused_in, 0.99),
         "accepted": len(accepted),
         "failed": dict(failed),
         "non_202_answers": dict(answers),
@@ -365,6 +384,18 @@ async def wait_delivered(sent: list[Sent], clients: list[Client], timeout: float
     return time.monotonic() - started
 
 
+def traceback_ends(log: str) -> list[str]:
+    """The exception line ending each traceback of a log."""
+    out, inside = [], False
+    for line in log.splitlines():
+        if line.startswith("Traceback"):
+            inside = True
+        elif inside and line and not line.startswith(" "):
+            out.append(line[:200])
+            inside = False
+    return out
+
+
 async def run_fault(fault: str, users: int, rate: float, seconds: float, logs: Path) -> dict[str, Any]:
     redis = RedisProcess(**REDIS_CONFIG.get(fault, {}))
     postgres = PostgresCluster()
@@ -398,16 +429,17 @@ async def run_fault(fault: str, users: int, rate: float, seconds: float, logs: P
             watchers.stop = True
             if tasks:
                 await asyncio.wait(tasks, timeout=10)
-        out.update(tally(fault, publisher.sent, clients, mark))
+        out.update(tally(fault, publisher.sent, clients, injected, mark))
         if fault in ("sigkill-process", "sigterm-process"):
             out["sse_reconnect"] = f"{watchers.sse_reconnect}/{WATCHERS}"
             out["sse_ended_seconds"] = [round(at - mark, 2) for at in watchers.sse_ended if at >= mark]
             out["long_poll_answered_seconds"] = [round(at - mark, 2) for at in watchers.poll_answers if at >= mark]
-        out["tracebacks"], out["errors"] = [], []
+        out["tracebacks"], exceptions = [], Counter[str]()
         for i in (0, 1):
             text = (logs / f"{fault}-{i}.log").read_text(errors="replace")
             out["tracebacks"].append(text.count("Traceback"))
-            out["errors"] += sorted({line[:300] for line in text.splitlines() if " ERROR " in line})[:5]
+            exceptions.update(traceback_ends(text))
+        out["exceptions"] = dict(exceptions)
     finally:
         for task in tasks:
             task.cancel()
@@ -419,7 +451,9 @@ async def run_fault(fault: str, users: int, rate: float, seconds: float, logs: P
 
 
 def _seconds(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} s"
+    if value is None:
+        return "n/a"
+    return f"{value:.2f} s" if value < 1 else f"{value:.1f} s"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -439,7 +473,7 @@ def row(r: dict[str, Any]) -> list[str]:
         str(r["out_of_order"]),
         _counts(r["resyncs"]),
         f"{_seconds(r['recovery_publish_seconds'])} / {_seconds(r['recovery_delivery_seconds'])}",
-        _seconds(r.get("exit_seconds")) if "exit_seconds" in r else "",
+        _seconds(r.get("exit_seconds")) if r["fault"] == "sigterm-process" else "",
     ]
 
 
@@ -473,6 +507,8 @@ def _quiet_unclosed_sessions(loop: asyncio.AbstractEventLoop, context: dict[str,
 
 async def main(faults: list[str], users: int, rate: float, seconds: float) -> list[dict[str, Any]]:
     asyncio.get_running_loop().set_exception_handler(_quiet_unclosed_sessions)
+    # every socket of a process that ends says "packet queue is empty, aborting": the disconnects are counted instead
+    logging.getLogger("engineio.client").setLevel(logging.CRITICAL)
     results = []
     logs = RESULTS / "faults-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -496,11 +532,15 @@ async def main(faults: list[str], users: int, rate: float, seconds: float) -> li
             f"{result['out_of_order']}, resyncs {_counts(result['resyncs'])}, recovery "
             f"{_seconds(result['recovery_publish_seconds'])} publish / "
             f"{_seconds(result['recovery_delivery_seconds'])} delivery, disconnects "
-            f"{result['client_disconnects']}, tracebacks {result['tracebacks']}{extra}",
+            f"{result['client_disconnects']}, publishes begun during the fault answered in p50 "
+            f"{_seconds(result['during_fault_publish_p50_seconds'])} / p99 "
+            f"{_seconds(result['during_fault_publish_p99_seconds'])} (a refused try in p50 "
+            f"{_seconds(result['during_fault_refusal_p50_seconds'])} / p99 "
+            f"{_seconds(result['during_fault_refusal_p99_seconds'])}), tracebacks {result['tracebacks']}{extra}",
             flush=True,
         )
-        for line in result["errors"]:
-            print(f"  hub log: {line}", flush=True)
+        for line, count in result["exceptions"].items():
+            print(f"  hub logs: {count} x {line}", flush=True)
         record("faults", {"machine": machine(), **result})
         results.append(result)
     print(table(results), flush=True)
