@@ -5,16 +5,17 @@ processes, N users each followed by one python-socketio client (websocket) that,
 its last_event_id (to its own process, or to the other when its own is gone). A publisher sends RATE events/s for
 SECONDS through ``POST /internal/events``, alternating between the processes, each with an Idempotency-Key, a 5 s
 timeout and up to 6 tries (the same key, the next process) on a timeout, a 5xx or a refused connection. The fault
-is injected FAULT_AT s in; after the last publish the clients get up to DELIVERY_TIMEOUT s to receive everything.
+is injected FAULT_AT s in (a Redis restart: SIGKILL, ``--redis-down`` seconds, start); after the last publish the
+clients get up to DELIVERY_TIMEOUT s to receive everything.
 
 Event n of a user carries ``items_synced = n``: per user, an accepted event that no client delivery carries is lost
 unless a ``cartsnitch.resync`` reached that client after the event's publish began (the client was told to
 refetch); a value delivered twice is a duplicate; an id not after the previous one of the same epoch is out of
-order. Recovery: from the injection (restart, SIGKILL, SIGTERM) or the end of the fault (SIGCONT, PostgreSQL up)
-to the first accepted publish that began after it, and to the first delivery of such an event.
+order. Recovery: from the injection (SIGKILL, SIGTERM of a hub) or the end of the fault (Redis up, SIGCONT,
+PostgreSQL up) to the first accepted publish that began after it, and to the first delivery of such an event.
 
     python -m loadtest.scenarios.faults [--faults redis-freeze,sigterm-process] [--users 200] [--rate 200]
-        [--seconds 40]
+        [--seconds 40] [--redis-down 0]
 """
 
 from __future__ import annotations
@@ -255,11 +256,16 @@ async def _in_thread(call: Callable[[], None]) -> None:
 
 
 async def inject(
-    fault: str, redis: RedisProcess, postgres: PostgresCluster, hubs: list[HubProcess], out: dict[str, Any]
+    fault: str,
+    redis: RedisProcess,
+    postgres: PostgresCluster,
+    hubs: list[HubProcess],
+    out: dict[str, Any],
+    redis_down: float = 0.0,
 ) -> float:
     """Inject the fault; returns the moment recovery is measured from."""
     if fault.startswith("redis-restart"):
-        await _in_thread(lambda: redis.restart(signal.SIGKILL))
+        await _in_thread(lambda: redis.restart(signal.SIGKILL, down_seconds=redis_down))
         return time.monotonic()
     if fault == "redis-freeze":
         redis.freeze()
@@ -396,7 +402,9 @@ def traceback_ends(log: str) -> list[str]:
     return out
 
 
-async def run_fault(fault: str, users: int, rate: float, seconds: float, logs: Path) -> dict[str, Any]:
+async def run_fault(
+    fault: str, users: int, rate: float, seconds: float, logs: Path, redis_down: float = 0.0
+) -> dict[str, Any]:
     redis = RedisProcess(**REDIS_CONFIG.get(fault, {}))
     postgres = PostgresCluster()
     hubs: list[HubProcess] = []
@@ -404,6 +412,8 @@ async def run_fault(fault: str, users: int, rate: float, seconds: float, logs: P
     watchers = Watchers()
     tasks: list[asyncio.Task[Any]] = []
     out: dict[str, Any] = {"fault": fault, "users": users, "rate": rate, "seconds": seconds}
+    if fault.startswith("redis-restart"):
+        out["redis_down_seconds"] = redis_down
     try:
         await _in_thread(redis.start)
         await _in_thread(postgres.start)
@@ -422,7 +432,7 @@ async def run_fault(fault: str, users: int, rate: float, seconds: float, logs: P
             publishing = asyncio.create_task(publisher.run(seconds))
             await asyncio.sleep(FAULT_AT)
             injected = time.monotonic()
-            mark = await inject(fault, redis, postgres, hubs, out)
+            mark = await inject(fault, redis, postgres, hubs, out, redis_down)
             out["fault_seconds"] = mark - injected
             await publishing
             out["delivery_wait_seconds"] = await wait_delivered(publisher.sent, clients, DELIVERY_TIMEOUT)
@@ -505,7 +515,9 @@ def _quiet_unclosed_sessions(loop: asyncio.AbstractEventLoop, context: dict[str,
         loop.default_exception_handler(context)
 
 
-async def main(faults: list[str], users: int, rate: float, seconds: float) -> list[dict[str, Any]]:
+async def main(
+    faults: list[str], users: int, rate: float, seconds: float, redis_down: float = 0.0
+) -> list[dict[str, Any]]:
     asyncio.get_running_loop().set_exception_handler(_quiet_unclosed_sessions)
     # every socket of a process that ends says "packet queue is empty, aborting": the disconnects are counted instead
     logging.getLogger("engineio.client").setLevel(logging.CRITICAL)
@@ -516,7 +528,7 @@ async def main(faults: list[str], users: int, rate: float, seconds: float) -> li
         for old in logs.glob(f"{fault}-*.log"):
             old.unlink()
     for fault in faults:
-        result = await run_fault(fault, users, rate, seconds, logs)
+        result = await run_fault(fault, users, rate, seconds, logs, redis_down)
         extra = ""
         if "exit_seconds" in result:
             extra = (
@@ -561,5 +573,8 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--rate", type=float, default=200, help="events published per second")
     parser.add_argument("--seconds", type=float, default=40, help="how long the publisher runs")
+    parser.add_argument(
+        "--redis-down", type=float, default=0.0, help="seconds Redis stays down between the SIGKILL and the start"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.faults, args.users, args.rate, args.seconds))
+    asyncio.run(main(args.faults, args.users, args.rate, args.seconds, args.redis_down))
