@@ -362,6 +362,7 @@ def tally(fault: str, sent: list[Sent], clients: list[Client], injected: float, 
         "duplicated": duplicated,
         "out_of_order": out_of_order,
         "resyncs": dict(resyncs),
+        "resyncs_per_client": dict(Counter(len(c.follower.resyncs()) for c in clients)),
         "recovery_publish_seconds": first_accept,
         "recovery_delivery_seconds": first_delivery,
         "client_disconnects": sum(c.disconnects for c in clients),
@@ -541,7 +542,8 @@ async def main(
             f"{_counts(result['failed'])} (non-202 answers {_counts(result['non_202_answers'])}), delivered "
             f"{result['delivered']}, lost {result['lost']} {result['lost_by_phase']}, covered by resync "
             f"{result['covered_by_resync']}, duplicated {result['duplicated']}, out of order "
-            f"{result['out_of_order']}, resyncs {_counts(result['resyncs'])}, recovery "
+            f"{result['out_of_order']}, resyncs {_counts(result['resyncs'])} (clients by resyncs received "
+            f"{result['resyncs_per_client']}), recovery "
             f"{_seconds(result['recovery_publish_seconds'])} publish / "
             f"{_seconds(result['recovery_delivery_seconds'])} delivery, disconnects "
             f"{result['client_disconnects']}, publishes begun during the fault answered in p50 "
