@@ -579,4 +579,5 @@ if __name__ == "__main__":
         "--redis-down", type=float, default=0.0, help="seconds Redis stays down between the SIGKILL and the start"
     )
     args = parser.parse_args()
-    asyncio.run(main(args.faults, args.users, args.rate, args.seconds, args.redis_down))
+    with contextlib.suppress(KeyboardInterrupt):  # every process was stopped on the way out
+        asyncio.run(main(args.faults, args.users, args.rate, args.seconds, args.redis_down))
