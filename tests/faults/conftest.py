@@ -48,16 +48,7 @@ async def postgres_cluster() -> AsyncIterator[PostgresCluster]:
     cluster = PostgresCluster()
     try:
         cluster.start()
-        admin = await asyncpg.connect(cluster.admin_url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            await admin.execute("CREATE DATABASE hub")
-        finally:
-            await admin.close()
-        engine = build_engine(database_url(cluster))
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
+        await create_database(cluster)
         yield cluster
     finally:
         cluster.close()
@@ -65,6 +56,21 @@ async def postgres_cluster() -> AsyncIterator[PostgresCluster]:
 
 def database_url(cluster: PostgresCluster) -> str:
     return cluster.admin_url.rsplit("/", 1)[0] + "/hub"
+
+
+async def create_database(cluster: PostgresCluster) -> str:
+    """Create the database ``hub`` on a started cluster and migrate it; its URL."""
+    admin = await asyncpg.connect(cluster.admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await admin.execute("CREATE DATABASE hub")
+    finally:
+        await admin.close()
+    engine = build_engine(database_url(cluster))
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    return database_url(cluster)
 
 
 @dataclass
