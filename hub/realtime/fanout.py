@@ -66,6 +66,10 @@ class Dedupe(NamedTuple):
     fingerprint: str = ""
 
 
+UNKNOWN_EPOCH = ""
+"""The epoch of a position in time only (ids from Redis always carry one; parse_event_id refuses an empty one)."""
+
+
 @dataclass(slots=True)
 class History:
     """A slice of an audience's history; ``resync`` says why the requested position can no longer be served."""
@@ -91,7 +95,11 @@ class EventBus(Protocol):
 
     async def enqueue(self, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded: ...
 
-    async def read(self, audience: str, after: EventId | None, limit: int) -> History: ...
+    async def read(self, audience: str, after: EventId | None, limit: int) -> History:
+        """Up to ``limit`` events after ``after``, or why they cannot be served. An ``after`` of UNKNOWN_EPOCH is a
+        position in time only (the Redis bus, after a reconnect, for a subscriber that had received nothing): the
+        current history's events after it, whatever its epoch."""
+        ...
 
     async def subscribe(self, audience: str) -> None: ...
 
@@ -424,7 +432,7 @@ class RedisBus:
         state = epoch_raw.decode() if isinstance(epoch_raw, bytes) else str(epoch_raw or "")
         renewed = state.startswith("!")
         epoch = state.removeprefix("!")
-        if after is not None:
+        if after is not None and after.epoch != UNKNOWN_EPOCH:
             if not epoch or renewed or after.epoch != epoch:
                 return History(resync="history_lost")
             if not isinstance(info, Exception) and info and self._trimmed_past(after, info):

@@ -31,7 +31,7 @@ from hub.infra.metrics import Metrics
 from hub.infra.origins import OriginPolicy
 from hub.infra.outages import Outages
 from hub.realtime.engine import LeanEngine
-from hub.realtime.fanout import RECONNECT_CAP, RECONNECT_FIRST, EventBus, History, id_of
+from hub.realtime.fanout import RECONNECT_CAP, RECONNECT_FIRST, UNKNOWN_EPOCH, EventBus, History, id_of
 from hub.realtime.identity import Authenticator, Principal
 from hub.realtime.limits import Counts, KeyedBuckets
 from hub.realtime.subscribers import (
@@ -425,11 +425,13 @@ class Hub:
             delay = min(delay * 2, RECONNECT_CAP)
 
     def on_bus_reconnect(self) -> None:
-        """Live events may have been missed while the bus was away: everyone catches up from the history, a
-        subscriber that had received nothing from when it subscribed, in the history another subscriber of its
-        audience here knows (when none does, the history is taken for lost: a resync, never a silent gap)."""
+        """Live events may have been missed while the bus was away: everyone catches up from the history. A
+        subscriber that had received nothing catches up from when it subscribed: in the history another subscriber
+        of its audience here knows (a resync if that one was lost), or else in whatever history is current (it
+        holds nothing that a lost history could contradict, and a resync to every quiet client after each failover
+        would send them all to REST at once)."""
         for members in self._audiences.values():
-            epoch = next((s.last_id.epoch for s in members.values() if s.last_id is not None), "")
+            epoch = next((s.last_id.epoch for s in members.values() if s.last_id is not None), UNKNOWN_EPOCH)
             for subscriber in members.values():
                 if not subscriber.replaying:
                     subscriber.replaying = True
