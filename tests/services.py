@@ -263,6 +263,7 @@ def _cluster_node(port: int, bus_port: int, directory: Path) -> subprocess.Popen
             "--dir", str(directory),
             "--save", "",
             "--appendonly", "no",
+            "--repl-diskless-sync-delay", "0",  # replicas sync at once (the default waits 5 s for more replicas)
             "--logfile", str(directory / f"{port}.log"),
         ],
         stdout=subprocess.DEVNULL,
@@ -322,10 +323,29 @@ def redis_cluster() -> Iterator[ClusterNodes]:
             timeout=60,
         )
         wait_cluster_ok(list(ports))
+        _wait_replicas_synced(list(ports))
         yield nodes
     finally:
         nodes.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_replicas_synced(ports: list[int], seconds: float = 30) -> None:
+    """Until every replica has its master's data: a replica that never synced cannot take over when its master
+    dies (Redis's replica validity check), and a test that kills a master soon after creating the cluster would
+    wait for a failover that never comes."""
+    deadline = time.monotonic() + seconds
+    for port in ports:
+        with redis_sync.Redis(host="127.0.0.1", port=port, socket_timeout=2) as node:
+            while True:
+                info = node.info("replication")
+                if info.get("role") != "slave" or (
+                    info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the replica on {port} did not sync with its master in {seconds} s")
+                time.sleep(0.05)
 
 
 def sync_cluster_client(url: str) -> redis_sync.RedisCluster:
