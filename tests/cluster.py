@@ -128,8 +128,19 @@ def envelope_ids(events: list[tuple[str, Any]]) -> list[str]:
     return [envelope["id"] for name, envelope in events if name.startswith("cartsnitch.") and "id" in envelope]
 
 
-async def users_with_tokens(settings: Settings, n: int) -> list[tuple[str, str]]:
-    """(user id, access token) for n new users."""
+@dataclass
+class User:
+    id: str
+    token: str
+    email: str
+
+    @property
+    def namespace(self) -> str:
+        return f"/users/{self.id}"
+
+
+async def create_users(settings: Settings, n: int) -> list[User]:
+    """n users of the settings' database, each with an access token of a refresh family of its own."""
     engine = build_engine(settings.database_url)
     codec = TokenCodec(settings.jwt_secret_key, settings.jwt_algorithm, 3600, 86400)
     out = []
@@ -139,10 +150,15 @@ async def users_with_tokens(settings: Settings, n: int) -> list[tuple[str, str]]
                 user = await factories.create_user(session)
                 family = random_id(16)
                 await tokens.insert_family(session, family_id=family, user_id=user.id)
-                out.append((user.id, codec.issue("access", user_id=user.id, family_id=family).token))
+                out.append(User(user.id, codec.issue("access", user_id=user.id, family_id=family).token, user.email))
     finally:
         await engine.dispose()
     return out
+
+
+async def users_with_tokens(settings: Settings, n: int) -> list[tuple[str, str]]:
+    """(user id, access token) for n new users."""
+    return [(user.id, user.token) for user in await create_users(settings, n)]
 
 
 class Follower:

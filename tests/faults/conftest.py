@@ -14,12 +14,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from hub.infra.security import TokenCodec, random_id
 from hub.settings import Settings
-from hub.store import tokens
-from hub.store.engine import build_engine, build_sessionmaker
+from hub.store.engine import build_engine
 from hub.store.migrate import upgrade
-from tests import factories
 from tests.cluster import HubProcess, start_hub, stop_hubs
 from tests.services import PostgresCluster, RedisProcess
 
@@ -71,34 +68,6 @@ async def create_database(cluster: PostgresCluster) -> str:
     finally:
         await engine.dispose()
     return database_url(cluster)
-
-
-@dataclass
-class User:
-    id: str
-    token: str
-    email: str
-
-    @property
-    def namespace(self) -> str:
-        return f"/users/{self.id}"
-
-
-async def create_users(settings: Settings, n: int) -> list[User]:
-    """n users of the settings' database, each with an access token of a refresh family of its own."""
-    engine = build_engine(settings.database_url)
-    codec = TokenCodec(settings.jwt_secret_key, settings.jwt_algorithm, 3600, 86400)
-    out = []
-    try:
-        async with build_sessionmaker(engine).begin() as session:
-            for _ in range(n):
-                user = await factories.create_user(session)
-                family = random_id(16)
-                await tokens.insert_family(session, family_id=family, user_id=user.id)
-                out.append(User(user.id, codec.issue("access", user_id=user.id, family_id=family).token, user.email))
-    finally:
-        await engine.dispose()
-    return out
 
 
 @dataclass

@@ -14,8 +14,9 @@ import pytest
 import socketio
 
 from tests import factories
+from tests.cluster import create_users
 from tests.conftest import make_settings
-from tests.faults.conftest import Hubs, create_users
+from tests.faults.conftest import Hubs
 from tests.sse import SseStream
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]

@@ -14,8 +14,9 @@ import redis as redis_sync
 
 from hub.store.engine import build_engine, build_sessionmaker
 from tests import factories
+from tests.cluster import create_users
 from tests.conftest import make_settings
-from tests.faults.conftest import Hubs, create_users, database_url, repeated_lines, sync_payload
+from tests.faults.conftest import Hubs, database_url, repeated_lines, sync_payload
 from tests.faults.follower import Follower
 from tests.services import PostgresCluster, RedisProcess
 

@@ -11,8 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from channels import bus
+from tests.cluster import create_users
 from tests.conftest import make_settings
-from tests.faults.conftest import Hubs, create_users, eventually
+from tests.faults.conftest import Hubs, eventually
 from tests.faults.follower import Follower
 from tests.services import RedisProcess
 
