@@ -18,11 +18,8 @@ CONNECT_TIMEOUT = 5.0
 
 
 def command(*parts: bytes | str | int) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part if isinstance(part, bytes) else str(part).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+    """One command in RESP (hiredis encodes it in C: half the time of doing it here, on every event)."""
+    return cast(bytes, hiredis.pack_command(cast(Any, parts)))  # its stub types a one-element tuple
 
 
 class ReplyError(Exception):

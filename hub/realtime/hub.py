@@ -48,7 +48,7 @@ from hub.settings import Settings
 log = logging.getLogger("hub.realtime")
 
 REPLAY_BATCH = 500
-LATENCY_SAMPLE = 4
+LATENCY_SAMPLE = 16
 """The publish-to-send histogram observes one delivered event in this many (parsing a timestamp per event would
 cost more than the rest of the delivery)."""
 SNAPSHOT_TIMEOUT = 5.0

@@ -190,11 +190,14 @@ class Ingest:
         if not records and not queued:
             return
         results = await self.bus.pipeline_scripts(records, queued, background=True)
+        counts: dict[tuple[str, str], int] = {}
         for kind_name, source, result in zip(
             record_kinds + queued_kinds, sources + ["redis"] * len(queued), results, strict=True
         ):
             if not result.repeated:  # else another hub process recorded it
-                self._ingested(kind_name, source).inc()
+                counts[kind_name, source] = counts.get((kind_name, source), 0) + 1
+        for (kind_name, source), count in counts.items():  # one (locked) Prometheus increment per kind
+            self._ingested(kind_name, source).inc(count)
 
     def _bridged(self, audience: str, raw: bytes) -> tuple[tuple[str, str, Dedupe | None], str] | None:
         """An event an older hub (or an older ``channels``) recorded and published as ``{"id", ...envelope}``:

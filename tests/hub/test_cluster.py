@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -44,8 +45,10 @@ async def pattern_subscribers(redis: AnyRedis) -> int:
 
 
 @pytest.fixture
-async def hubs(cluster_settings: Settings) -> AsyncIterator[list[HubProcess]]:
-    started = await asyncio.gather(start_hub(cluster_settings), start_hub(cluster_settings))
+async def hubs(cluster_settings: Settings, tmp_path: Path) -> AsyncIterator[list[HubProcess]]:
+    started = await asyncio.gather(
+        start_hub(cluster_settings, tmp_path / "hub-a.log"), start_hub(cluster_settings, tmp_path / "hub-b.log")
+    )
     yield list(started)
     await stop_hubs(list(started))
 
@@ -199,4 +202,42 @@ async def test_what_an_older_hub_publishes_is_recorded_once_in_the_current_histo
     received = [envelope for name, envelope in follower.events if name == "cartsnitch.sync.progress"]
     assert [e["payload"]["items_synced"] for e in received] == [0, 1, 2]
     assert all(not e["id"].endswith("ab12cd34") for e in received)  # ids of the current history
+    await follower.close()
+
+
+@pytest.mark.parametrize("cluster_settings", ["redis"], indirect=True)
+async def test_a_legacy_burst_keeps_its_order_with_batches_in_flight_and_scripts_flushed(
+    hubs: list[HubProcess], cluster_settings: Settings
+) -> None:
+    """Several legacy batches are awaiting Redis at once (single Redis): a burst keeps its publish order in the
+    history and on the socket from its first batches (sent while the process connects) on, and when Redis forgets
+    the scripts in the middle of it (as after a restart: no batch may be run again after a later one ran)."""
+    [(user_id, token)] = await users_with_tokens(cluster_settings, 1)
+    follower = Follower(user_id, token)
+    await follower.connect(hubs[1])
+    redis = redis_for(cluster_settings)
+    count = 3000
+    try:
+        for start in range(0, count, 250):
+            pipe = redis.pipeline(transaction=False)
+            for n in range(start, start + 250):
+                envelope = {
+                    "event_type": "cartsnitch.sync.progress",
+                    "timestamp": "2026-11-26T12:00:00+00:00",
+                    "service": "receiptwitness",
+                    "payload": sync_payload(user_id, n),
+                }
+                pipe.publish("cartsnitch.sync.progress", json.dumps(envelope))
+            await pipe.execute()
+            if start % 1000 == 500:
+                await redis.script_flush()
+        await follower.wait_for(count, timeout=60)
+        history = await redis.xrange(bus.history_key(bus.user_audience(user_id)))
+    finally:
+        await redis.aclose()
+    recorded = [json.loads(fields[b"e"])["payload"]["items_synced"] for _id, fields in history]
+    assert len(recorded) >= 1000  # the newest events (the history is capped)
+    assert recorded == list(range(count - len(recorded), count))
+    received = [data["payload"]["items_synced"] for event, data in follower.events if event != "cartsnitch.resync"]
+    assert received == list(range(count))
     await follower.close()
