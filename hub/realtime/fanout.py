@@ -384,21 +384,19 @@ class RedisBus:
         for audience, envelope_json, dedupe in records:
             tag = b"{" + audience.encode() + b"}"
             history = HISTORY_PREFIX_B + tag
-            live = LIVE_PREFIX_B + tag
-            if dedupe is None:
-                parts: tuple[bytes, ...] = (b"EVALSHA", RECORD_SHA, b"2", EPOCH_PREFIX_B + tag, history)
-                parts += (envelope_json.encode(), max_events, max_age, epoch, mode, live)
-            else:
-                parts = (b"EVALSHA", RECORD_SHA, b"3", EPOCH_PREFIX_B + tag, history, dedupe.key.encode())
-                parts += (envelope_json.encode(), max_events, max_age, epoch, mode, live)
-                parts += (b"%d" % dedupe.seconds, dedupe.fingerprint.encode())
-            calls.append((history, parts, dedupe is not None))
+            keys: tuple[bytes, ...] = (EPOCH_PREFIX_B + tag, history)
+            args: tuple[bytes, ...] = (envelope_json.encode(), max_events, max_age, epoch, mode, LIVE_PREFIX_B + tag)
+            if dedupe is not None:
+                keys += (dedupe.key.encode(),)
+                args += (b"%d" % dedupe.seconds, dedupe.fingerprint.encode())
+            calls.append((history, (b"EVALSHA", RECORD_SHA, b"%d" % len(keys), *keys, *args), dedupe is not None))
         for envelope_json, dedupe in queued:
-            if dedupe is None:
-                parts = (b"EVALSHA", INGEST_SHA, b"1", INGEST_STREAM_B, envelope_json.encode(), INGEST_MAXLEN_B)
-            else:
-                parts = (b"EVALSHA", INGEST_SHA, b"2", INGEST_STREAM_B, dedupe.key.encode())
-                parts += (envelope_json.encode(), INGEST_MAXLEN_B, b"%d" % dedupe.seconds, dedupe.fingerprint.encode())
+            keys = (INGEST_STREAM_B,)
+            args = (envelope_json.encode(), INGEST_MAXLEN_B)
+            if dedupe is not None:
+                keys += (dedupe.key.encode(),)
+                args += (b"%d" % dedupe.seconds, dedupe.fingerprint.encode())
+            parts = (b"EVALSHA", INGEST_SHA, b"%d" % len(keys), *keys, *args)
             calls.append((INGEST_STREAM_B, parts, dedupe is not None))
         if self._cluster_commands is not None:
             results = await self._cluster_commands.execute([KeyedCall(*call) for call in calls])
