@@ -78,7 +78,9 @@ class DemoTicker:
         return sorted(found)
 
     async def featured(self) -> list[uuid.UUID]:
-        if self._featured is None:
+        """The store-comparison's first products, computed once there are any (a ticker that started before its
+        data was loaded keeps looking, rather than tick nothing for the life of the process)."""
+        if not self._featured:
             async with self.sessionmaker() as session:
                 snapshot = await store_comparison_snapshot(session)
             self._featured = [uuid.UUID(p["product_id"]) for p in snapshot["products"][:FEATURED_PRODUCTS]]

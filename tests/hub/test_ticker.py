@@ -172,6 +172,17 @@ async def test_without_watchers_it_moves_the_dashboards_opening_products(
     assert payload["product_id"] in opening
 
 
+async def test_a_ticker_started_before_its_data_ticks_once_the_data_is_there(server: TestServer) -> None:
+    ticker = _ticker(server)
+    assert await ticker.tick() is None  # an empty database: nothing to move yet
+    async with server.app[keys.sessionmaker].begin() as session:
+        store = await factories.create_store(session)
+        product = await factories.create_product(session)
+        await factories.create_price(session, product=product, store=store, observed=TODAY, regular="2.49")
+    payload = await ticker.tick()
+    assert payload is not None and payload["product_id"] == str(product.id)
+
+
 async def test_the_ticker_runs_in_the_app_and_stops_with_it(
     aiohttp_server: Callable[..., Awaitable[TestServer]], stack: tuple[str, str | None]
 ) -> None:
