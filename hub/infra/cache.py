@@ -59,11 +59,25 @@ class Cache:
             self._inflight.pop(flight, None)
         return value
 
-    async def invalidate(self, *scopes: str) -> None:
-        """Forget every entry of the scopes (on this process and, with Redis, on every process)."""
+    async def refresh(self, scope: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> bytes:
+        """Compute ``key`` afresh (what is cached is not read: an event said it changed) and store the result unless
+        the scope was invalidated while it was computed."""
+        generation = self._generations.get(scope, 0)
+        value = await compute()
+        if self._generations.get(scope, 0) == generation:
+            await self._set(scope, key, value)
+        return value
+
+    def invalidate(self, *scopes: str) -> Awaitable[None]:
+        """Forget every entry of the scopes: on this process at once (no computation under way stores its result),
+        on every process (Redis) when the returned awaitable completes. A caller may compute fresh entries while
+        it runs (``refresh``)."""
         for scope in scopes:
             self._local.pop(scope, None)
             self._generations[scope] = self._generations.get(scope, 0) + 1
+        return self._forget_shared(scopes)
+
+    async def _forget_shared(self, scopes: tuple[str, ...]) -> None:
         if self._redis is not None and scopes:
             try:
                 await self._redis.delete(*(_scope_key(s) for s in scopes))  # the full timeout: no stale entry

@@ -22,22 +22,30 @@ TREND_DAYS = 90
 
 
 def wire(app: web.Application, hub: Hub, ingest: Ingest, bus_: EventBus) -> None:
-    async def cached(key: str, compute: Callable[[], Awaitable[dict[str, Any] | None]]) -> dict[str, Any] | None:
-        """Snapshots live in the price cache (events invalidate it), one computation for concurrent subscribers."""
+    async def cached(
+        key: str, compute: Callable[[], Awaitable[dict[str, Any] | None]], *, fresh: bool = False
+    ) -> dict[str, Any] | None:
+        """Snapshots live in the price cache (events invalidate it), one computation for concurrent subscribers;
+        ``fresh``: computed anew and cached for the subscribers to come (a room event's snapshot)."""
 
         async def encode() -> bytes:
             return orjson.dumps(await compute())
 
-        raw = await app[keys.cache].get_or_compute(cache.PRICES, f"room:{key}@{date.today().isoformat()}", encode)
+        scope, entry = cache.PRICES, f"room:{key}@{date.today().isoformat()}"
+        store = app[keys.cache]
+        raw = await (store.refresh(scope, entry, encode) if fresh else store.get_or_compute(scope, entry, encode))
         value: dict[str, Any] | None = orjson.loads(raw)
         return value
 
-    async def trend(product_id: uuid.UUID) -> dict[str, Any] | None:
+    async def trend(product_id: uuid.UUID, fresh: bool = False) -> dict[str, Any] | None:
         async def compute() -> dict[str, Any] | None:
             async with app[keys.sessionmaker]() as session:
                 return await trend_snapshot(session, product_id=product_id, days=TREND_DAYS)
 
-        return await cached(rooms.trend(str(product_id)), compute)
+        return await cached(rooms.trend(str(product_id)), compute, fresh=fresh)
+
+    async def fresh_trend(product_id: uuid.UUID) -> dict[str, Any] | None:
+        return await trend(product_id, fresh=True)
 
     async def room(name: str) -> dict[str, Any] | None:
         product = rooms.trend_product(name)
@@ -64,6 +72,6 @@ def wire(app: web.Application, hub: Hub, ingest: Ingest, bus_: EventBus) -> None
         return bus.room_audience(name) in hub.audiences()
 
     hub.snapshot = room
-    ingest.trend_snapshot = trend
+    ingest.trend_snapshot = fresh_trend
     ingest.room_snapshot = room
     ingest.room_has_listeners = has_listeners

@@ -54,6 +54,48 @@ async def test_invalidation_during_a_computation_is_not_overwritten_by_it(cache:
     assert await cache.get_or_compute(PRICES, "k", slow_old) == b"new"  # the stale result was not stored
 
 
+async def test_refresh_computes_past_the_cached_entry_and_stores_what_it_computed(cache: Cache) -> None:
+    async def old() -> bytes:
+        return b"old"
+
+    async def new() -> bytes:
+        return b"new"
+
+    assert await cache.get_or_compute(PRICES, "k", old) == b"old"
+    assert await cache.refresh(PRICES, "k", new) == b"new"  # the cached entry was not read
+    assert await cache.get_or_compute(PRICES, "k", old) == b"new"  # and the fresh one replaced it
+
+
+async def test_refresh_alongside_an_invalidation_stores_its_result_but_not_across_a_later_one(cache: Cache) -> None:
+    async def old() -> bytes:
+        return b"old"
+
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(value: bytes) -> bytes:
+        started.set()
+        await release.wait()
+        return value
+
+    assert await cache.get_or_compute(PRICES, "k", old) == b"old"
+    forgotten = cache.invalidate(PRICES)  # this process forgets at once; the shared delete runs alongside
+    refreshed = asyncio.ensure_future(cache.refresh(PRICES, "k", lambda: slow(b"fresh")))
+    await forgotten
+    release.set()
+    assert await refreshed == b"fresh"
+    assert await cache.get_or_compute(PRICES, "k", old) == b"fresh"
+
+    started.clear()
+    release.clear()
+    stale = asyncio.ensure_future(cache.refresh(PRICES, "k", lambda: slow(b"stale")))
+    await started.wait()
+    await cache.invalidate(PRICES)  # a later event: what was computed before it is not stored
+    release.set()
+    assert await stale == b"stale"
+    assert await cache.get_or_compute(PRICES, "k", old) == b"old"
+
+
 async def test_a_failed_computation_is_not_cached(cache: Cache) -> None:
     async def boom() -> bytes:
         raise RuntimeError("database down")

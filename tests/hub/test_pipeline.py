@@ -131,6 +131,13 @@ async def test_trend_room_snapshot_matches_rest_and_price_updates_arrive_with_a_
     assert fresh != before  # the event invalidated the cache
     assert envelope["payload"]["snapshot"] == fresh
     assert fresh["data_points"][-1]["price"] == 3.89
+    later = Listener()  # a member who joins after the event gets the snapshot the event carried
+    await later.connect(server, "/public")
+    try:
+        ack = await later.sio.call("subscribe", {"room": room}, namespace="/public", timeout=5)
+    finally:
+        await later.sio.disconnect()
+    assert ack["snapshot"] == fresh
 
 
 async def test_a_met_target_price_fires_once(server: TestServer, world: dict[str, Any]) -> None:
