@@ -46,28 +46,42 @@ class RedisSkip:
     """Shared by the request paths that can do without Redis (the response cache reads the database, the rate
     limiter counts in-process). They wait for Redis ``wait_seconds`` at most (less than the Redis timeout: a request
     that also needs Redis for itself, a history read, must not pay two timeouts), and once Redis failed to answer,
-    all of them skip it for ``seconds``. Logged once when Redis starts failing, and once when it answers again."""
+    all of them skip it for ``seconds``. Logged when Redis starts failing and when it answers again, at most once
+    per ``quiet_seconds``."""
 
-    def __init__(self, seconds: float = SKIP_SECONDS, wait_seconds: float = WAIT_SECONDS) -> None:
+    def __init__(
+        self, seconds: float = SKIP_SECONDS, wait_seconds: float = WAIT_SECONDS, quiet_seconds: float = QUIET_SECONDS
+    ) -> None:
         self.seconds = seconds
         self.wait_seconds = wait_seconds
+        self.quiet_seconds = quiet_seconds
         self._until = 0.0
         self._failing = False
+        self._reported = float("-inf")
+        self._quiet = False
 
     def usable(self) -> bool:
         return time.monotonic() >= self._until
 
     def failed(self, what: str, exc: BaseException) -> None:
-        self._until = time.monotonic() + self.seconds
+        """Redis gave no answer in time. Logged when it starts failing, at most once per quiet period: answers
+        that were already on their way keep arriving after a timeout, and a Redis that flaps (or a process too busy
+        to read its answers in time) would otherwise be reported at every flip."""
+        now = time.monotonic()
+        self._until = now + self.seconds
         if not self._failing:
             self._failing = True
-            log.warning(
-                "the %s got no answer from Redis (%s): caches read the database, rate limits count in-process",
-                what,
-                type(exc).__name__,
-            )
+            self._quiet = now - self._reported < self.quiet_seconds
+            if not self._quiet:
+                self._reported = now
+                log.warning(
+                    "the %s got no answer from Redis (%s): caches read the database, rate limits count in-process",
+                    what,
+                    type(exc).__name__,
+                )
 
     def answered(self) -> None:
         if self._failing:
             self._failing = False
-            log.info("redis answers the cache and rate limiter again")
+            if not self._quiet:
+                log.info("redis answers the cache and rate limiter again")

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
 from hub.infra.cache import PRICES, Cache
+from hub.infra.outages import RedisSkip
 
 
 @pytest.fixture(params=["in-process", "redis"])
@@ -107,3 +110,15 @@ async def test_a_failed_computation_is_not_cached(cache: Cache) -> None:
         return b"fine"
 
     assert await cache.get_or_compute(PRICES, "k", ok) == b"fine"
+
+
+def test_a_flapping_redis_is_reported_once_per_quiet_period(caplog: pytest.LogCaptureFixture) -> None:
+    skip = RedisSkip(seconds=0.0, quiet_seconds=0.2)
+    caplog.set_level(logging.INFO, "hub.outages")
+    for _ in range(10):  # timeouts and late answers alternating (a process too busy to read its replies in time)
+        skip.failed("cache", TimeoutError())
+        skip.answered()
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    time.sleep(0.25)
+    skip.failed("cache", TimeoutError())  # a new outage after a quiet period is reported again
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO", "WARNING"]
