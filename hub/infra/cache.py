@@ -33,22 +33,31 @@ class Cache:
         self._generations: dict[str, int] = {}
 
     async def get_or_compute(self, scope: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> bytes:
-        """The cached bytes of ``key`` in ``scope``, computing and storing them on a miss. Concurrent misses of one
-        key in this process share a single computation (a thousand subscribers arriving at once cost one query)."""
-        cached = await self._get(scope, key)
-        if cached is not None:
-            return cached
+        """The cached bytes of ``key`` in ``scope``, computing and storing them on a miss. Concurrent requests for
+        one key in this process share a single lookup and, on a miss, a single computation (a thousand subscribers
+        arriving at once cost one Redis read, or one query)."""
         generation = self._generations.get(scope, 0)
         flight = (scope, key, generation)
         running = self._inflight.get(flight)
         if running is not None:
-            return await asyncio.shield(running)
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not running.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # the request that was looking it up was cancelled, this one was not: it looks it up itself
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._inflight[flight] = future
         try:
-            value = await compute()
-            if self._generations.get(scope, 0) == generation:  # not invalidated while it was computed
-                await self._set(scope, key, value)
+            value = await self._get(scope, key)
+            if value is None:
+                value = await compute()
+                if self._generations.get(scope, 0) == generation:  # not invalidated while it was computed
+                    await self._set(scope, key, value)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved here: the waiters (if any) re-raise it
@@ -56,7 +65,8 @@ class Cache:
         else:
             future.set_result(value)
         finally:
-            self._inflight.pop(flight, None)
+            if self._inflight.get(flight) is future:
+                del self._inflight[flight]
         return value
 
     async def refresh(self, scope: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> bytes:

@@ -38,6 +38,46 @@ async def test_concurrent_misses_share_one_computation(cache: Cache) -> None:
     assert calls == 1
 
 
+async def test_concurrent_reads_of_a_cached_key_share_one_lookup(cache: Cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def compute() -> bytes:
+        return b"value"
+
+    await cache.get_or_compute(PRICES, "k", compute)
+    lookups = 0
+    real_get = cache._get
+
+    async def counted(scope: str, key: str) -> bytes | None:
+        nonlocal lookups
+        lookups += 1
+        await asyncio.sleep(0.02)
+        return await real_get(scope, key)
+
+    monkeypatch.setattr(cache, "_get", counted)
+    assert await asyncio.gather(*(cache.get_or_compute(PRICES, "k", compute) for _ in range(200))) == [b"value"] * 200
+    assert lookups == 1
+
+
+async def test_a_cancelled_lookup_does_not_fail_the_requests_that_joined_it(cache: Cache) -> None:
+    started = asyncio.Event()
+
+    async def slow() -> bytes:
+        started.set()
+        await asyncio.sleep(0.2)
+        return b"value"
+
+    async def quick() -> bytes:
+        return b"value"
+
+    first = asyncio.ensure_future(cache.get_or_compute(PRICES, "k", slow))
+    await started.wait()
+    joined = asyncio.ensure_future(cache.get_or_compute(PRICES, "k", quick))
+    await asyncio.sleep(0.01)
+    first.cancel()  # say, its client went away
+    assert await joined == b"value"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
 async def test_invalidation_during_a_computation_is_not_overwritten_by_it(cache: Cache) -> None:
     started = asyncio.Event()
 
