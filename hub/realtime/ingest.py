@@ -230,14 +230,12 @@ class Ingest:
         envelope = orjson.loads(envelope_json)
         kind = EventType(envelope["event_type"])
         payload: dict[str, Any] = envelope["payload"]
-        scopes = _INVALIDATES.get(kind)
-        forgotten = self.cache.invalidate(*scopes) if scopes else None
+        forgotten = self.cache.invalidate(*_INVALIDATES.get(kind, ()))
         audience = AUDIENCE[kind]
         if audience is Audience.TREND_ROOM:  # its snapshot is computed while the caches are cleared
             await self._prices_updated(envelope, payload, forgotten)
             return
-        if forgotten is not None:
-            await forgotten
+        await forgotten
         if audience is Audience.USER_OR_BUYERS:
             await self._to_buyers(kind, envelope, payload)
         elif audience is Audience.COUPON_USERS:
@@ -278,7 +276,7 @@ class Ingest:
         await self.bus.record_many([(bus.user_audience(user_id), envelope_json) for user_id in wanted])
 
     async def _prices_updated(
-        self, envelope: dict[str, Any], payload: dict[str, Any], forgotten: Awaitable[None] | None
+        self, envelope: dict[str, Any], payload: dict[str, Any], forgotten: Awaitable[None]
     ) -> None:
         """The trend room's event carries a fresh snapshot, computed while the caches are cleared and recorded
         after they are (a client that reads the REST route on the event does not get the old answer)."""
@@ -286,8 +284,8 @@ class Ingest:
         product_id = _uuid(product)
         snapshot = None
         if product_id is not None and self.trend_snapshot is not None:
-            snapshot, _ = await asyncio.gather(self.trend_snapshot(product_id), forgotten or asyncio.sleep(0))
-        elif forgotten is not None:
+            snapshot, _ = await asyncio.gather(self.trend_snapshot(product_id), forgotten)
+        else:
             await forgotten
         room_envelope = {**envelope, "payload": {**payload, "snapshot": snapshot}}
         await self.bus.record(bus.room_audience(rooms.trend(product)), encode_envelope(room_envelope), background=True)
