@@ -106,7 +106,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         server.manager.cluster_nodes = lambda: [(node.host, int(node.port)) for node in cluster.get_nodes()]
     hub = Hub(settings, bus, server.eio, app[keys.authenticator], app[keys.metrics], server, app[keys.outages])
     hub.register_handlers()
-    ingest = Ingest(settings, bus, app[keys.sessionmaker], app[keys.cache], app[keys.metrics])
+    ingest = Ingest(settings, bus, app[keys.sessionmaker], app[keys.cache], app[keys.metrics], app[keys.outages])
     snapshots.wire(app, hub, ingest, bus)
     app[keys.bus] = bus
     app[keys.hub] = hub

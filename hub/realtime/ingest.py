@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -19,15 +19,18 @@ from channels import bus, rooms
 from channels.events import AUDIENCE, Audience, EventType, is_direct, parse_event_type
 from channels.payloads import InvalidPayload, build_envelope, utc_timestamp, validate_payload
 from channels.publish import IdempotencyConflict, encode_envelope, fingerprint
+from hub.errors import unavailable_dependency
 from hub.infra import cache as cache_scopes
 from hub.infra.cache import Cache
 from hub.infra.metrics import Metrics
+from hub.infra.outages import Outages
 from hub.realtime.fanout import Dedupe, EventBus, RedisBus
 from hub.settings import Settings
 from hub.store import alerts, audiences
 from hub.store.engine import Sessionmaker
 
 log = logging.getLogger("hub.ingest")
+T = TypeVar("T")
 
 RoomSnapshot = Callable[[str], Awaitable[dict[str, Any] | None]]
 AGGREGATE_ROOMS = (rooms.INFLATION, rooms.STORE_COMPARISON)
@@ -89,9 +92,16 @@ def _is_timestamp(value: str) -> bool:
 
 class Ingest:
     def __init__(
-        self, settings: Settings, bus_: EventBus, sessionmaker: Sessionmaker, cache: Cache, metrics: Metrics
+        self,
+        settings: Settings,
+        bus_: EventBus,
+        sessionmaker: Sessionmaker,
+        cache: Cache,
+        metrics: Metrics,
+        outages: Outages | None = None,
     ) -> None:
         self.settings = settings
+        self.outages = outages or Outages()
         self.bus = bus_
         self.sessionmaker = sessionmaker
         self.cache = cache
@@ -279,12 +289,16 @@ class Ingest:
         self, envelope: dict[str, Any], payload: dict[str, Any], forgotten: Awaitable[None]
     ) -> None:
         """The trend room's event carries a fresh snapshot, computed while the caches are cleared and recorded
-        after they are (a client that reads the REST route on the event does not get the old answer)."""
+        after they are (a client that reads the REST route on the event does not get the old answer). While the
+        database does not answer it goes out without one (``snapshot`` null): the price change is the news, and
+        a client applies the event's own observation."""
         product = str(payload["product_id"])
         product_id = _uuid(product)
         snapshot = None
         if product_id is not None and self.trend_snapshot is not None:
-            snapshot, _ = await asyncio.gather(self.trend_snapshot(product_id), forgotten)
+            snapshot, _ = await asyncio.gather(
+                self._while_the_database_answers(self.trend_snapshot(product_id)), forgotten
+            )
         else:
             await forgotten
         room_envelope = {**envelope, "payload": {**payload, "snapshot": snapshot}}
@@ -298,10 +312,16 @@ class Ingest:
         prices = [p for p in (_decimal(payload.get("regular_price")), _decimal(payload.get("sale_price"))) if p]
         if store_id is None or not prices:
             return
-        async with self.sessionmaker.begin() as session:
-            fired = await alerts.trigger_price_targets(
-                session, product_id=product_id, store_id=store_id, price=min(prices), now=datetime.now(UTC)
-            )
+
+        async def trigger() -> list[alerts.TriggeredTarget]:
+            async with self.sessionmaker.begin() as session:
+                return await alerts.trigger_price_targets(
+                    session, product_id=product_id, store_id=store_id, price=min(prices), now=datetime.now(UTC)
+                )
+
+        # while the database does not answer, the targets are checked at the next price update (one still met then
+        # fires then: a target fires once the price is at or under it, not only on the update that crossed it)
+        fired = await self._while_the_database_answers(trigger()) or []
         for target in fired:
             await self.publish(
                 EventType.ALERTS_PRICE_TARGET,
@@ -317,6 +337,16 @@ class Ingest:
                 service="hub",
                 source="hub",
             )
+
+    async def _while_the_database_answers(self, work: Awaitable[T]) -> T | None:
+        """``work``'s result, or None when the database does not answer (reported once per outage)."""
+        try:
+            return await work
+        except Exception as exc:
+            if unavailable_dependency(exc) != "database":
+                raise
+            self.outages.report("database", exc)
+            return None
 
     def _refresh_aggregates(self, envelope: dict[str, Any]) -> None:
         """The inflation and store-comparison rooms get a fresh snapshot at most every few seconds."""

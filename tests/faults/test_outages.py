@@ -9,14 +9,16 @@ from datetime import date
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import redis as redis_sync
+import socketio
 
 from hub.store.engine import build_engine, build_sessionmaker
 from tests import factories
 from tests.cluster import create_users
 from tests.conftest import make_settings
-from tests.faults.conftest import Hubs, database_url, repeated_lines, sync_payload
+from tests.faults.conftest import Hubs, database_url, eventually, repeated_lines, sync_payload
 from tests.faults.follower import Follower
 from tests.services import PostgresCluster, RedisProcess
 
@@ -171,3 +173,67 @@ async def test_postgres_stopped_is_a_503_problem_and_one_log_line(
     log = hubs.log(hub)
     assert log.count("hub.outages: database unavailable (") == 1, log
     assert repeated_lines(log) == {}, log
+
+
+async def test_a_price_update_while_postgres_is_stopped_reaches_its_room_without_a_snapshot(
+    postgres_cluster: PostgresCluster, redis_process: RedisProcess, hubs: Hubs
+) -> None:
+    """The room's snapshot comes from the database; the price change itself does not. While PostgreSQL is down a
+    room member still gets the event (``snapshot`` null: the dashboard then applies the event's own observation),
+    and once it is back the snapshots are fresh again."""
+    settings = make_settings(database_url(postgres_cluster), redis_process.url)
+    engine = build_engine(settings.database_url)
+    async with build_sessionmaker(engine).begin() as session:
+        store = await factories.create_store(session)
+        product = await factories.create_product(session)
+        await factories.create_price(session, product=product, store=store, observed=date.today(), regular="2.50")
+    await engine.dispose()
+    [hub] = await hubs.start(settings)
+    member = socketio.AsyncClient(reconnection=False)
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    member.on("cartsnitch.prices.updated", events.put, namespace="/public")
+    publisher = redis_sync.Redis.from_url(redis_process.url)
+
+    def price(value: str) -> None:
+        payload = {
+            "product_id": str(product.id),
+            "store_id": str(store.id),
+            "store_slug": store.slug,
+            "observed_date": date.today().isoformat(),
+            "regular_price": value,
+            "sale_price": None,
+        }
+        event = {"event_type": "cartsnitch.prices.updated", "service": "test", "payload": payload}
+        publisher.publish("cartsnitch.prices.updated", orjson.dumps(event))
+
+    try:
+        await member.connect(hub.url, namespaces=["/public"], transports=["websocket"])
+        ack = await member.call("subscribe", {"room": f"trend:{product.id}"}, namespace="/public", timeout=5)
+        assert ack["ok"] is True
+        price("2.40")
+        before = await asyncio.wait_for(events.get(), 10)
+        assert before["payload"]["snapshot"]["data_points"]
+        postgres_cluster.stop()
+        price("2.30")
+        during = await asyncio.wait_for(events.get(), 10)
+        assert during["payload"]["regular_price"] == "2.30"
+        assert during["payload"]["snapshot"] is None
+        postgres_cluster.start()
+        async with aiohttp.ClientSession() as http:  # the pool's connections to the old server are replaced
+            await eventually(lambda: _ready(http, hub.url), 30)
+        price("2.20")
+        after = await asyncio.wait_for(events.get(), 10)
+        assert after["payload"]["snapshot"]["data_points"]
+        assert [e["id"] for e in (before, during, after)] == sorted(e["id"] for e in (before, during, after))
+    finally:
+        await member.disconnect()
+        publisher.close()
+    log = hubs.log(hub)
+    assert "Traceback" not in log, log
+    assert log.count("hub.outages: database unavailable (") == 1, log
+    assert repeated_lines(log) == {}, log
+
+
+async def _ready(http: aiohttp.ClientSession, url: str) -> bool:
+    status, _, _ = await _call(http, "GET", url + "/ready")
+    return status == 200
