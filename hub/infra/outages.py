@@ -25,7 +25,7 @@ class Outages:
             self._reported[dependency] = now
             refused, self._refused[dependency] = self._refused[dependency], 0
             log.warning(
-                "%s unavailable (%s): requests get 503 (%d refused since the last report)",
+                "%s unavailable (%s): requests get 503, queued events wait for it (%d refused since the last report)",
                 dependency,
                 type(exc).__name__,
                 refused,

@@ -34,6 +34,7 @@ from sqlalchemy import delete, func, insert, select
 from channels import bus
 from channels.bus import EventId, Recorded, parse_event_id
 from channels.publish import is_noscript, new_epoch
+from hub.errors import unavailable_dependency
 from hub.infra.cluster import ClusterCommands, KeyedCall, cluster_client, is_cluster_url, parse_cluster_url
 from hub.infra.resp import CommandConnection, PubSubConnection, ReplyError, auth_command, command, open_connection
 from hub.realtime.shards import ShardedSubscriptions
@@ -55,7 +56,10 @@ BACKGROUND_TIMEOUT = 30.0
 LiveHandler = Callable[[str, str], None]
 """(audience, envelope JSON with id) for every live event of a subscribed audience."""
 IngestHandler = Callable[[str, str], Awaitable[None]]
-"""(queue entry id, envelope JSON without id) for every queued event; one process handles each entry."""
+"""(queue entry id, envelope JSON without id) for every queued event; one process handles each entry. An entry
+whose handler fails because a dependency did not answer (``hub.errors.unavailable_dependency``) is kept and handled
+again every ``HELD_RETRY_SECONDS`` until it answers; any other failure is logged and the entry dropped."""
+HELD_RETRY_SECONDS = 2.0
 LegacyHandler = Callable[[list[tuple[bytes, bytes]]], Awaitable[None]]
 """A batch of (channel, raw message), the plain PUBLISHes on ``cartsnitch.*`` received since the last batch."""
 
@@ -496,23 +500,28 @@ class RedisBus:
     async def _ingest_loop(self) -> None:
         with contextlib.suppress(Exception):
             await self.redis.xgroup_create(bus.INGEST_STREAM, bus.INGEST_GROUP, id="$", mkstream=True)
-        last_claim = 0.0
+        last_claim = last_retry = 0.0
         failing = False
+        held = False  # entries read but kept (a dependency did not answer): they wait in this consumer's pending list
         while not self._closing:
             try:
                 if time.monotonic() - last_claim > 30:
                     last_claim = time.monotonic()
-                    await self._claim_abandoned()
+                    held = await self._claim_abandoned() or held
+                if held and time.monotonic() - last_retry >= HELD_RETRY_SECONDS:
+                    last_retry = time.monotonic()
+                    held = await self._retry_held()
                 reply = await self._blocking.xreadgroup(
                     bus.INGEST_GROUP,
                     self.consumer,
                     {bus.INGEST_STREAM: ">"},
                     count=100,
-                    block=int(INGEST_BLOCK_SECONDS * 1000),
+                    block=int((HELD_RETRY_SECONDS if held else INGEST_BLOCK_SECONDS) * 1000),
                 )
                 failing = False
                 for _stream, entries in cast(list[tuple[bytes, list[Any]]], reply or []):
-                    await self._handle_entries(entries)
+                    if await self._handle_entries(entries):
+                        held, last_retry = True, time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -522,26 +531,47 @@ class RedisBus:
                     continue
                 if not failing:  # once per outage, not once a second
                     log.warning("ingest queue read failed (%s); retrying every second", exc)
-                failing = True
+                failing = held = True  # what was read and not acknowledged is retried from the pending list
                 await asyncio.sleep(1)
 
-    async def _claim_abandoned(self) -> None:
-        """Entries a crashed process read but never acknowledged are taken over after a minute."""
+    async def _claim_abandoned(self) -> bool:
+        """Entries a crashed process read but never acknowledged are taken over after a minute; True when some of
+        them are kept."""
         reply = await self.redis.xautoclaim(
             bus.INGEST_STREAM, bus.INGEST_GROUP, self.consumer, min_idle_time=60_000, start_id="0-0", count=100
         )
-        if reply and reply[1]:
-            await self._handle_entries(reply[1])
+        return bool(reply and reply[1]) and await self._handle_entries(reply[1])
 
-    async def _handle_entries(self, entries: list[Any]) -> None:
+    async def _retry_held(self) -> bool:
+        """Handle this consumer's pending entries again, oldest first; True while some are still kept."""
+        after = "0"
+        while True:
+            reply = await self.redis.xreadgroup(bus.INGEST_GROUP, self.consumer, {bus.INGEST_STREAM: after}, count=100)
+            entries = cast(list[tuple[bytes, list[Any]]], reply or [(b"", [])])[0][1]
+            if not entries:
+                return False
+            if await self._handle_entries(entries, stop_when_held=True):
+                return True
+            after = entries[-1][0].decode()
+
+    async def _handle_entries(self, entries: list[Any], *, stop_when_held: bool = False) -> bool:
+        """Handle and acknowledge each entry; True when some were kept for later because a dependency did not
+        answer (the others still go out: a trend room's event does not need the database, a buyers' one does)."""
+        held = False
         for entry_id, fields in entries:
             raw_id = entry_id.decode()
             if fields and b"e" in fields:
                 try:
                     await self.on_ingest(raw_id, fields[b"e"].decode())
-                except Exception:
+                except Exception as exc:
+                    if unavailable_dependency(exc) is not None:
+                        held = True
+                        if stop_when_held:
+                            return True
+                        continue
                     log.exception("ingest of %s failed; it is acknowledged and dropped", raw_id)
             await self.redis.xack(bus.INGEST_STREAM, bus.INGEST_GROUP, raw_id)
+        return held
 
     # lifecycle ----------------------------------------------------------------------------------------
 
@@ -785,7 +815,12 @@ class LocalBus:
     async def _ingest_loop(self) -> None:
         while True:
             entry_id, envelope_json = await self._queue.get()
-            try:
-                await self.on_ingest(entry_id, envelope_json)
-            except Exception:
-                log.exception("ingest of %s failed", entry_id)
+            while True:  # in order: the history it is recorded into is the database that did not answer
+                try:
+                    await self.on_ingest(entry_id, envelope_json)
+                except Exception as exc:
+                    if unavailable_dependency(exc) is not None:
+                        await asyncio.sleep(HELD_RETRY_SECONDS)
+                        continue
+                    log.exception("ingest of %s failed; it is dropped", entry_id)
+                break

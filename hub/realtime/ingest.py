@@ -236,7 +236,17 @@ class Ingest:
     # --- expanding ------------------------------------------------------------------------------------------
 
     async def handle_queued(self, entry_id: str, envelope_json: str) -> None:
-        """One queued event (exactly one hub process handles each)."""
+        """One queued event (exactly one hub process handles each). When a dependency does not answer, the outage
+        is reported and the failure raised: the bus keeps the event and hands it over again later."""
+        try:
+            await self._expand(envelope_json)
+        except Exception as exc:
+            dependency = unavailable_dependency(exc)
+            if dependency is not None:
+                self.outages.report(dependency, exc)
+            raise
+
+    async def _expand(self, envelope_json: str) -> None:
         envelope = orjson.loads(envelope_json)
         kind = EventType(envelope["event_type"])
         payload: dict[str, Any] = envelope["payload"]

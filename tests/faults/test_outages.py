@@ -14,7 +14,10 @@ import pytest
 import redis as redis_sync
 import socketio
 
+from channels import bus
+from hub.realtime.fanout import HELD_RETRY_SECONDS
 from hub.store.engine import build_engine, build_sessionmaker
+from hub.store.models import User
 from tests import factories
 from tests.cluster import create_users
 from tests.conftest import make_settings
@@ -237,3 +240,66 @@ async def test_a_price_update_while_postgres_is_stopped_reaches_its_room_without
 async def _ready(http: aiohttp.ClientSession, url: str) -> bool:
     status, _, _ = await _call(http, "GET", url + "/ready")
     return status == 200
+
+
+@pytest.mark.parametrize("broker", ["redis", "in-process"])
+async def test_an_alert_for_buyers_while_postgres_is_stopped_waits_and_reaches_them_once_it_is_back(
+    postgres_cluster: PostgresCluster, broker: str, request: pytest.FixtureRequest, hubs: Hubs
+) -> None:
+    """A shrinkflation alert goes to the product's buyers, whom only the database knows. While PostgreSQL is down
+    the queued event is kept, not acknowledged and dropped; once it is back the buyer gets it, once."""
+    redis_process: RedisProcess | None = request.getfixturevalue("redis_process") if broker == "redis" else None
+    settings = make_settings(database_url(postgres_cluster), redis_process.url if redis_process else None)
+    [buyer] = await create_users(settings, 1)
+    engine = build_engine(settings.database_url)
+    async with build_sessionmaker(engine).begin() as session:
+        store = await factories.create_store(session)
+        product = await factories.create_product(session)
+        user = await session.get(User, buyer.id)
+        await factories.create_purchase(
+            session, user=user, store=store, purchased=date.today(), items=[(product, "1", "4.49")]
+        )
+    await engine.dispose()
+    [hub] = await hubs.start(settings)
+    follower = Follower(buyer.id, buyer.token)
+    shrink = {
+        "product_id": str(product.id),
+        "product_name": product.canonical_name,
+        "old_size": 18,
+        "new_size": 16,
+        "old_unit": "oz",
+        "new_unit": "oz",
+        "price_at_old_size": 4.49,
+        "price_at_new_size": 4.49,
+        "confidence": 0.9,
+        "detected_date": date.today().isoformat(),
+    }
+    event = {"event_type": "cartsnitch.alerts.shrinkflation", "service": "test", "payload": shrink}
+
+    def alerts() -> list[Any]:
+        return [arg for _, name, arg in follower.events if name == "cartsnitch.alerts.shrinkflation"]
+
+    service = {"X-Service-Key": settings.service_key}
+    try:
+        await follower.connect(hub.url)
+        postgres_cluster.stop()
+        async with aiohttp.ClientSession() as http:
+            status, _, body = await _call(http, "POST", hub.url + "/internal/events", json=event, headers=service)
+        assert status == 202, body
+        await asyncio.sleep(3)
+        assert alerts() == []
+        postgres_cluster.start()
+        await follower.wait(lambda _: len(alerts()) == 1, timeout=30)
+        await asyncio.sleep(2 * HELD_RETRY_SECONDS)
+        [alert] = alerts()
+        assert alert["payload"]["product_id"] == str(product.id)
+        if redis_process is not None:
+            with redis_sync.Redis.from_url(redis_process.url) as redis:
+                assert redis.xpending(bus.INGEST_STREAM, bus.INGEST_GROUP)["pending"] == 0
+    finally:
+        await follower.close()
+    log = hubs.log(hub)
+    assert "Traceback" not in log, log
+    assert "dropped" not in log, log
+    assert log.count("hub.outages: database unavailable (") == 1, log
+    assert repeated_lines(log) == {}, log
