@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -95,18 +94,6 @@ async def hubs(tmp_path: Path) -> AsyncIterator[Hubs]:
     group = Hubs(tmp_path)
     yield group
     await stop_hubs(group.started)
-
-
-def sync_payload(user_id: str, n: int) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "store_slug": "kroger",
-        "job_id": "faults",
-        "status": "running",
-        "progress": 0.5,
-        "items_synced": n,
-        "message": "",
-    }
 
 
 _VARIABLE = re.compile(r"\([^)]*\)|\d+")

@@ -15,9 +15,9 @@ from redis.asyncio import Redis
 
 from channels import bus
 from channels.publish import publish
-from tests.cluster import create_users
+from tests.cluster import create_users, sync_payload
 from tests.conftest import make_settings
-from tests.faults.conftest import Hubs, sync_payload
+from tests.faults.conftest import Hubs
 from tests.faults.follower import Follower
 from tests.services import RedisProcess
 

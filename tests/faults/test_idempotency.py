@@ -18,9 +18,9 @@ from channels.publish import IdempotencyConflict, publish
 from hub import keys
 from hub.app import create_app
 from tests import factories
-from tests.cluster import create_users
+from tests.cluster import create_users, sync_payload
 from tests.conftest import make_settings
-from tests.faults.conftest import Hubs, sync_payload
+from tests.faults.conftest import Hubs
 from tests.faults.follower import Follower
 from tests.hub.test_cli import run, settings_env
 from tests.services import RedisProcess

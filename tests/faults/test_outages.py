@@ -19,9 +19,9 @@ from hub.realtime.fanout import HELD_RETRY_SECONDS
 from hub.store.engine import build_engine, build_sessionmaker
 from hub.store.models import User
 from tests import factories
-from tests.cluster import create_users
+from tests.cluster import create_users, sync_payload
 from tests.conftest import make_settings
-from tests.faults.conftest import Hubs, database_url, eventually, repeated_lines, sync_payload
+from tests.faults.conftest import Hubs, database_url, eventually, repeated_lines
 from tests.faults.follower import Follower
 from tests.services import PostgresCluster, RedisProcess
 

@@ -14,9 +14,9 @@ import pytest
 
 from hub.store.engine import build_engine, build_sessionmaker
 from tests import factories
-from tests.cluster import create_users
+from tests.cluster import create_users, sync_payload
 from tests.conftest import make_settings
-from tests.faults.conftest import Hubs, repeated_lines, sync_payload
+from tests.faults.conftest import Hubs, repeated_lines
 from tests.services import RedisProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
