@@ -37,9 +37,9 @@ import aiohttp
 
 from channels.bus import parse_event_id
 from loadtest.common import RESULTS, machine, record
-from tests.cluster import HubProcess, User, create_users, start_hub, stop_hubs
+from tests.cluster import HubProcess, User, create_users, start_hub, stop_hubs, sync_payload
 from tests.conftest import make_settings
-from tests.faults.conftest import create_database, sync_payload
+from tests.faults.conftest import create_database
 from tests.faults.follower import Follower
 from tests.services import PostgresCluster, RedisProcess
 from tests.sse import SseStream
