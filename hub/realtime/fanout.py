@@ -58,8 +58,11 @@ LiveHandler = Callable[[str, str], None]
 IngestHandler = Callable[[str, str], Awaitable[None]]
 """(queue entry id, envelope JSON without id) for every queued event; one process handles each entry. An entry
 whose handler fails because a dependency did not answer (``hub.errors.unavailable_dependency``) is kept and handled
-again every ``HELD_RETRY_SECONDS`` until it answers; any other failure is logged and the entry dropped."""
+again every ``HELD_RETRY_SECONDS`` until it answers, for ``HELD_MAX_SECONDS`` at most (one that fails that long is
+not waiting for an outage to end: it would hold up the entries kept behind it); any other failure is logged and the
+entry dropped."""
 HELD_RETRY_SECONDS = 2.0
+HELD_MAX_SECONDS = 3600.0
 LegacyHandler = Callable[[list[tuple[bytes, bytes]]], Awaitable[None]]
 """A batch of (channel, raw message), the plain PUBLISHes on ``cartsnitch.*`` received since the last batch."""
 
@@ -148,6 +151,21 @@ def id_of(envelope_json: str) -> EventId | None:
     return parse_event_id(envelope_json[7:end]) if envelope_json.startswith('{"id":"') and end > 7 else None
 
 
+class Held:
+    """Since when each kept queue entry has been failing (a retry of it is not a new failure)."""
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}
+
+    def hold(self, entry_id: str) -> float:
+        """One more failure of ``entry_id``; how long it has been failing."""
+        now = time.monotonic()
+        return now - self._since.setdefault(entry_id, now)
+
+    def release(self, entry_id: str) -> None:
+        self._since.pop(entry_id, None)
+
+
 def _noop_live(audience: str, envelope_json: str) -> None:
     return None
 
@@ -200,6 +218,7 @@ class RedisBus:
         self._connected = asyncio.Event()
         self._legacy: list[tuple[bytes, bytes]] = []
         self._legacy_ready = asyncio.Event()
+        self._held = Held()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
@@ -564,13 +583,17 @@ class RedisBus:
                 try:
                     await self.on_ingest(raw_id, fields[b"e"].decode())
                 except Exception as exc:
-                    if unavailable_dependency(exc) is not None:
+                    if unavailable_dependency(exc) is None:
+                        log.exception("ingest of %s failed; it is acknowledged and dropped", raw_id)
+                    elif (held_for := self._held.hold(raw_id)) < HELD_MAX_SECONDS:
                         held = True
                         if stop_when_held:
                             return True
                         continue
-                    log.exception("ingest of %s failed; it is acknowledged and dropped", raw_id)
+                    else:
+                        log.error("ingest of %s still failed after %.0f s (%r); it is dropped", raw_id, held_for, exc)
             await self.redis.xack(bus.INGEST_STREAM, bus.INGEST_GROUP, raw_id)
+            self._held.release(raw_id)
         return held
 
     # lifecycle ----------------------------------------------------------------------------------------
@@ -815,12 +838,16 @@ class LocalBus:
     async def _ingest_loop(self) -> None:
         while True:
             entry_id, envelope_json = await self._queue.get()
+            held = Held()
             while True:  # in order: the history it is recorded into is the database that did not answer
                 try:
                     await self.on_ingest(entry_id, envelope_json)
                 except Exception as exc:
-                    if unavailable_dependency(exc) is not None:
+                    if unavailable_dependency(exc) is None:
+                        log.exception("ingest of %s failed; it is dropped", entry_id)
+                    elif (held_for := held.hold(entry_id)) < HELD_MAX_SECONDS:
                         await asyncio.sleep(HELD_RETRY_SECONDS)
                         continue
-                    log.exception("ingest of %s failed; it is dropped", entry_id)
+                    else:
+                        log.error("ingest of %s still failed after %.0f s (%r); it is dropped", entry_id, held_for, exc)
                 break

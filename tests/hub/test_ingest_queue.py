@@ -1,0 +1,108 @@
+"""The ingest queue keeps an event whose handler failed because a dependency did not answer, hands it over again
+until it is handled, and gives up on one that keeps failing for ``HELD_MAX_SECONDS`` (the outage tests in
+tests/faults stop a real PostgreSQL under a running hub; these pin down the queue's own rules, on Redis and in
+process)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+import redis as redis_sync
+
+from channels import bus
+from hub.realtime import fanout
+from hub.realtime.fanout import LocalBus, RedisBus
+from hub.store.engine import build_engine, build_sessionmaker
+
+pytestmark = pytest.mark.slow
+
+
+def _envelope(name: str) -> str:
+    return orjson.dumps({"event_type": "cartsnitch.coupons.updated", "payload": {"name": name}}).decode()
+
+
+def _refused() -> Exception:
+    """What a stopped database looks like to the hub (a refused connection), as ``unavailable_dependency`` sees it."""
+    return ConnectionRefusedError(111, "Connect call failed")
+
+
+@pytest.fixture(params=["redis", "in-process"])
+async def queue(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    monkeypatch.setattr(fanout, "HELD_RETRY_SECONDS", 0.1)
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        with redis_sync.Redis.from_url(url) as client:  # as a running platform has it: events queued now are read
+            client.xgroup_create(bus.INGEST_STREAM, bus.INGEST_GROUP, id="$", mkstream=True)
+        redis_bus: Any = RedisBus(url, max_events=100, max_age_seconds=3600, consumer="test")
+        yield redis_bus
+        await redis_bus.close()
+        with redis_sync.Redis.from_url(url) as client:
+            assert client.xpending(bus.INGEST_STREAM, bus.INGEST_GROUP)["pending"] == 0
+    else:
+        # the queue itself touches no table (an event without an idempotency key)
+        engine = build_engine(f"sqlite+aiosqlite:///{request.getfixturevalue('tmp_path')}/queue.db")
+        local = LocalBus(build_sessionmaker(engine), max_events=100, max_age_seconds=3600)
+        yield local
+        await local.close()
+        await engine.dispose()
+
+
+async def _until(done: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_an_entry_that_meets_an_outage_is_handled_once_the_dependency_answers(queue: Any) -> None:
+    calls: list[str] = []
+    handled: list[str] = []
+
+    async def handle(entry_id: str, envelope_json: str) -> None:
+        name = orjson.loads(envelope_json)["payload"]["name"]
+        calls.append(name)
+        if name == "waits" and calls.count("waits") <= 2:
+            raise OSError("connection lost") from _refused()
+        handled.append(name)
+
+    queue.on_ingest = handle
+    await queue.start()
+    await queue.enqueue(_envelope("waits"))
+    await queue.enqueue(_envelope("goes"))
+    await _until(lambda: sorted(handled) == ["goes", "waits"])
+    await asyncio.sleep(0.5)  # nothing is handled twice
+    assert calls.count("waits") == 3
+    assert sorted(handled) == ["goes", "waits"]
+    if isinstance(queue, RedisBus):
+        assert handled == ["goes", "waits"]  # the rest of the queue did not wait for it
+    else:
+        assert handled == ["waits", "goes"]  # in process: in order
+
+
+async def test_an_entry_that_keeps_failing_is_dropped_after_the_limit(
+    queue: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(fanout, "HELD_MAX_SECONDS", 0.5)
+    calls: list[str] = []
+
+    async def handle(entry_id: str, envelope_json: str) -> None:
+        calls.append(orjson.loads(envelope_json)["payload"]["name"])
+        raise _refused()
+
+    queue.on_ingest = handle
+    with caplog.at_level(logging.ERROR, logger="hub.fanout"):
+        await queue.start()
+        await queue.enqueue(_envelope("never"))
+        await _until(lambda: "still failed after" in caplog.text)
+    tries = len(calls)
+    assert tries >= 3
+    await asyncio.sleep(0.5)
+    assert len(calls) == tries  # given up: no more tries
+    [record] = [r for r in caplog.records if "still failed after" in r.getMessage()]
+    assert "it is dropped" in record.getMessage()
