@@ -145,23 +145,32 @@ if ARGV[5] == 'SPUBLISH' then
   publish = 'SPUBLISH'
   writer = ':' .. redis.call('CLUSTER', 'MYID')
 end
+-- The stream and its epoch key live max age + 1/16 after a refresh, and are refreshed by the first event once less
+-- than max age is left: every event is kept at least max age, for two calls every max age / 16 instead of each time.
+local max_age = tonumber(ARGV[3])
+local keep = max_age + math.floor(max_age / 16)
+local ttl = redis.call('PTTL', KEYS[2])
 local epoch = ARGV[4]
-if redis.call('EXISTS', KEYS[2]) == 1 then
+local fresh = false
+if ttl ~= -2 then
   local stored = redis.call('GET', KEYS[1])
   if stored then
     local at = string.find(stored, ':', 1, true)
-    if (at and string.sub(stored, at) or '') == writer then epoch = at and string.sub(stored, 1, at - 1) or stored end
+    if (at and string.sub(stored, at) or '') == writer then
+      epoch = at and string.sub(stored, 1, at - 1) or stored
+      fresh = ttl > max_age
+    end
   end
 end
-redis.call('SET', KEYS[1], epoch .. writer, 'PX', ARGV[3])
+if not fresh then redis.call('SET', KEYS[1], epoch .. writer, 'PX', keep) end
 local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
 local ms = tonumber(string.match(sid, '^%d+'))
 if ms % 32 == 0 then
-  -- about one event in 32 also sheds what is older than the age limit (PEXPIRE drops idle streams whole)
-  local min_ms = ms - tonumber(ARGV[3])
+  -- about one event in 32 also sheds what is older than the age limit (the expiry drops idle streams whole)
+  local min_ms = ms - max_age
   if min_ms > 0 then redis.call('XTRIM', KEYS[2], 'MINID', '~', min_ms) end
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if not fresh then redis.call('PEXPIRE', KEYS[2], keep) end
 local id = sid .. '-' .. epoch
 redis.call(publish, ARGV[6], '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2))
 if KEYS[3] then redis.call('SET', KEYS[3], (ARGV[8] or '') .. ' ' .. id, 'EX', ARGV[7]) end

@@ -40,9 +40,42 @@ async def test_publish_records_then_routes_live(redis_url: str) -> None:
         assert [m["id"] for m in live] == [first, second]
         assert list(live[0]) == ["id", "event_type", "timestamp", "service", "payload"]
         ttl = await redis.pttl(bus.history_key(bus.user_audience("u1")))
-        assert 0 < ttl <= 7 * 24 * 3600 * 1000
+        week = 7 * 24 * 3600 * 1000
+        assert week < ttl <= week + week // 16
     finally:
         await pubsub.aclose()
+        await redis.aclose()
+
+
+async def test_a_history_outlives_its_last_event_by_its_max_age_and_is_refreshed_only_when_due(
+    redis_url: str,
+) -> None:
+    """The stream and its epoch key live max age + 1/16 after a refresh; an event refreshes them only once less
+    than max age is left (max age 16 s here: they live 17 s, and the first event after a second refreshes)."""
+    redis = Redis.from_url(redis_url)
+    history, epoch = bus.history_key(bus.user_audience("u1")), bus.epoch_key(bus.user_audience("u1"))
+
+    epochs = set()
+
+    async def record() -> tuple[int, int]:
+        event_id = await publish(redis, "cartsnitch.sync.progress", PAYLOAD, service="s", max_age_seconds=16)
+        epochs.add(event_id.rsplit("-", 1)[1])
+        return await redis.pttl(history), await redis.pttl(epoch)
+
+    try:
+        first, first_epoch = await record()
+        assert 16_500 < first <= 17_000
+        assert abs(first - first_epoch) < 50
+        await asyncio.sleep(0.4)
+        within, _ = await record()
+        assert within < first - 300  # more than max age was left: not refreshed
+        await asyncio.sleep(0.8)  # now less than 16 s is left
+        refreshed, refreshed_epoch = await record()
+        assert refreshed > 16_500
+        assert abs(refreshed - refreshed_epoch) < 50
+        assert await redis.xlen(history) == 3
+        assert len(epochs) == 1  # one history throughout
+    finally:
         await redis.aclose()
 
 
