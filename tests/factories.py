@@ -185,6 +185,23 @@ async def create_shrinkflation(session: Any, *, product: NormalizedProduct, **ov
     return event
 
 
+def shrinkflation_payload(product: NormalizedProduct, **overrides: Any) -> dict[str, Any]:
+    """The payload of a ``cartsnitch.alerts.shrinkflation`` event about ``product`` (no user: it goes to buyers)."""
+    return {
+        "product_id": str(product.id),
+        "product_name": product.canonical_name,
+        "old_size": 18,
+        "new_size": 16,
+        "old_unit": "oz",
+        "new_unit": "oz",
+        "price_at_old_size": 4.49,
+        "price_at_new_size": 4.49,
+        "confidence": 0.9,
+        "detected_date": date.today().isoformat(),
+        **overrides,
+    }
+
+
 async def create_session_token(session: Any, *, user: User, expires_in: timedelta = timedelta(days=1)) -> str:
     """A Better-Auth session row; returns its raw token."""
     token = random_id(24)

@@ -264,20 +264,12 @@ async def test_an_alert_for_buyers_while_postgres_is_stopped_waits_and_reaches_t
     processes = await hubs.start(settings, 2 if redis_process else 1)
     hub, publishing = processes[0], processes[-1]
     follower = Follower(buyer.id, buyer.token)
-    shrink = {
-        "product_id": str(product.id),
-        "product_name": product.canonical_name,
-        "old_size": 18,
-        "new_size": 16,
-        "old_unit": "oz",
-        "new_unit": "oz",
-        "price_at_old_size": 4.49,
-        "price_at_new_size": 4.49,
-        "confidence": 0.9,
-        "detected_date": date.today().isoformat(),
-    }
     events = [
-        {"event_type": "cartsnitch.alerts.shrinkflation", "service": "test", "payload": {**shrink, "new_size": size}}
+        {
+            "event_type": "cartsnitch.alerts.shrinkflation",
+            "service": "test",
+            "payload": factories.shrinkflation_payload(product, new_size=size),
+        }
         for size in (17, 16, 15, 14, 13, 12)
     ]
 

@@ -176,18 +176,7 @@ async def test_product_alerts_without_a_user_go_to_buyers_by_their_settings(
     server: TestServer, world: dict[str, Any]
 ) -> None:
     cereal = world["cereal"]
-    shrink = {
-        "product_id": str(cereal.id),
-        "product_name": cereal.canonical_name,
-        "old_size": 18,
-        "new_size": 16,
-        "old_unit": "oz",
-        "new_unit": "oz",
-        "price_at_old_size": 4.49,
-        "price_at_new_size": 4.49,
-        "confidence": 0.9,
-        "detected_date": TODAY.isoformat(),
-    }
+    shrink = factories.shrinkflation_payload(cereal)
     rise = {
         "product_id": str(cereal.id),
         "product_name": cereal.canonical_name,
