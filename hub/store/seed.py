@@ -556,8 +556,11 @@ personal_care|deodorant|Deodorant|Fresh,Unscented,Powder,Cool Rush,Invisible Sol
     Degree,Secret,Old Spice,Dove,Native,Arm & Hammer,@
 personal_care|shaving|Razors|Disposable,Sensitive,3-Blade,5-Blade|4 ct 8.99; 12 ct 14.99; 2 ct 11.99|
     Gillette,Schick,Bic,Harry's,@
-personal_care|health|Pain Reliever|Ibuprofen 200 mg,Acetaminophen 500 mg,Naproxen 220 mg,Aspirin 81 mg|
-    100 ct 9.99; 50 ct 6.49; 200 ct 15.99; 24 ct 4.49|Advil,Tylenol,Aleve,Bayer,Motrin,@
+personal_care|health|Pain Reliever|Ibuprofen 200 mg|100 ct 9.99; 50 ct 6.49; 200 ct 15.99; 24 ct 4.49|
+    Advil,Motrin,@
+personal_care|health|Pain Reliever|Acetaminophen 500 mg|100 ct 9.99; 50 ct 6.49; 200 ct 15.99; 24 ct 4.49|Tylenol,@
+personal_care|health|Pain Reliever|Naproxen 220 mg|100 ct 9.99; 50 ct 6.49; 200 ct 15.99; 24 ct 4.49|Aleve,@
+personal_care|health|Pain Reliever|Aspirin 81 mg|100 ct 9.99; 50 ct 6.49; 200 ct 15.99; 24 ct 4.49|Bayer,@
 personal_care|health|Allergy Relief|Loratadine,Cetirizine,Fexofenadine|30 ct 14.99; 45 ct 19.99; 90 ct 29.99|
     Claritin,Zyrtec,Allegra,@
 personal_care|health|Multivitamin|Adult,Women's,Men's,50+,Gummy|100 ct 11.99; 200 ct 17.99; 70 ct 9.99|

@@ -37,7 +37,7 @@ from hub.store.models import (
     User,
     UserStoreAccount,
 )
-from hub.store.seed import SeedError, SeedReport, SeedSize, count_users, is_empty, seed
+from hub.store.seed import ITEM_TYPES, SeedError, SeedReport, SeedSize, count_users, is_empty, seed
 
 SIZE = SeedSize(users=6, products=40, price_rows=2_400, purchases=60, seed=7)
 ANCHOR = date(2026, 6, 1)
@@ -170,6 +170,20 @@ def _cents(value: Decimal) -> Decimal:
 
 
 # --- determinism ------------------------------------------------------------------------------------------
+
+
+def test_a_medicine_brand_is_offered_only_with_its_own_active_ingredient() -> None:
+    """A catalogue line crosses its brands with its variants: brands that make different medicines get a line each
+    (the demo data once sold "Advil Acetaminophen")."""
+    ingredients: dict[str, set[str]] = defaultdict(set)
+    for item in ITEM_TYPES:
+        if item.name == "Pain Reliever":
+            for brand in item.brands:
+                ingredients[brand].update(item.variants)
+    assert ingredients["Advil"] == ingredients["Motrin"] == {"Ibuprofen 200 mg"}
+    assert ingredients["Tylenol"] == {"Acetaminophen 500 mg"}
+    assert ingredients["Aleve"] == {"Naproxen 220 mg"}
+    assert ingredients["Bayer"] == {"Aspirin 81 mg"}
 
 
 async def test_seed_is_deterministic(seeded: Seeded, fresh_url: str) -> None:
