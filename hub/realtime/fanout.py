@@ -645,6 +645,12 @@ EPOCH_META = "history_epoch"
 TRIM_EVERY = 50
 
 
+def _row_key(dedupe: Dedupe) -> str:
+    """A dedupe key as the database keeps it: hashed to a fixed length (an audience's tag makes a key longer than
+    the column; a publisher's key is hashed already)."""
+    return hashlib.sha256(dedupe.key.encode()).hexdigest()
+
+
 class LocalBus:
     """History in the database (``hub_events``), live routing in this process: one process, nothing lost on
     restart."""
@@ -708,12 +714,12 @@ class LocalBus:
     async def _once(self, dedupe: Dedupe, run: Callable[[], Awaitable[list[str]]]) -> Recorded:
         """What ``dedupe`` recorded before (within its window), or ``run()``, remembered under it."""
         async with self.sessionmaker() as session:
-            seen = await session.get(HubIdempotencyKey, dedupe.key)
+            seen = await session.get(HubIdempotencyKey, _row_key(dedupe))
         if seen is not None and seen.expires_at > datetime.now(UTC):
             return Recorded(seen.event_id, True, seen.fingerprint)
         async with self._once_lock:  # one run per key even when its retries race each other
             async with self.sessionmaker() as session:
-                seen = await session.get(HubIdempotencyKey, dedupe.key)
+                seen = await session.get(HubIdempotencyKey, _row_key(dedupe))
             if seen is not None and seen.expires_at > datetime.now(UTC):
                 return Recorded(seen.event_id, True, seen.fingerprint)
             return Recorded((await run())[0])
@@ -748,10 +754,11 @@ class LocalBus:
 
     @staticmethod
     async def _remember(session: Any, dedupe: Dedupe, event_id: str, now: datetime) -> None:
-        await session.execute(delete(HubIdempotencyKey).where(HubIdempotencyKey.key == dedupe.key))
+        key = _row_key(dedupe)
+        await session.execute(delete(HubIdempotencyKey).where(HubIdempotencyKey.key == key))
         session.add(
             HubIdempotencyKey(
-                key=dedupe.key,
+                key=key,
                 fingerprint=dedupe.fingerprint,
                 event_id=event_id,
                 expires_at=now + timedelta(seconds=dedupe.seconds),

@@ -155,8 +155,17 @@ async def test_the_publish_helper_and_the_cli_take_an_idempotency_key(pg_url: st
         await redis.aclose()
 
 
-async def test_the_embedded_default_remembers_idempotency_keys(aiohttp_client: Any, sqlite_url: str) -> None:
-    client: TestClient[Any, Any] = await aiohttp_client(create_app(make_settings(sqlite_url)))
+@pytest.fixture(params=["sqlite_url", "pg_url"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(request.param))
+
+
+async def test_without_redis_idempotency_keys_are_remembered_in_the_database(
+    aiohttp_client: Any, database_url: str
+) -> None:
+    """The embedded default, and PostgreSQL without Redis (whose key column has a length: keys are hashed)."""
+    settings = make_settings(database_url)
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
     async with client.app[keys.sessionmaker].begin() as session:
         user = await factories.create_user(session)
     headers = {"X-Service-Key": client.app[keys.settings].service_key or "", "Idempotency-Key": "local-1"}
