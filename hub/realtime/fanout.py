@@ -669,6 +669,8 @@ class LocalBus:
         self._epoch_lock = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._seq = 0
+        self._run = new_epoch()
+        """Part of every queue entry id: ids stay unique across restarts (an expansion's dedupe keys carry them)."""
         self._writes: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -768,7 +770,7 @@ class LocalBus:
     async def enqueue(self, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded:
         async def put() -> list[str]:
             self._seq += 1
-            entry_id = f"ingest-local-{self._seq}"
+            entry_id = f"ingest-local-{self._run}-{self._seq}"
             if dedupe is not None:
                 async with self.sessionmaker.begin() as session:
                     await self._remember(session, dedupe, entry_id, datetime.now(UTC))

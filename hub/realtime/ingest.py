@@ -24,7 +24,7 @@ from hub.infra import cache as cache_scopes
 from hub.infra.cache import Cache
 from hub.infra.metrics import Metrics
 from hub.infra.outages import Outages
-from hub.realtime.fanout import Dedupe, EventBus, RedisBus
+from hub.realtime.fanout import HELD_MAX_SECONDS, Dedupe, EventBus, RedisBus
 from hub.settings import Settings
 from hub.store import alerts, audiences
 from hub.store.engine import Sessionmaker
@@ -35,6 +35,11 @@ T = TypeVar("T")
 RoomSnapshot = Callable[[str], Awaitable[dict[str, Any] | None]]
 AGGREGATE_ROOMS = (rooms.INFLATION, rooms.STORE_COMPARISON)
 AGGREGATE_INTERVAL = 5.0
+EXPANSION_DEDUPE_SECONDS = int(HELD_MAX_SECONDS) + 600
+"""How long what a queued event's expansion recorded is remembered under its entry id: longer than the bus hands
+a failing entry over again, so a retry records nothing twice."""
+UNANNOUNCED_KEPT = 10_000
+"""Entries whose fired targets are kept for their retry at most (oldest forgotten first)."""
 _INVALIDATES: dict[EventType, tuple[str, ...]] = {
     EventType.PRICES_UPDATED: (cache_scopes.PRICES, cache_scopes.PRODUCTS),
     EventType.COUPONS_UPDATED: (cache_scopes.COUPONS,),
@@ -113,6 +118,9 @@ class Ingest:
         self._aggregate_due: float = 0.0
         self._aggregate_task: asyncio.Task[None] | None = None
         self._ingested_counters: dict[tuple[str, str], Any] = {}
+        self._unannounced: dict[str, list[alerts.TriggeredTarget]] = {}
+        """Targets a queued entry fired (in the database) and has not announced yet, kept while the entry waits
+        for a retry: firing is not repeatable, so the retry announces these instead."""
         bus_.on_ingest = self.handle_queued
         if isinstance(bus_, RedisBus):
             bus_.on_legacy = self.handle_legacy
@@ -237,23 +245,32 @@ class Ingest:
 
     async def handle_queued(self, entry_id: str, envelope_json: str) -> None:
         """One queued event (exactly one hub process handles each). When a dependency does not answer, the outage
-        is reported and the failure raised: the bus keeps the event and hands it over again later."""
+        is reported and the failure raised: the bus keeps the event and hands it over again later. The retry
+        takes up where this attempt stopped: what it recorded is recorded once (a dedupe key of the entry id), and
+        the targets it fired are announced."""
         try:
-            await self._expand(envelope_json)
+            await self._expand(entry_id, envelope_json)
         except Exception as exc:
             dependency = unavailable_dependency(exc)
             if dependency is not None:
                 self.outages.report(dependency, exc)
+            else:
+                self._unannounced.pop(entry_id, None)  # not handed over again
             raise
+        self._unannounced.pop(entry_id, None)
 
-    async def _expand(self, envelope_json: str) -> None:
+    def _once(self, entry_id: str, audience: str) -> Dedupe:
+        """The dedupe key of what the expansion of ``entry_id`` records in ``audience``."""
+        return Dedupe(bus.idempotency_key("expansion:" + entry_id, audience), EXPANSION_DEDUPE_SECONDS)
+
+    async def _expand(self, entry_id: str, envelope_json: str) -> None:
         envelope = orjson.loads(envelope_json)
         kind = EventType(envelope["event_type"])
         payload: dict[str, Any] = envelope["payload"]
         forgotten = self.cache.invalidate(*_INVALIDATES.get(kind, ()))
         audience = AUDIENCE[kind]
         if audience is Audience.TREND_ROOM:  # its snapshot is computed while the caches are cleared
-            await self._prices_updated(envelope, payload, forgotten)
+            await self._prices_updated(entry_id, envelope, payload, forgotten)
             return
         await forgotten
         if audience is Audience.USER_OR_BUYERS:
@@ -261,7 +278,8 @@ class Ingest:
         elif audience is Audience.COUPON_USERS:
             await self._coupons_updated(envelope, payload)
         elif audience is Audience.USER:  # a direct event that reached the queue: record it as it is
-            await self.bus.record(bus.user_audience(payload["user_id"]), envelope_json, background=True)
+            user = bus.user_audience(payload["user_id"])
+            await self.bus.record(user, envelope_json, dedupe=self._once(entry_id, user), background=True)
 
     async def buyers(self, product_id: uuid.UUID) -> list[str]:
         now = time.monotonic()
@@ -296,7 +314,7 @@ class Ingest:
         await self.bus.record_many([(bus.user_audience(user_id), envelope_json) for user_id in wanted])
 
     async def _prices_updated(
-        self, envelope: dict[str, Any], payload: dict[str, Any], forgotten: Awaitable[None]
+        self, entry_id: str, envelope: dict[str, Any], payload: dict[str, Any], forgotten: Awaitable[None]
     ) -> None:
         """The trend room's event carries a fresh snapshot, computed while the caches are cleared and recorded
         after they are (a client that reads the REST route on the event does not get the old answer). While the
@@ -312,12 +330,13 @@ class Ingest:
         else:
             await forgotten
         room_envelope = {**envelope, "payload": {**payload, "snapshot": snapshot}}
-        await self.bus.record(bus.room_audience(rooms.trend(product)), encode_envelope(room_envelope), background=True)
+        room = bus.room_audience(rooms.trend(product))
+        await self.bus.record(room, encode_envelope(room_envelope), dedupe=self._once(entry_id, room), background=True)
         if product_id is not None:
-            await self._fire_targets(product_id, payload)
+            await self._fire_targets(entry_id, product_id, payload)
         self._refresh_aggregates(envelope)
 
-    async def _fire_targets(self, product_id: uuid.UUID, payload: dict[str, Any]) -> None:
+    async def _fire_targets(self, entry_id: str, product_id: uuid.UUID, payload: dict[str, Any]) -> None:
         store_id = _uuid(payload.get("store_id"))
         prices = [p for p in (_decimal(payload.get("regular_price")), _decimal(payload.get("sale_price"))) if p]
         if store_id is None or not prices:
@@ -329,10 +348,19 @@ class Ingest:
                     session, product_id=product_id, store_id=store_id, price=min(prices), now=datetime.now(UTC)
                 )
 
-        # while the database does not answer, the targets are checked at the next price update (one still met then
-        # fires then: a target fires once the price is at or under it, not only on the update that crossed it)
-        fired = await self._while_the_database_answers(trigger()) or []
-        for target in fired:
+        fired = self._unannounced.get(entry_id)
+        if fired is None:  # not fired by an earlier attempt of this entry
+            # while the database does not answer, the targets are checked at the next price update (one still met
+            # then fires then: a target fires once the price is at or under it, not only on the update that crossed
+            # it)
+            fired = await self._while_the_database_answers(trigger()) or []
+            if not fired:
+                return
+            if len(self._unannounced) >= UNANNOUNCED_KEPT:
+                del self._unannounced[next(iter(self._unannounced))]
+            self._unannounced[entry_id] = fired
+        while fired:
+            target = fired[0]
             await self.publish(
                 EventType.ALERTS_PRICE_TARGET,
                 {
@@ -346,7 +374,10 @@ class Ingest:
                 },
                 service="hub",
                 source="hub",
+                # a retry after a publish whose answer was lost records nothing twice
+                idempotency_key=f"expansion:{entry_id}:{target.alert_id}",
             )
+            fired.pop(0)
 
     async def _while_the_database_answers(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, or None when the database does not answer (reported once per outage)."""

@@ -12,9 +12,12 @@ import aiohttp
 import pytest
 import socketio
 from aiohttp.test_utils import TestServer
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import select
 
 from hub import keys
+from hub.realtime import fanout
+from hub.realtime.fanout import RedisBus
 from hub.store.models import AlertSettings, PriceTargetAlert
 from tests import factories
 
@@ -170,6 +173,61 @@ async def test_a_met_target_price_fires_once(server: TestServer, world: dict[str
     assert target.triggered_at is not None and target.triggered_price == Decimal("3.79")
     feed = await _get(server, "/api/v1/alerts", Authorization=headers["Authorization"])
     assert "price_target" in {alert["alert_type"] for alert in feed}
+
+
+async def test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped(
+    server: TestServer, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history stops answering after the room event is recorded and the target fired (in the database), when
+    the target's alert is recorded: the queue hands the update over again, and the retry records the room event
+    no second time and announces the target it had fired (firing it again would find it fired already)."""
+    monkeypatch.setattr(fanout, "HELD_RETRY_SECONDS", 0.1)
+    buyer, cereal, kroger = world["buyer"], world["cereal"], world["kroger"]
+    ingest = server.app[keys.ingest]
+    record = ingest.bus.record
+    failed: list[str] = []
+
+    async def record_or_fail(audience: str, envelope_json: str, **options: Any) -> Any:
+        if audience.startswith("user:") and not failed:
+            failed.append(audience)
+            if isinstance(ingest.bus, RedisBus):
+                raise RedisConnectionError("Connection closed by server.")
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return await record(audience, envelope_json, **options)
+
+    monkeypatch.setattr(ingest.bus, "record", record_or_fail)
+    headers = await factories.auth_headers(server.app, buyer.id)
+    listener = Listener()
+    await listener.connect(server, f"/users/{buyer.id}", {"token": headers["Authorization"].split()[1]})
+    room = f"trend:{cereal.id}"
+    member = Listener()
+    await member.connect(server, "/public")
+    try:
+        assert (await member.sio.call("subscribe", {"room": room}, namespace="/public", timeout=5))["ok"] is True
+        update = {
+            "product_id": str(cereal.id),
+            "store_id": str(kroger.id),
+            "store_slug": "kroger",
+            "observed_date": TODAY.isoformat(),
+            "regular_price": 3.79,
+            "sale_price": None,
+        }
+        await _publish(server, "cartsnitch.prices.updated", update)
+        [(name, envelope)] = await listener.wait_for(1)
+        await asyncio.sleep(0.5)  # a second room event or alert would have arrived by now
+    finally:
+        await listener.sio.disconnect()
+        await member.sio.disconnect()
+    assert failed == [f"user:{buyer.id}"]
+    assert name == "cartsnitch.alerts.price_target"
+    assert envelope["payload"]["current_price"] == 3.79
+    assert len(listener.events) == 1
+    assert [event for event, _ in member.events] == ["cartsnitch.prices.updated"]
+    page = await _get(server, "/api/v1/me/events", Authorization=headers["Authorization"])
+    assert [event["event_type"] for event in page["events"]] == ["cartsnitch.alerts.price_target"]
+    async with server.app[keys.sessionmaker]() as session:
+        target = (await session.execute(select(PriceTargetAlert))).scalar_one()
+    assert target.triggered_price == Decimal("3.79")
 
 
 async def test_product_alerts_without_a_user_go_to_buyers_by_their_settings(
