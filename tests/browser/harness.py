@@ -288,6 +288,29 @@ class HubProcess:
     ) -> str:
         """What a price publisher does: record the observation in the shared database, then publish
         ``cartsnitch.prices.updated`` (the hub's snapshot in the event then includes it)."""
+        published = self.try_publish_price(
+            product_id=product_id,
+            store_id=store_id,
+            store_slug=store_slug,
+            regular_price=regular_price,
+            sale_price=sale_price,
+            observed=observed,
+        )
+        assert published is not None, "that day's observation is a receipt line"
+        return published
+
+    def try_publish_price(
+        self,
+        *,
+        product_id: str,
+        store_id: str,
+        store_slug: str,
+        regular_price: Decimal,
+        sale_price: Decimal | None = None,
+        observed: date | None = None,
+    ) -> str | None:
+        """``publish_price``, or None (nothing recorded or published) where that day's observation is a receipt's
+        line (the demo data's purchases include today's)."""
         day = observed or date.today()
 
         async def record() -> bool:
@@ -306,7 +329,8 @@ class HubProcess:
             finally:
                 await engine.dispose()
 
-        assert run_async(record), "that day's observation is a receipt line"
+        if not run_async(record):
+            return None
         return self.publish(
             "cartsnitch.prices.updated",
             {
