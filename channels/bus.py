@@ -80,6 +80,12 @@ def legacy_dedupe_key(digest: str, audience: str | None = None) -> str:
     return PREFIX + "legacy:" + ("{" + audience + "}" if audience is not None else _INGEST_TAG) + ":" + digest
 
 
+def expansion_key(entry_id: str, audience: str) -> str:
+    """The key that gives what the hub records in ``audience`` while expanding the queue entry ``entry_id`` one
+    place in its history, however often the entry is handed over."""
+    return PREFIX + "expansion:{" + audience + "}:" + entry_id
+
+
 def idempotency_key(key: str, audience: str | None = None) -> str:
     """The Redis key remembering what a publisher's Idempotency-Key recorded in ``audience``'s history (or queued
     for expansion when None); the key itself is hashed."""

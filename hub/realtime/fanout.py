@@ -63,6 +63,9 @@ not waiting for an outage to end: it would hold up the entries kept behind it); 
 entry dropped."""
 HELD_RETRY_SECONDS = 2.0
 HELD_MAX_SECONDS = 3600.0
+EXPANSION_DEDUPE_SECONDS = int(HELD_MAX_SECONDS) + 600
+"""How long what an entry's expansion recorded is remembered (``record_many(..., once=)``): longer than the entry
+is handed over again, so a retry records nothing twice."""
 LegacyHandler = Callable[[list[tuple[bytes, bytes]]], Awaitable[None]]
 """A batch of (channel, raw message), the plain PUBLISHes on ``cartsnitch.*`` received since the last batch."""
 
@@ -101,7 +104,11 @@ class EventBus(Protocol):
         self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None, background: bool = False
     ) -> Recorded: ...
 
-    async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]: ...
+    async def record_many(self, items: Sequence[tuple[str, str]], *, once: str | None = None) -> None:
+        """Record (audience, envelope) items in one round trip (the hub's own expansions). With ``once`` (the id of
+        the queue entry being expanded), what an earlier call with the same ``once`` recorded is not recorded
+        again."""
+        ...
 
     async def enqueue(self, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded: ...
 
@@ -384,10 +391,12 @@ class RedisBus:
     ) -> Recorded:
         return (await self.pipeline_scripts([(audience, envelope_json, dedupe)], [], background=background))[0]
 
-    async def record_many(self, items: Sequence[tuple[str, str]]) -> list[str]:
-        """Record several events in one pipelined round trip (the hub's own expansions: background)."""
-        records: list[tuple[str, str, Dedupe | None]] = [(audience, envelope, None) for audience, envelope in items]
-        return [result.id for result in await self.pipeline_scripts(records, [], background=True)]
+    async def record_many(self, items: Sequence[tuple[str, str]], *, once: str | None = None) -> None:
+        records: list[tuple[str, str, Dedupe | None]] = [
+            (audience, envelope, expansion_dedupe(once, audience) if once is not None else None)
+            for audience, envelope in items
+        ]
+        await self.pipeline_scripts(records, [], background=True)
 
     async def pipeline_scripts(
         self,
@@ -645,6 +654,10 @@ EPOCH_META = "history_epoch"
 TRIM_EVERY = 50
 
 
+def expansion_dedupe(entry_id: str, audience: str) -> Dedupe:
+    return Dedupe(bus.expansion_key(entry_id, audience), EXPANSION_DEDUPE_SECONDS)
+
+
 def _row_key(dedupe: Dedupe) -> str:
     """A dedupe key as the database keeps it: hashed to a fixed length (an audience's tag makes a key longer than
     the column; a publisher's key is hashed already)."""
@@ -710,8 +723,8 @@ class LocalBus:
         self, audience: str, envelope_json: str, *, dedupe: Dedupe | None = None, background: bool = False
     ) -> Recorded:
         if dedupe is None:
-            return Recorded((await self.record_many([(audience, envelope_json)]))[0])
-        return await self._once(dedupe, lambda: self.record_many([(audience, envelope_json)], dedupe=dedupe))
+            return Recorded((await self._record([(audience, envelope_json)]))[0])
+        return await self._once(dedupe, lambda: self._record([(audience, envelope_json)], dedupe=dedupe))
 
     async def _once(self, dedupe: Dedupe, run: Callable[[], Awaitable[list[str]]]) -> Recorded:
         """What ``dedupe`` recorded before (within its window), or ``run()``, remembered under it."""
@@ -726,7 +739,14 @@ class LocalBus:
                 return Recorded(seen.event_id, True, seen.fingerprint)
             return Recorded((await run())[0])
 
-    async def record_many(self, items: Sequence[tuple[str, str]], *, dedupe: Dedupe | None = None) -> list[str]:
+    async def record_many(self, items: Sequence[tuple[str, str]], *, once: str | None = None) -> None:
+        if once is None:
+            await self._record(items)
+        elif items:  # one transaction: one key for the whole batch
+            dedupe = expansion_dedupe(once, "*")
+            await self._once(dedupe, lambda: self._record(items, dedupe=dedupe))
+
+    async def _record(self, items: Sequence[tuple[str, str]], *, dedupe: Dedupe | None = None) -> list[str]:
         # Serialised: ids are assigned and events dispatched in one order, so no subscriber sees them swapped.
         async with self._lock:
             epoch = await self._current_epoch()

@@ -24,7 +24,7 @@ from hub.infra import cache as cache_scopes
 from hub.infra.cache import Cache
 from hub.infra.metrics import Metrics
 from hub.infra.outages import Outages
-from hub.realtime.fanout import HELD_MAX_SECONDS, Dedupe, EventBus, RedisBus
+from hub.realtime.fanout import Dedupe, EventBus, RedisBus, expansion_dedupe
 from hub.settings import Settings
 from hub.store import alerts, audiences
 from hub.store.engine import Sessionmaker
@@ -35,9 +35,6 @@ T = TypeVar("T")
 RoomSnapshot = Callable[[str], Awaitable[dict[str, Any] | None]]
 AGGREGATE_ROOMS = (rooms.INFLATION, rooms.STORE_COMPARISON)
 AGGREGATE_INTERVAL = 5.0
-EXPANSION_DEDUPE_SECONDS = int(HELD_MAX_SECONDS) + 600
-"""How long what a queued event's expansion recorded is remembered under its entry id: longer than the bus hands
-a failing entry over again, so a retry records nothing twice."""
 UNANNOUNCED_KEPT = 10_000
 """Entries whose fired targets are kept for their retry at most (oldest forgotten first)."""
 _INVALIDATES: dict[EventType, tuple[str, ...]] = {
@@ -120,7 +117,9 @@ class Ingest:
         self._ingested_counters: dict[tuple[str, str], Any] = {}
         self._unannounced: dict[str, list[alerts.TriggeredTarget]] = {}
         """Targets a queued entry fired (in the database) and has not announced yet, kept while the entry waits
-        for a retry: firing is not repeatable, so the retry announces these instead."""
+        for a retry: firing is not repeatable, so the retry announces these instead. (Kept in memory: when the
+        process dies in between, the process that takes the entry over finds them fired and announces nothing;
+        the user's alerts feed still lists them.)"""
         bus_.on_ingest = self.handle_queued
         if isinstance(bus_, RedisBus):
             bus_.on_legacy = self.handle_legacy
@@ -259,10 +258,6 @@ class Ingest:
             raise
         self._unannounced.pop(entry_id, None)
 
-    def _once(self, entry_id: str, audience: str) -> Dedupe:
-        """The dedupe key of what the expansion of ``entry_id`` records in ``audience``."""
-        return Dedupe(bus.idempotency_key("expansion:" + entry_id, audience), EXPANSION_DEDUPE_SECONDS)
-
     async def _expand(self, entry_id: str, envelope_json: str) -> None:
         envelope = orjson.loads(envelope_json)
         kind = EventType(envelope["event_type"])
@@ -274,12 +269,12 @@ class Ingest:
             return
         await forgotten
         if audience is Audience.USER_OR_BUYERS:
-            await self._to_buyers(kind, envelope, payload)
+            await self._to_buyers(entry_id, kind, envelope, payload)
         elif audience is Audience.COUPON_USERS:
-            await self._coupons_updated(envelope, payload)
+            await self._coupons_updated(entry_id, envelope, payload)
         elif audience is Audience.USER:  # a direct event that reached the queue: record it as it is
             user = bus.user_audience(payload["user_id"])
-            await self.bus.record(user, envelope_json, dedupe=self._once(entry_id, user), background=True)
+            await self.bus.record(user, envelope_json, dedupe=expansion_dedupe(entry_id, user), background=True)
 
     async def buyers(self, product_id: uuid.UUID) -> list[str]:
         now = time.monotonic()
@@ -293,7 +288,9 @@ class Ingest:
         self._buyers[product_id] = (now + self.settings.buyers_cache_seconds, users)
         return users
 
-    async def _to_buyers(self, kind: EventType, envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+    async def _to_buyers(
+        self, entry_id: str, kind: EventType, envelope: dict[str, Any], payload: dict[str, Any]
+    ) -> None:
         product_id = _uuid(payload.get("product_id"))
         if product_id is None:
             log.info("%s for unknown product %r: nobody bought it", kind.value, payload.get("product_id"))
@@ -311,7 +308,7 @@ class Ingest:
                 continue
             wanted.append(user_id)
         envelope_json = encode_envelope(envelope)
-        await self.bus.record_many([(bus.user_audience(user_id), envelope_json) for user_id in wanted])
+        await self.bus.record_many([(bus.user_audience(user_id), envelope_json) for user_id in wanted], once=entry_id)
 
     async def _prices_updated(
         self, entry_id: str, envelope: dict[str, Any], payload: dict[str, Any], forgotten: Awaitable[None]
@@ -331,7 +328,9 @@ class Ingest:
             await forgotten
         room_envelope = {**envelope, "payload": {**payload, "snapshot": snapshot}}
         room = bus.room_audience(rooms.trend(product))
-        await self.bus.record(room, encode_envelope(room_envelope), dedupe=self._once(entry_id, room), background=True)
+        await self.bus.record(
+            room, encode_envelope(room_envelope), dedupe=expansion_dedupe(entry_id, room), background=True
+        )
         if product_id is not None:
             await self._fire_targets(entry_id, product_id, payload)
         self._refresh_aggregates(envelope)
@@ -410,9 +409,9 @@ class Ingest:
             except Exception:
                 log.exception("refreshing room %s failed", room)
 
-    async def _coupons_updated(self, envelope: dict[str, Any], payload: dict[str, Any]) -> None:
+    async def _coupons_updated(self, entry_id: str, envelope: dict[str, Any], payload: dict[str, Any]) -> None:
         coupon_ids = [cid for cid in (_uuid(c) for c in payload.get("coupon_ids", [])) if cid is not None]
         async with self.sessionmaker() as session:
             users = await audiences.coupon_audience(session, coupon_ids=coupon_ids)
         envelope_json = encode_envelope(envelope)
-        await self.bus.record_many([(bus.user_audience(user_id), envelope_json) for user_id in users])
+        await self.bus.record_many([(bus.user_audience(user_id), envelope_json) for user_id in users], once=entry_id)

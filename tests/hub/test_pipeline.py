@@ -13,6 +13,7 @@ import pytest
 import socketio
 from aiohttp.test_utils import TestServer
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 
 from hub import keys
@@ -257,6 +258,36 @@ async def test_product_alerts_without_a_user_go_to_buyers_by_their_settings(
     assert got["buyer"] == [("cartsnitch.alerts.shrinkflation", None), ("cartsnitch.alerts.price_increase", 12.0)]
     assert got["bystander"] == []
     assert got["picky"] == []  # shrinkflation off, threshold 50 %
+
+
+async def test_an_alert_to_buyers_whose_answer_was_lost_is_recorded_once(
+    server: TestServer, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history records the buyers' alert but its answer does not come back in time: the queue hands the alert
+    over again, and the retry records it for nobody a second time."""
+    monkeypatch.setattr(fanout, "HELD_RETRY_SECONDS", 0.1)
+    ingest = server.app[keys.ingest]
+    record_many = ingest.bus.record_many
+    calls: list[int] = []
+
+    async def record_then_time_out(items: Any, **options: Any) -> None:
+        calls.append(len(items))
+        await record_many(items, **options)
+        if len(calls) == 1:
+            if isinstance(ingest.bus, RedisBus):
+                raise RedisTimeoutError("Redis did not answer within 30.0 s")
+            raise TimeoutError()
+
+    monkeypatch.setattr(ingest.bus, "record_many", record_then_time_out)
+    await _publish(server, "cartsnitch.alerts.shrinkflation", factories.shrinkflation_payload(world["cereal"]))
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(calls) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "not handed over again"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    assert calls == [1, 1]  # the buyer (picky turned shrinkflation off), twice
+    page = await _get(server, "/api/v1/me/events", **await factories.auth_headers(server.app, world["buyer"].id))
+    assert [event["event_type"] for event in page["events"]] == ["cartsnitch.alerts.shrinkflation"]
 
 
 async def test_coupon_updates_reach_the_users_they_concern(server: TestServer, world: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import pytest
 from tests.hub.test_pipeline import (
     test_a_met_target_price_fires_once,
     test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped,
+    test_an_alert_to_buyers_whose_answer_was_lost_is_recorded_once,
     test_coupon_updates_reach_the_users_they_concern,
     test_product_alerts_without_a_user_go_to_buyers_by_their_settings,
     test_trend_room_snapshot_matches_rest_and_price_updates_arrive_with_a_fresh_one,
@@ -28,6 +29,7 @@ __all__ = [
     "clients",
     "test_a_met_target_price_fires_once",
     "test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped",
+    "test_an_alert_to_buyers_whose_answer_was_lost_is_recorded_once",
     "test_connect_and_receive_an_event",
     "test_coupon_updates_reach_the_users_they_concern",
     "test_every_connection_of_a_user_gets_each_event_once",
