@@ -276,26 +276,10 @@ class HubProcess:
         event_id: str = response.json()["id"]
         return event_id
 
-    def publish_price(
-        self,
-        *,
-        product_id: str,
-        store_id: str,
-        store_slug: str,
-        regular_price: Decimal,
-        sale_price: Decimal | None = None,
-        observed: date | None = None,
-    ) -> str:
-        """What a price publisher does: record the observation in the shared database, then publish
-        ``cartsnitch.prices.updated`` (the hub's snapshot in the event then includes it)."""
-        published = self.try_publish_price(
-            product_id=product_id,
-            store_id=store_id,
-            store_slug=store_slug,
-            regular_price=regular_price,
-            sale_price=sale_price,
-            observed=observed,
-        )
+    def publish_price(self, **price: Any) -> str:
+        """What a price publisher does (``try_publish_price``'s arguments), where that day's observation is not a
+        receipt's line."""
+        published = self.try_publish_price(**price)
         assert published is not None, "that day's observation is a receipt line"
         return published
 
@@ -309,8 +293,9 @@ class HubProcess:
         sale_price: Decimal | None = None,
         observed: date | None = None,
     ) -> str | None:
-        """``publish_price``, or None (nothing recorded or published) where that day's observation is a receipt's
-        line (the demo data's purchases include today's)."""
+        """What a price publisher does: record the observation in the shared database, then publish
+        ``cartsnitch.prices.updated`` (the hub's snapshot in the event then includes it). None, and nothing recorded
+        or published, where that day's observation is a receipt's line (the demo purchases include today's)."""
         day = observed or date.today()
 
         async def record() -> bool:
