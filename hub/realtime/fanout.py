@@ -159,15 +159,23 @@ def id_of(envelope_json: str) -> EventId | None:
 
 
 class Held:
-    """Since when each kept queue entry has been failing (a retry of it is not a new failure)."""
+    """The queue's rule for a failed entry (see ``IngestHandler``), and since when each kept entry has been failing
+    (a retry of it is not a new failure)."""
 
     def __init__(self) -> None:
         self._since: dict[str, float] = {}
 
-    def hold(self, entry_id: str) -> float:
-        """One more failure of ``entry_id``; how long it has been failing."""
-        now = time.monotonic()
-        return now - self._since.setdefault(entry_id, now)
+    def keep(self, entry_id: str, exc: Exception) -> bool:
+        """True when ``entry_id``, whose handler raised ``exc``, is to be handled again; else it is dropped (and
+        that is logged)."""
+        if unavailable_dependency(exc) is None:
+            log.exception("ingest of %s failed; it is dropped", entry_id)
+        elif (failing := time.monotonic() - self._since.setdefault(entry_id, time.monotonic())) < HELD_MAX_SECONDS:
+            return True
+        else:
+            log.error("ingest of %s still failed after %.0f s (%r); it is dropped", entry_id, failing, exc)
+        self.release(entry_id)
+        return False
 
     def release(self, entry_id: str) -> None:
         self._since.pop(entry_id, None)
@@ -592,15 +600,11 @@ class RedisBus:
                 try:
                     await self.on_ingest(raw_id, fields[b"e"].decode())
                 except Exception as exc:
-                    if unavailable_dependency(exc) is None:
-                        log.exception("ingest of %s failed; it is acknowledged and dropped", raw_id)
-                    elif (held_for := self._held.hold(raw_id)) < HELD_MAX_SECONDS:
+                    if self._held.keep(raw_id, exc):
                         held = True
                         if stop_when_held:
                             return True
                         continue
-                    else:
-                        log.error("ingest of %s still failed after %.0f s (%r); it is dropped", raw_id, held_for, exc)
             await self.redis.xack(bus.INGEST_STREAM, bus.INGEST_GROUP, raw_id)
             self._held.release(raw_id)
         return held
@@ -872,11 +876,7 @@ class LocalBus:
                 try:
                     await self.on_ingest(entry_id, envelope_json)
                 except Exception as exc:
-                    if unavailable_dependency(exc) is None:
-                        log.exception("ingest of %s failed; it is dropped", entry_id)
-                    elif (held_for := held.hold(entry_id)) < HELD_MAX_SECONDS:
+                    if held.keep(entry_id, exc):
                         await asyncio.sleep(HELD_RETRY_SECONDS)
                         continue
-                    else:
-                        log.error("ingest of %s still failed after %.0f s (%r); it is dropped", entry_id, held_for, exc)
                 break

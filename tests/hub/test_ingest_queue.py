@@ -106,3 +106,26 @@ async def test_an_entry_that_keeps_failing_is_dropped_after_the_limit(
     assert len(calls) == tries  # given up: no more tries
     [record] = [r for r in caplog.records if "still failed after" in r.getMessage()]
     assert "it is dropped" in record.getMessage()
+
+
+async def test_an_entry_that_fails_for_another_reason_is_dropped_at_once(
+    queue: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+
+    async def handle(entry_id: str, envelope_json: str) -> None:
+        name = orjson.loads(envelope_json)["payload"]["name"]
+        calls.append(name)
+        if name == "broken":
+            raise KeyError("product_id")
+
+    queue.on_ingest = handle
+    with caplog.at_level(logging.ERROR, logger="hub.fanout"):
+        await queue.start()
+        await queue.enqueue(_envelope("broken"))
+        await queue.enqueue(_envelope("goes"))
+        await _until(lambda: "goes" in calls)
+        await asyncio.sleep(0.5)  # no retry comes
+    assert calls == ["broken", "goes"]
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "failed; it is dropped" in record.getMessage() and record.exc_info is not None
