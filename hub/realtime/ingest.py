@@ -406,8 +406,12 @@ class Ingest:
                 snapshot = await self.room_snapshot(room)
                 room_envelope = {**envelope, "payload": {**envelope["payload"], "snapshot": snapshot}}
                 await self.bus.record(bus.room_audience(room), encode_envelope(room_envelope), background=True)
-            except Exception:
-                log.exception("refreshing room %s failed", room)
+            except Exception as exc:
+                dependency = unavailable_dependency(exc)
+                if dependency is None:
+                    log.exception("refreshing room %s failed", room)
+                else:  # the next price update refreshes it; an outage is reported once, not with a traceback each time
+                    self.outages.report(dependency, exc)
 
     async def _coupons_updated(self, entry_id: str, envelope: dict[str, Any], payload: dict[str, Any]) -> None:
         coupon_ids = [cid for cid in (_uuid(c) for c in payload.get("coupon_ids", [])) if cid is not None]

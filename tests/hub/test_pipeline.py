@@ -4,6 +4,7 @@ product-scoped alerts to buyers, coupon updates to the users they concern."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -288,6 +289,28 @@ async def test_an_alert_to_buyers_whose_answer_was_lost_is_recorded_once(
     assert calls == [1, 1]  # the buyer (picky turned shrinkflation off), twice
     page = await _get(server, "/api/v1/me/events", **await factories.auth_headers(server.app, world["buyer"].id))
     assert [event["event_type"] for event in page["events"]] == ["cartsnitch.alerts.shrinkflation"]
+
+
+async def test_an_aggregate_room_refresh_during_an_outage_is_reported_not_logged_with_a_traceback(
+    server: TestServer, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest = server.app[keys.ingest]
+    reported: list[str] = []
+
+    async def listened(room: str) -> bool:
+        return True
+
+    async def unavailable(audience: str, envelope_json: str, **options: Any) -> Any:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(ingest, "room_has_listeners", listened)
+    monkeypatch.setattr(ingest.bus, "record", unavailable)
+    monkeypatch.setattr(ingest.outages, "report", lambda dependency, exc: reported.append(dependency))
+    envelope = {"event_type": "cartsnitch.prices.updated", "payload": {"product_id": str(world["cereal"].id)}}
+    with caplog.at_level(logging.WARNING, logger="hub.ingest"):
+        await ingest._publish_aggregates(envelope, 0)
+    assert reported == ["redis", "redis"]  # the inflation and the store-comparison rooms
+    assert not [record for record in caplog.records if record.name == "hub.ingest"]
 
 
 async def test_coupon_updates_reach_the_users_they_concern(server: TestServer, world: dict[str, Any]) -> None:
