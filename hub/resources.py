@@ -113,7 +113,9 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.ingest] = ingest
     await bus.start()
     await hub.start()
+    ingest.start()
     yield
+    await ingest.close()
     await hub.close()
     await bus.close()
 

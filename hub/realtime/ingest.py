@@ -4,12 +4,13 @@ invalidate caches, fire target-price alerts, and record everything in the right 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -35,8 +36,11 @@ T = TypeVar("T")
 RoomSnapshot = Callable[[str], Awaitable[dict[str, Any] | None]]
 AGGREGATE_ROOMS = (rooms.INFLATION, rooms.STORE_COMPARISON)
 AGGREGATE_INTERVAL = 5.0
-UNANNOUNCED_KEPT = 10_000
-"""Entries whose fired targets are kept for their retry at most (oldest forgotten first)."""
+OUTBOX_SWEEP_SECONDS = 30.0
+"""How often each process records the target alerts left in the outbox (by a process that died between firing and
+recording them, or by an update whose retry met an outage)."""
+OUTBOX_STALE_SECONDS = 60.0
+"""Age past which the sweep takes an outbox alert (a younger one is being recorded by the attempt that fired it)."""
 _INVALIDATES: dict[EventType, tuple[str, ...]] = {
     EventType.PRICES_UPDATED: (cache_scopes.PRICES, cache_scopes.PRODUCTS),
     EventType.COUPONS_UPDATED: (cache_scopes.COUPONS,),
@@ -115,11 +119,7 @@ class Ingest:
         self._aggregate_due: float = 0.0
         self._aggregate_task: asyncio.Task[None] | None = None
         self._ingested_counters: dict[tuple[str, str], Any] = {}
-        self._unannounced: dict[str, list[alerts.TriggeredTarget]] = {}
-        """Targets a queued entry fired (in the database) and has not announced yet, kept while the entry waits
-        for a retry: firing is not repeatable, so the retry announces these instead. (Kept in memory: when the
-        process dies in between, the process that takes the entry over finds them fired and announces nothing;
-        the user's alerts feed still lists them.)"""
+        self._sweeper: asyncio.Task[None] | None = None
         bus_.on_ingest = self.handle_queued
         if isinstance(bus_, RedisBus):
             bus_.on_legacy = self.handle_legacy
@@ -244,19 +244,17 @@ class Ingest:
 
     async def handle_queued(self, entry_id: str, envelope_json: str) -> None:
         """One queued event (exactly one hub process handles each). When a dependency does not answer, the outage
-        is reported and the failure raised: the bus keeps the event and hands it over again later. The retry
-        takes up where this attempt stopped: what it recorded is recorded once (a dedupe key of the entry id), and
-        the targets it fired are announced."""
+        is reported and the failure raised: the bus keeps the event and hands it over again later. The retry (here,
+        or on the process that takes the entry over when this one dies) takes up where this attempt stopped: what
+        it recorded is recorded once (a dedupe key of the entry id), and the targets it fired are announced from the
+        outbox."""
         try:
             await self._expand(entry_id, envelope_json)
         except Exception as exc:
             dependency = unavailable_dependency(exc)
             if dependency is not None:
                 self.outages.report(dependency, exc)
-            else:
-                self._unannounced.pop(entry_id, None)  # not handed over again
             raise
-        self._unannounced.pop(entry_id, None)
 
     async def _expand(self, entry_id: str, envelope_json: str) -> None:
         envelope = orjson.loads(envelope_json)
@@ -341,42 +339,82 @@ class Ingest:
         if store_id is None or not prices:
             return
 
-        async def trigger() -> list[alerts.TriggeredTarget]:
+        async def fire() -> list[alerts.StagedAlert]:
             async with self.sessionmaker.begin() as session:
-                return await alerts.trigger_price_targets(
-                    session, product_id=product_id, store_id=store_id, price=min(prices), now=datetime.now(UTC)
+                return await alerts.fire_price_targets(
+                    session,
+                    entry_id=entry_id,
+                    product_id=product_id,
+                    store_id=store_id,
+                    price=min(prices),
+                    now=datetime.now(UTC),
                 )
 
-        fired = self._unannounced.get(entry_id)
-        if fired is None:  # not fired by an earlier attempt of this entry
-            # while the database does not answer, the targets are checked at the next price update (one still met
-            # then fires then: a target fires once the price is at or under it, not only on the update that crossed
-            # it)
-            fired = await self._while_the_database_answers(trigger()) or []
-            if not fired:
-                return
-            if len(self._unannounced) >= UNANNOUNCED_KEPT:
-                del self._unannounced[next(iter(self._unannounced))]
-            self._unannounced[entry_id] = fired
-        while fired:
-            target = fired[0]
+        # While the database does not answer, the targets are checked at the next price update (one still met then
+        # fires then: a target fires once the price is at or under it, not only on the update that crossed it), and
+        # what an earlier attempt at this update left in the outbox waits for the sweep.
+        staged = await self._while_the_database_answers(fire())
+        if staged:
+            await self._announce(staged)
+
+    async def _announce(self, staged: list[alerts.StagedAlert]) -> bool:
+        """Record outbox alerts in their users' histories, then take them out of the outbox. The idempotency key of
+        the price update and the target makes a second attempt (a retry, the sweep, another process) record
+        nothing twice."""
+        for alert in staged:
             await self.publish(
                 EventType.ALERTS_PRICE_TARGET,
-                {
-                    "user_id": target.user_id,
-                    "alert_id": str(target.alert_id),
-                    "product_id": str(target.product_id),
-                    "product_name": target.product_name,
-                    "store_slug": target.store_slug,
-                    "target_price": float(target.target_price),
-                    "current_price": float(target.current_price),
-                },
+                alert.payload,
                 service="hub",
                 source="hub",
-                # a retry after a publish whose answer was lost records nothing twice
-                idempotency_key=f"expansion:{entry_id}:{target.alert_id}",
+                idempotency_key=f"expansion:{alert.entry_id}:{alert.alert_id}",
             )
-            fired.pop(0)
+
+        async def unstage() -> bool:
+            async with self.sessionmaker.begin() as session:
+                await alerts.unstage_alerts(session, staged)
+            return True
+
+        # True once out of the outbox; else the sweep finds them recorded already
+        return await self._while_the_database_answers(unstage()) is not None
+
+    async def sweep_outbox(self, stale_seconds: float = OUTBOX_STALE_SECONDS) -> int:
+        """Record the outbox alerts older than ``stale_seconds`` (their process died before recording them, or
+        their update's retry met an outage); how many."""
+        swept = 0
+        while True:
+            async with self.sessionmaker() as session:
+                staged = await alerts.staged_alerts(
+                    session, before=datetime.now(UTC) - timedelta(seconds=stale_seconds)
+                )
+            if not staged:
+                return swept
+            log.warning("recording %d target-price alerts left in the outbox", len(staged))
+            unstaged = await self._announce(staged)
+            swept += len(staged)
+            if not unstaged or len(staged) < alerts.OUTBOX_PAGE:
+                return swept
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(OUTBOX_SWEEP_SECONDS)
+            try:
+                await self.sweep_outbox()
+            except Exception as exc:
+                dependency = unavailable_dependency(exc)
+                if dependency is None:
+                    log.exception("recording the alerts left in the outbox failed")
+                else:  # the next sweep tries again
+                    self.outages.report(dependency, exc)
+
+    def start(self) -> None:
+        self._sweeper = asyncio.ensure_future(self._sweep_loop())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
 
     async def _while_the_database_answers(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, or None when the database does not answer (reported once per outage)."""

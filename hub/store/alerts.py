@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     TIMESTAMP,
     ColumnElement,
@@ -35,6 +36,7 @@ from hub.store.keyset import newest_first
 from hub.store.models import (
     AlertRead,
     AlertSettings,
+    HubAlertOutbox,
     NormalizedProduct,
     PriceHistory,
     PriceTargetAlert,
@@ -50,6 +52,8 @@ PRICE_INCREASE_WINDOW_DAYS = 90
 PRICE_INCREASE = "price_increase"
 SHRINKFLATION = "shrinkflation"
 PRICE_TARGET = "price_target"
+OUTBOX_PAGE = 100
+"""Outbox alerts read at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,3 +540,66 @@ async def trigger_price_targets(
         TriggeredTarget(alert_id, user_id, product_id, name, slug, target_price, price)
         for alert_id, user_id, target_price in sorted(fired, key=lambda row: (row[1], str(row[0])))
     ]
+
+
+# --- the outbox of fired targets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StagedAlert:
+    """A fired target's alert waiting in the outbox: the ``cartsnitch.alerts.price_target`` payload, and the queued
+    price update (``entry_id``) that fired it."""
+
+    entry_id: str
+    alert_id: uuid.UUID
+    payload: dict[str, Any]
+
+
+async def fire_price_targets(
+    session: AsyncSession, *, entry_id: str, product_id: uuid.UUID, store_id: uuid.UUID, price: Decimal, now: datetime
+) -> list[StagedAlert]:
+    """Fire the targets ``price`` meets and put their alerts in the outbox, in the caller's transaction (a target
+    is never fired without its alert kept). Returns the alerts of ``entry_id`` in the outbox: fired now, or by an
+    earlier attempt at the same update (on any process) that did not record them."""
+    for target in await trigger_price_targets(session, product_id=product_id, store_id=store_id, price=price, now=now):
+        payload = {
+            "user_id": target.user_id,
+            "alert_id": str(target.alert_id),
+            "product_id": str(target.product_id),
+            "product_name": target.product_name,
+            "store_slug": target.store_slug,
+            "target_price": float(target.target_price),
+            "current_price": float(target.current_price),
+        }
+        session.add(
+            HubAlertOutbox(
+                entry_id=entry_id, alert_id=target.alert_id, payload=orjson.dumps(payload).decode(), created_at=now
+            )
+        )
+    await session.flush()
+    return await staged_alerts(session, entry_id=entry_id)
+
+
+async def staged_alerts(
+    session: AsyncSession, *, entry_id: str | None = None, before: datetime | None = None, limit: int = OUTBOX_PAGE
+) -> list[StagedAlert]:
+    """Alerts in the outbox, oldest first: those of one price update, or those staged before ``before``."""
+    outbox = HubAlertOutbox
+    stmt = select(outbox).order_by(outbox.created_at, outbox.entry_id, outbox.alert_id).limit(limit)
+    if entry_id is not None:
+        stmt = stmt.where(outbox.entry_id == entry_id)
+    if before is not None:
+        stmt = stmt.where(outbox.created_at < before)
+    rows = (await session.execute(stmt)).scalars().all()
+    return [StagedAlert(row.entry_id, row.alert_id, orjson.loads(row.payload)) for row in rows]
+
+
+async def unstage_alerts(session: AsyncSession, staged: Sequence[StagedAlert]) -> None:
+    """Take recorded alerts out of the outbox."""
+    if staged:
+        outbox = HubAlertOutbox
+        await session.execute(
+            delete(outbox).where(
+                or_(*(and_(outbox.entry_id == a.entry_id, outbox.alert_id == a.alert_id) for a in staged))
+            )
+        )

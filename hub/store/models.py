@@ -431,3 +431,14 @@ class HubIdempotencyKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     event_id: Mapped[str] = mapped_column(String(120), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+
+
+class HubAlertOutbox(Base):
+    """A target-price alert fired in the database and not recorded in its user's history yet: written in the
+    transaction that fires the target, deleted once the alert is recorded (a transactional outbox)."""
+
+    __tablename__ = "hub_alert_outbox"
+    entry_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    alert_id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)

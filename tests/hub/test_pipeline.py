@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,10 +18,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 
+from channels.events import EventType
+from channels.payloads import build_envelope
+from channels.publish import encode_envelope
 from hub import keys
 from hub.realtime import fanout
 from hub.realtime.fanout import RedisBus
-from hub.store.models import AlertSettings, PriceTargetAlert
+from hub.realtime.ingest import Ingest
+from hub.store.models import AlertSettings, HubAlertOutbox, PriceTargetAlert
 from tests import factories
 
 TODAY = date.today()
@@ -230,6 +235,105 @@ async def test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped(
     async with server.app[keys.sessionmaker]() as session:
         target = (await session.execute(select(PriceTargetAlert))).scalar_one()
     assert target.triggered_price == Decimal("3.79")
+
+
+class _Died(BaseException):
+    """The process stops here: nothing after it runs, nothing of its memory survives."""
+
+
+def _target_met(world: dict[str, Any]) -> tuple[str, str]:
+    """A queued price update (entry id, envelope) that meets the buyer's target."""
+    update = {
+        "product_id": str(world["cereal"].id),
+        "store_id": str(world["kroger"].id),
+        "store_slug": "kroger",
+        "observed_date": TODAY.isoformat(),
+        "regular_price": 3.79,
+        "sale_price": None,
+    }
+    envelope = build_envelope(EventType.PRICES_UPDATED, update, service="test")
+    return f"{int(time.time() * 1000)}-0", encode_envelope(envelope)
+
+
+async def _outbox(server: TestServer) -> list[HubAlertOutbox]:
+    async with server.app[keys.sessionmaker]() as session:
+        return list((await session.execute(select(HubAlertOutbox))).scalars())
+
+
+async def test_a_target_fired_by_a_process_that_died_before_announcing_it_is_announced_once(
+    server: TestServer, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process handling a price update fires the target (in the database) and dies before recording its alert:
+    the process that takes the update over (a pipeline of its own, none of the first one's memory) records the
+    alert, once, and leaves nothing in the outbox. (Kept in memory, the second process found the target fired and
+    announced nothing.)"""
+    buyer = world["buyer"]
+    first = server.app[keys.ingest]
+
+    async def die(*args: Any, **kwargs: Any) -> str:
+        raise _Died
+
+    monkeypatch.setattr(first, "publish", die)
+    entry, envelope_json = _target_met(world)
+    headers = await factories.auth_headers(server.app, buyer.id)
+    listener = Listener()
+    await listener.connect(server, f"/users/{buyer.id}", {"token": headers["Authorization"].split()[1]})
+    try:
+        with pytest.raises(_Died):
+            await first.handle_queued(entry, envelope_json)
+        assert [row.entry_id for row in await _outbox(server)] == [entry]
+        app = server.app
+        second = Ingest(app[keys.settings], app[keys.bus], app[keys.sessionmaker], app[keys.cache], app[keys.metrics])
+        await second.handle_queued(entry, envelope_json)
+        [(name, envelope)] = await listener.wait_for(1)
+        assert await second.sweep_outbox(stale_seconds=0) == 0
+        await asyncio.sleep(0.5)  # a second alert would have arrived by now
+    finally:
+        await listener.sio.disconnect()
+    assert name == "cartsnitch.alerts.price_target"
+    assert envelope["payload"]["current_price"] == 3.79
+    assert len(listener.events) == 1
+    assert await _outbox(server) == []
+    page = await _get(server, "/api/v1/me/events", Authorization=headers["Authorization"])
+    assert [event["event_type"] for event in page["events"]] == ["cartsnitch.alerts.price_target"]
+
+
+async def test_the_sweep_records_an_alert_whose_update_was_given_up_once(
+    server: TestServer, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording a fired target's alert fails and its update is not handed over again (given up): the periodic
+    sweep of the outbox records the alert, once; a late retry of the update then records nothing twice."""
+    buyer = world["buyer"]
+    ingest = server.app[keys.ingest]
+    publish = ingest.publish
+    failed: list[str] = []
+
+    async def fail_once(*args: Any, **kwargs: Any) -> str:
+        if not failed:
+            failed.append(str(args[0]))
+            raise RedisConnectionError("Connection closed by server.")
+        return await publish(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "publish", fail_once)
+    entry, envelope_json = _target_met(world)
+    headers = await factories.auth_headers(server.app, buyer.id)
+    listener = Listener()
+    await listener.connect(server, f"/users/{buyer.id}", {"token": headers["Authorization"].split()[1]})
+    try:
+        with pytest.raises(RedisConnectionError):
+            await ingest.handle_queued(entry, envelope_json)
+        assert failed == ["cartsnitch.alerts.price_target"]
+        assert await ingest.sweep_outbox() == 0  # not stale yet: the attempt that fired it may still record it
+        assert await ingest.sweep_outbox(stale_seconds=0) == 1
+        [(name, _envelope)] = await listener.wait_for(1)
+        await ingest.handle_queued(entry, envelope_json)
+        assert await ingest.sweep_outbox(stale_seconds=0) == 0
+        await asyncio.sleep(0.5)
+    finally:
+        await listener.sio.disconnect()
+    assert name == "cartsnitch.alerts.price_target"
+    assert len(listener.events) == 1
+    assert await _outbox(server) == []
 
 
 async def test_product_alerts_without_a_user_go_to_buyers_by_their_settings(

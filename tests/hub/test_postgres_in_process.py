@@ -9,6 +9,7 @@ import pytest
 from tests.hub.test_pipeline import (
     test_a_met_target_price_fires_once,
     test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped,
+    test_a_target_fired_by_a_process_that_died_before_announcing_it_is_announced_once,
     test_an_alert_to_buyers_whose_answer_was_lost_is_recorded_once,
     test_coupon_updates_reach_the_users_they_concern,
     test_product_alerts_without_a_user_go_to_buyers_by_their_settings,
@@ -29,6 +30,7 @@ __all__ = [
     "clients",
     "test_a_met_target_price_fires_once",
     "test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped",
+    "test_a_target_fired_by_a_process_that_died_before_announcing_it_is_announced_once",
     "test_an_alert_to_buyers_whose_answer_was_lost_is_recorded_once",
     "test_connect_and_receive_an_event",
     "test_coupon_updates_reach_the_users_they_concern",
