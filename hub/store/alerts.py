@@ -581,13 +581,13 @@ async def fire_price_targets(
 
 
 async def staged_alerts(
-    session: AsyncSession, *, entry_id: str | None = None, before: datetime | None = None, limit: int = OUTBOX_PAGE
+    session: AsyncSession, *, entry_id: str | None = None, before: datetime | None = None
 ) -> list[StagedAlert]:
-    """Alerts in the outbox, oldest first: those of one price update, or those staged before ``before``."""
+    """Alerts in the outbox, oldest first: all those of one price update, or a page of those staged before
+    ``before``."""
     outbox = HubAlertOutbox
-    stmt = select(outbox).order_by(outbox.created_at, outbox.entry_id, outbox.alert_id).limit(limit)
-    if entry_id is not None:
-        stmt = stmt.where(outbox.entry_id == entry_id)
+    stmt = select(outbox).order_by(outbox.created_at, outbox.entry_id, outbox.alert_id)
+    stmt = stmt.where(outbox.entry_id == entry_id) if entry_id is not None else stmt.limit(OUTBOX_PAGE)
     if before is not None:
         stmt = stmt.where(outbox.created_at < before)
     rows = (await session.execute(stmt)).scalars().all()
@@ -596,10 +596,9 @@ async def staged_alerts(
 
 async def unstage_alerts(session: AsyncSession, staged: Sequence[StagedAlert]) -> None:
     """Take recorded alerts out of the outbox."""
-    if staged:
-        outbox = HubAlertOutbox
-        await session.execute(
-            delete(outbox).where(
-                or_(*(and_(outbox.entry_id == a.entry_id, outbox.alert_id == a.alert_id) for a in staged))
-            )
-        )
+    by_entry: dict[str, list[uuid.UUID]] = {}
+    for alert in staged:
+        by_entry.setdefault(alert.entry_id, []).append(alert.alert_id)
+    outbox = HubAlertOutbox
+    for entry_id, alert_ids in by_entry.items():
+        await session.execute(delete(outbox).where(outbox.entry_id == entry_id, outbox.alert_id.in_(alert_ids)))

@@ -336,6 +336,24 @@ async def test_the_sweep_records_an_alert_whose_update_was_given_up_once(
     assert await _outbox(server) == []
 
 
+async def test_an_update_that_meets_many_targets_announces_them_all_at_once(
+    server: TestServer, world: dict[str, Any]
+) -> None:
+    """150 targets met by one update: each recorded by the update itself (none left in the outbox for the sweep)."""
+    async with server.app[keys.sessionmaker].begin() as session:
+        for _ in range(150):
+            user = await factories.create_user(session)
+            session.add(
+                PriceTargetAlert(user_id=user.id, normalized_product_id=world["cereal"].id, target_price=Decimal("5"))
+            )
+    entry, envelope_json = _target_met(world)
+    await server.app[keys.ingest].handle_queued(entry, envelope_json)
+    assert await _outbox(server) == []
+    async with server.app[keys.sessionmaker]() as session:
+        fired = (await session.execute(select(PriceTargetAlert.triggered_at))).scalars().all()
+    assert len(fired) == 151 and all(fired)
+
+
 async def test_product_alerts_without_a_user_go_to_buyers_by_their_settings(
     server: TestServer, world: dict[str, Any]
 ) -> None:
