@@ -89,6 +89,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
             max_age_seconds=settings.history_max_age_seconds,
             consumer=consumer,
             timeout=settings.redis_timeout_seconds,
+            claim_seconds=settings.ingest_claim_seconds,
         )
     else:
         bus = LocalBus(

@@ -77,6 +77,10 @@ class Settings:
     http_header_timeout_seconds: float = 15.0
     http_body_timeout_seconds: float = 30.0
     redis_timeout_seconds: float = 2.0
+    ingest_claim_seconds: float = 60.0
+    """A queued event a process read and did not acknowledge for this long (it died) is taken over by another; at
+    least 5 s (a process tries the events it keeps through an outage every 2 s). Below the longest expansion, two
+    processes may expand the same event: each records it once all the same."""
     database_timeout_seconds: float = 5.0
     database_statement_timeout_seconds: float = 30.0
     idempotency_seconds: int = 24 * 3600
@@ -152,6 +156,13 @@ def _parse_float(raw: str) -> float:
     value = float(raw.strip())
     if not 0 < value < 1e9:
         raise ValueError("must be a positive number")
+    return value
+
+
+def _parse_seconds_at_least(raw: str, least: float) -> float:
+    value = _parse_float(raw)
+    if value < least:
+        raise ValueError(f"must be at least {least:g} seconds")
     return value
 
 
@@ -257,6 +268,7 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "http_header_timeout_seconds": (("CARTSNITCH_HTTP_HEADER_TIMEOUT_SECONDS",), _parse_float),
     "http_body_timeout_seconds": (("CARTSNITCH_HTTP_BODY_TIMEOUT_SECONDS",), _parse_float),
     "redis_timeout_seconds": (("CARTSNITCH_REDIS_TIMEOUT_SECONDS",), _parse_float),
+    "ingest_claim_seconds": (("CARTSNITCH_INGEST_CLAIM_SECONDS",), lambda raw: _parse_seconds_at_least(raw, 5.0)),
     "database_timeout_seconds": (("CARTSNITCH_DATABASE_TIMEOUT_SECONDS",), _parse_float),
     "database_statement_timeout_seconds": (("CARTSNITCH_DATABASE_STATEMENT_TIMEOUT_SECONDS",), _parse_float),
     "idempotency_seconds": (("CARTSNITCH_IDEMPOTENCY_SECONDS",), _parse_int),

@@ -196,12 +196,22 @@ class RedisBus:
     """History in Redis streams, live routing on per-audience channels, the ingest queue as a consumer group; on a
     single Redis or on a Redis Cluster."""
 
-    def __init__(self, url: str, *, max_events: int, max_age_seconds: int, consumer: str, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_events: int,
+        max_age_seconds: int,
+        consumer: str,
+        timeout: float = 2.0,
+        claim_seconds: float = 60.0,
+    ) -> None:
         self.url = url
         self.max_events = max_events
         self.max_age_seconds = max_age_seconds
         self.consumer = consumer
         self.timeout = timeout
+        self.claim_seconds = claim_seconds
         self.clustered = is_cluster_url(url)
         # on a cluster the bus's own commands ride out a failover (about 6 s of retries) rather than fail at once
         self.redis: AnyRedis = redis_client(url, timeout=timeout, retries=8)
@@ -541,7 +551,7 @@ class RedisBus:
         held = False  # entries read but kept (a dependency did not answer): they wait in this consumer's pending list
         while not self._closing:
             try:
-                if time.monotonic() - last_claim > 30:
+                if time.monotonic() - last_claim > min(30.0, self.claim_seconds / 2):
                     last_claim = time.monotonic()
                     held = await self._claim_abandoned() or held
                 if held and time.monotonic() - last_retry >= HELD_RETRY_SECONDS:
@@ -571,10 +581,15 @@ class RedisBus:
                 await asyncio.sleep(1)
 
     async def _claim_abandoned(self) -> bool:
-        """Entries a crashed process read but never acknowledged are taken over after a minute; True when some of
-        them are kept."""
+        """Entries a crashed process read but never acknowledged are taken over after ``claim_seconds`` (a minute);
+        True when some of them are kept."""
         reply = await self.redis.xautoclaim(
-            bus.INGEST_STREAM, bus.INGEST_GROUP, self.consumer, min_idle_time=60_000, start_id="0-0", count=100
+            bus.INGEST_STREAM,
+            bus.INGEST_GROUP,
+            self.consumer,
+            min_idle_time=int(self.claim_seconds * 1000),
+            start_id="0-0",
+            count=100,
         )
         return bool(reply and reply[1]) and await self._handle_entries(reply[1])
 

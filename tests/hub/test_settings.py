@@ -142,6 +142,14 @@ def test_a_bad_demo_ticker_interval_is_refused(raw: str) -> None:
         Settings.from_env({"CARTSNITCH_DEMO_TICKER_SECONDS": raw})
 
 
+@pytest.mark.parametrize("raw", ["2", "0", "-5", "soon"])
+def test_a_claim_delay_under_five_seconds_is_refused(raw: str) -> None:
+    """Under the 2 s retry of a process's own kept events, another process would take them from it."""
+    with pytest.raises(SettingsError, match="CARTSNITCH_INGEST_CLAIM_SECONDS"):
+        Settings.from_env({"CARTSNITCH_INGEST_CLAIM_SECONDS": raw})
+    assert Settings.from_env({"CARTSNITCH_INGEST_CLAIM_SECONDS": "7.5"}).ingest_claim_seconds == 7.5
+
+
 def test_the_demo_ticker_is_refused_outside_dev_mode() -> None:
     env = {"CARTSNITCH_DATABASE_URL": "postgresql://u@db/c", "CARTSNITCH_DEMO_TICKER_SECONDS": "5", **_SECRETS}
     with pytest.raises(SettingsError, match="CARTSNITCH_DEMO_TICKER_SECONDS: only in dev mode"):
