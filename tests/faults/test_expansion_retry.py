@@ -1,7 +1,8 @@
 """Redis killed while two hub processes expand price updates that fire many target prices: every queued update is
 handed over again until Redis is back, and the retries take up where they stopped. Each room gets its update once
 and each user each target alert once (before, a kill between the room's update and its alerts recorded the update
-twice and lost the alerts not yet recorded: 5 and 15 of 600 in two runs)."""
+twice and lost the alerts not yet recorded: 5 and 15 of 600 in two runs). And a process killed between firing a
+target and recording its alert: the process that takes the update over announces it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from decimal import Decimal
 import aiohttp
 import pytest
 import redis as redis_sync
+from sqlalchemy import func, select, text
 
 from channels import bus, rooms
 from hub.store.engine import build_engine, build_sessionmaker
-from hub.store.models import PriceTargetAlert
+from hub.store.models import HubAlertOutbox, PriceTargetAlert
 from tests import factories
 from tests.cluster import User, create_users
 from tests.conftest import make_settings
@@ -102,3 +104,81 @@ async def test_redis_killed_mid_expansion_loses_and_repeats_nothing(
     for log in logs:
         assert "Traceback" not in log, log
         assert "dropped" not in log, log
+
+
+async def test_a_process_killed_between_firing_a_target_and_recording_its_alert_loses_nothing(
+    pg_url: str, redis_process: RedisProcess, hubs: Hubs
+) -> None:
+    """The process handling a price update commits the target's firing, then is SIGKILLed before Redis runs the
+    alert's record (writes paused). The process that takes the update over announces the alert from the outbox, once.
+    (Kept in memory, the alert died with the process: the second one found the target fired and announced nothing.)
+    The target's row is locked while the update is published, so the first process is the one handling it."""
+    settings = make_settings(pg_url, redis_process.url)
+    [user] = await create_users(settings, 1)
+    engine = build_engine(settings.database_url)
+    async with build_sessionmaker(engine).begin() as session:
+        store = await factories.create_store(session)
+        product = await factories.create_product(session)
+        session.add(PriceTargetAlert(user_id=user.id, normalized_product_id=product.id, target_price=Decimal("3.99")))
+    claim = {"CARTSNITCH_INGEST_CLAIM_SECONDS": "5"}
+    [first] = await hubs.start(settings, **claim)
+    update = {
+        "product_id": str(product.id),
+        "store_id": str(store.id),
+        "store_slug": store.slug,
+        "observed_date": "2026-12-01",
+        "regular_price": 3.49,
+        "sale_price": None,
+    }
+    body = {"event_type": "cartsnitch.prices.updated", "service": "test", "payload": update}
+    deadline = asyncio.get_running_loop().time() + 30
+    redis = redis_sync.Redis.from_url(redis_process.url)
+    try:
+        async with engine.connect() as lock, aiohttp.ClientSession() as http:
+            locked = await lock.begin()
+            await lock.execute(select(PriceTargetAlert.id).with_for_update())
+            async with http.post(
+                first.url + "/internal/events", json=body, headers={"X-Service-Key": settings.service_key or ""}
+            ) as response:
+                assert response.status == 202
+            waiting = select(func.count()).select_from(text("pg_stat_activity")).where(text("wait_event_type = 'Lock'"))
+            async with engine.connect() as probe:
+                while not (await probe.execute(waiting)).scalar():  # the first process waits to fire the target
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.05)
+            [second] = await hubs.start(settings, **claim)
+            redis.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
+            await locked.commit()
+        async with engine.connect() as probe:
+            while not (await probe.execute(select(func.count()).select_from(HubAlertOutbox))).scalar():
+                assert asyncio.get_running_loop().time() < deadline  # the firing is committed
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # the alert's record is sent, and waits
+        first.process.send_signal(signal.SIGKILL)
+        await first.process.wait()
+        redis.execute_command("CLIENT", "UNPAUSE")
+        bearer = {"Authorization": f"Bearer {user.token}"}
+
+        async def alerts() -> list[str]:
+            async with http_.get(second.url + "/api/v1/me/events", headers=bearer) as response:
+                assert response.status == 200
+                page = await response.json()
+            return [e["id"] for e in page["events"] if e["event_type"] == "cartsnitch.alerts.price_target"]
+
+        async with aiohttp.ClientSession() as http_:
+            while not await alerts():
+                assert asyncio.get_running_loop().time() < deadline, "the alert was lost with its process"
+                await asyncio.sleep(0.2)
+            while redis.xpending(bus.INGEST_STREAM, bus.INGEST_GROUP)["pending"]:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
+            assert len(await alerts()) == 1
+        async with engine.connect() as probe:
+            assert (await probe.execute(select(func.count()).select_from(HubAlertOutbox))).scalar() == 0
+    finally:
+        redis.execute_command("CLIENT", "UNPAUSE")
+        redis.close()
+        await engine.dispose()
+    log = hubs.log(second)
+    assert "Traceback" not in log, log
