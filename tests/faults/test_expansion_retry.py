@@ -10,6 +10,7 @@ import asyncio
 import collections
 import signal
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,6 +29,19 @@ from tests.services import RedisProcess
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 USERS, PRODUCTS = 30, 20
+
+
+def _price_update(product: Any, store: Any) -> dict[str, Any]:
+    """A price update at 3.49 that meets the 3.99 targets: the body of ``POST /internal/events``."""
+    update = {
+        "product_id": str(product.id),
+        "store_id": str(store.id),
+        "store_slug": store.slug,
+        "observed_date": "2026-12-01",
+        "regular_price": 3.49,
+        "sale_price": None,
+    }
+    return {"event_type": "cartsnitch.prices.updated", "service": "test", "payload": update}
 
 
 async def test_redis_killed_mid_expansion_loses_and_repeats_nothing(
@@ -65,15 +79,7 @@ async def test_redis_killed_mid_expansion_loses_and_repeats_nothing(
 
     async with aiohttp.ClientSession() as http:
         for product in products:
-            update = {
-                "product_id": str(product.id),
-                "store_id": str(store.id),
-                "store_slug": store.slug,
-                "observed_date": "2026-12-01",
-                "regular_price": 3.49,
-                "sale_price": None,
-            }
-            body = {"event_type": "cartsnitch.prices.updated", "service": "test", "payload": update}
+            body = _price_update(product, store)
             async with http.post(processes[1].url + "/internal/events", json=body, headers=service) as response:
                 assert response.status == 202
         while not any((await alerts(http, users[:1])).values()):  # the expansions are under way (600 alerts)
@@ -122,15 +128,7 @@ async def test_a_process_killed_between_firing_a_target_and_recording_its_alert_
         session.add(PriceTargetAlert(user_id=user.id, normalized_product_id=product.id, target_price=Decimal("3.99")))
     claim = {"CARTSNITCH_INGEST_CLAIM_SECONDS": "5"}
     [first] = await hubs.start(settings, **claim)
-    update = {
-        "product_id": str(product.id),
-        "store_id": str(store.id),
-        "store_slug": store.slug,
-        "observed_date": "2026-12-01",
-        "regular_price": 3.49,
-        "sale_price": None,
-    }
-    body = {"event_type": "cartsnitch.prices.updated", "service": "test", "payload": update}
+    body = _price_update(product, store)
     deadline = asyncio.get_running_loop().time() + 30
     redis = redis_sync.Redis.from_url(redis_process.url)
     try:

@@ -95,6 +95,14 @@ class Listener:
         return self.events
 
 
+async def _user_listener(server: TestServer, user_id: str) -> tuple[Listener, dict[str, str]]:
+    """A listener on the user's namespace, and the user's auth headers."""
+    headers = await factories.auth_headers(server.app, user_id)
+    listener = Listener()
+    await listener.connect(server, f"/users/{user_id}", {"token": headers["Authorization"].split()[1]})
+    return listener, headers
+
+
 async def _publish(server: TestServer, event_type: str, payload: dict[str, Any]) -> str:
     return await server.app[keys.ingest].publish(event_type, payload, service="test", source="test")
 
@@ -152,9 +160,7 @@ async def test_trend_room_snapshot_matches_rest_and_price_updates_arrive_with_a_
 
 async def test_a_met_target_price_fires_once(server: TestServer, world: dict[str, Any]) -> None:
     buyer, cereal, kroger = world["buyer"], world["cereal"], world["kroger"]
-    headers = await factories.auth_headers(server.app, buyer.id)
-    listener = Listener()
-    await listener.connect(server, f"/users/{buyer.id}", {"token": headers["Authorization"].split()[1]})
+    listener, headers = await _user_listener(server, buyer.id)
     update = {
         "product_id": str(cereal.id),
         "store_id": str(kroger.id),
@@ -203,9 +209,7 @@ async def test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped(
         return await record(audience, envelope_json, **options)
 
     monkeypatch.setattr(ingest.bus, "record", record_or_fail)
-    headers = await factories.auth_headers(server.app, buyer.id)
-    listener = Listener()
-    await listener.connect(server, f"/users/{buyer.id}", {"token": headers["Authorization"].split()[1]})
+    listener, headers = await _user_listener(server, buyer.id)
     room = f"trend:{cereal.id}"
     member = Listener()
     await member.connect(server, "/public")
@@ -275,9 +279,7 @@ async def test_a_target_fired_by_a_process_that_died_before_announcing_it_is_ann
 
     monkeypatch.setattr(first, "publish", die)
     entry, envelope_json = _target_met(world)
-    headers = await factories.auth_headers(server.app, buyer.id)
-    listener = Listener()
-    await listener.connect(server, f"/users/{buyer.id}", {"token": headers["Authorization"].split()[1]})
+    listener, headers = await _user_listener(server, buyer.id)
     try:
         with pytest.raises(_Died):
             await first.handle_queued(entry, envelope_json)
@@ -316,9 +318,7 @@ async def test_the_sweep_records_an_alert_whose_update_was_given_up_once(
 
     monkeypatch.setattr(ingest, "publish", fail_once)
     entry, envelope_json = _target_met(world)
-    headers = await factories.auth_headers(server.app, buyer.id)
-    listener = Listener()
-    await listener.connect(server, f"/users/{buyer.id}", {"token": headers["Authorization"].split()[1]})
+    listener, _ = await _user_listener(server, buyer.id)
     try:
         with pytest.raises(RedisConnectionError):
             await ingest.handle_queued(entry, envelope_json)
