@@ -23,8 +23,10 @@ from channels.payloads import build_envelope
 from channels.publish import encode_envelope
 from hub import keys
 from hub.realtime import fanout
+from hub.realtime import ingest as ingest_module
 from hub.realtime.fanout import RedisBus
 from hub.realtime.ingest import Ingest
+from hub.store import alerts
 from hub.store.models import AlertSettings, HubAlertOutbox, PriceTargetAlert
 from tests import factories
 
@@ -334,6 +336,48 @@ async def test_the_sweep_records_an_alert_whose_update_was_given_up_once(
     assert name == "cartsnitch.alerts.price_target"
     assert len(listener.events) == 1
     assert await _outbox(server) == []
+
+
+async def test_an_alert_recorded_while_the_database_went_away_stays_in_the_outbox_and_is_not_recorded_twice(
+    server: TestServer, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The alert is recorded, then the database stops answering before it leaves the outbox: the update completes
+    (the user has the alert), the outage is reported without a traceback, and the sweep that finds the alert later
+    records it no second time. A sweep that meets the outage itself reports it and tries again at the next."""
+    monkeypatch.setattr(ingest_module, "OUTBOX_SWEEP_SECONDS", 0.05)
+    buyer = world["buyer"]
+    ingest = server.app[keys.ingest]
+    unstage = alerts.unstage_alerts
+    staged = alerts.staged_alerts
+    gone = ConnectionRefusedError(111, "Connect call failed")
+
+    async def database_gone(*args: Any, **kwargs: Any) -> Any:
+        raise gone
+
+    monkeypatch.setattr(alerts, "unstage_alerts", database_gone)
+    entry, envelope_json = _target_met(world)
+    listener, _ = await _user_listener(server, buyer.id)
+    try:
+        await ingest.handle_queued(entry, envelope_json)
+        [(name, _envelope)] = await listener.wait_for(1)
+        assert [row.entry_id for row in await _outbox(server)] == [entry]
+        monkeypatch.setattr(alerts, "staged_alerts", database_gone)
+        reported: list[str] = []
+        monkeypatch.setattr(ingest.outages, "report", lambda dependency, exc: reported.append(dependency))
+        sweeper = asyncio.ensure_future(ingest._sweep_loop())
+        await asyncio.sleep(0.3)
+        sweeper.cancel()
+        assert reported and set(reported) == {"database"}
+        monkeypatch.setattr(alerts, "staged_alerts", staged)
+        monkeypatch.setattr(alerts, "unstage_alerts", unstage)
+        assert await ingest.sweep_outbox(stale_seconds=0) == 1
+        await asyncio.sleep(0.5)  # a second alert would have arrived by now
+    finally:
+        await listener.sio.disconnect()
+    assert name == "cartsnitch.alerts.price_target"
+    assert len(listener.events) == 1
+    assert await _outbox(server) == []
+    assert "Traceback" not in caplog.text
 
 
 async def test_an_update_that_meets_many_targets_announces_them_all_at_once(
