@@ -122,8 +122,8 @@ class EventId(NamedTuple):
 
 def parse_event_id(value: object) -> EventId | None:
     """The parts of an event id (``<ms>-<seq>-<epoch>``), or None when ``value`` is not one."""
-    if not isinstance(value, str) or len(value) > 80:
-        return None
+    if not isinstance(value, str) or len(value) > 80 or not value.isascii():
+        return None  # ASCII only: str.isdigit() is true of "²" and "٣", which int() refuses or reads as 3
     parts = value.split("-", 2)
     if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or not parts[2].isalnum():
         return None

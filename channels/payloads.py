@@ -264,10 +264,34 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).isoformat()
 
 
+def utc_form(timestamp: str) -> str | None:
+    """``timestamp`` (ISO-8601) as the envelope carries it: in UTC. One already in UTC is kept as written; a naive
+    one is taken as UTC (what ``datetime.utcnow().isoformat()`` gives); another offset is converted. None when it is
+    not an ISO-8601 date-time, is longer than 64 characters, or has no UTC equivalent."""
+    if len(timestamp) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(timestamp)
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC).isoformat()
+        if not moment.utcoffset():
+            return timestamp
+        return moment.astimezone(UTC).isoformat()
+    except (ValueError, OverflowError):
+        return None
+
+
 def build_envelope(
     event_type: EventType, payload: Mapping[str, Any], *, service: str, timestamp: str | None = None
 ) -> dict[str, Any]:
     """The envelope without ``id``, members in wire order (``event_type`` first)."""
+    if timestamp is not None:
+        normal = utc_form(timestamp)
+        if normal is None:
+            raise InvalidPayload(
+                [{"field": "timestamp", "message": "must be an ISO-8601 date-time", "type": "datetime_type"}]
+            )
+        timestamp = normal
     return {
         "event_type": event_type.value,
         "timestamp": timestamp or utc_timestamp(),

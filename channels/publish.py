@@ -77,8 +77,14 @@ def fingerprint(event_type: str, payload: Mapping[str, Any]) -> str:
 
 
 def encode_envelope(envelope: Mapping[str, Any]) -> str:
-    """The envelope as compact JSON text, members in the order given."""
-    return orjson.dumps(envelope).decode()
+    """The envelope as compact JSON text, members in the order given; InvalidPayload when its payload has no JSON
+    form (nested past orjson's limit, a key that is not a string, a value JSON cannot carry)."""
+    try:
+        return orjson.dumps(envelope).decode()
+    except TypeError as exc:
+        raise InvalidPayload(
+            [{"field": "payload", "message": f"cannot be sent as JSON: {exc}", "type": "json"}]
+        ) from None
 
 
 async def record(
@@ -153,8 +159,13 @@ async def publish(
     if kind is None:
         raise InvalidPayload([{"field": "event_type", "message": f"unknown event type {event_type!r}", "type": "enum"}])
     checked = validate_payload(kind, payload)
-    envelope_json = encode_envelope(build_envelope(kind, checked, service=service, timestamp=timestamp))
-    signature = fingerprint(kind.value, checked)
+    try:
+        envelope_json = encode_envelope(build_envelope(kind, checked, service=service, timestamp=timestamp))
+        signature = fingerprint(kind.value, checked)
+    except TypeError as exc:  # orjson: nested past its limit, or a value JSON has no form for
+        raise InvalidPayload(
+            [{"field": "payload", "message": f"cannot be sent as JSON: {exc}", "type": "json"}]
+        ) from None
     if is_direct(kind, checked):
         audience = bus.user_audience(checked["user_id"])
         result = await record(

@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
             for m in (
                 middleware.metrics_middleware,
                 problems.middleware,
+                middleware.options_middleware,
                 middleware.drain_middleware,
                 middleware.rate_limit_middleware,
             )

@@ -16,6 +16,7 @@ import signal
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod
 from aiohttp.web_protocol import RequestHandler
 
 from channels.errors import Problem, ProblemType
@@ -39,11 +40,17 @@ class HubRequestHandler(RequestHandler):
             log.info("refused a malformed request from %s (%s)", request.remote, type(exc).__name__ if exc else status)
         if request.writer.output_size > 0:
             raise ConnectionError("the response was under way")
-        kind = ProblemType.INTERNAL if status >= 500 else ProblemType.BAD_REQUEST
-        # the parser's message quotes the offending bytes (a cookie, say): none of it goes back or into the log
-        detail = None if status >= 500 else "the request line or a header is malformed or too long"
-        body = Problem(kind, detail).to_dict()
-        body["status"] = status
+        if isinstance(exc, BadHttpMethod):
+            # RFC 9110 §9.1: a method the server does not recognise is 501
+            body = {"type": "about:blank", "title": "Not Implemented", "status": 501, "code": "BAD_REQUEST"}
+            body["detail"] = "the request method is not one this server implements"
+            status = 501
+        else:
+            kind = ProblemType.INTERNAL if status >= 500 else ProblemType.BAD_REQUEST
+            # the parser's message quotes the offending bytes (a cookie, say): none of it goes back or into the log
+            detail = None if status >= 500 else "the request line or a header is malformed or too long"
+            body = Problem(kind, detail).to_dict()
+            body["status"] = status
         response = web.json_response(body, status=status, content_type="application/problem+json")
         response.headers["Server"] = SERVER
         response.force_close()

@@ -32,8 +32,10 @@ class _Strict(BaseModel):
 
 
 class RegisterIn(_Strict):
-    email: str = Field(max_length=255, description="the sign-in email")
-    password: str = Field(min_length=8, description="8 characters to 72 bytes")
+    email: str = Field(max_length=255, description="the sign-in email", json_schema_extra={"format": "email"})
+    password: str = Field(
+        min_length=8, max_length=72, description="8 characters to 72 bytes (bcrypt's limit; the byte limit is checked)"
+    )
     display_name: str | None = Field(None, max_length=100)
 
     @field_validator("email")
@@ -179,6 +181,7 @@ async def register(request: web.Request) -> web.Response:
     limit="auth",
     body=LoginIn,
     response=TokenPair,
+    errors=(401,),
 )
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginIn)
@@ -199,6 +202,7 @@ async def login(request: web.Request) -> web.Response:
     limit="auth",
     body=RefreshIn,
     response=TokenPair,
+    errors=(401,),
 )
 async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshIn)

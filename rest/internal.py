@@ -31,7 +31,9 @@ def require_service(request: web.Request) -> None:
         raise AppError(ProblemType.SERVICE_UNAVAILABLE, "internal routes are disabled: set CARTSNITCH_SERVICE_KEY")
     given = request.headers.get("X-Service-Key")
     if not given:
-        raise AppError(ProblemType.UNAUTHORIZED, "send the X-Service-Key header")
+        # RFC 9110 §11.6.1: a 401 names the scheme that would succeed
+        challenge = {"WWW-Authenticate": 'X-Service-Key realm="cartsnitch-internal"'}
+        raise AppError(ProblemType.UNAUTHORIZED, "send the X-Service-Key header", headers=challenge)
     if not constant_time_equals(given, expected):
         raise AppError(ProblemType.FORBIDDEN, "wrong service key")
 

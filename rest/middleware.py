@@ -46,6 +46,20 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 @web.middleware
+async def options_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An ``OPTIONS`` request that is not a CORS preflight (no ``Origin`` or no ``Access-Control-Request-Method``)
+    asks what the resource supports (RFC 9110 §9.3.7): 204 with ``Allow``. Preflights go to the CORS handler."""
+    if request.method == "OPTIONS" and not (
+        "Origin" in request.headers and "Access-Control-Request-Method" in request.headers
+    ):
+        resource = request.match_info.route.resource
+        if resource is not None:
+            methods = sorted({route.method for route in resource} | {"OPTIONS"})
+            return web.Response(status=204, headers={"Allow": ",".join(methods)})
+    return await handler(request)
+
+
+@web.middleware
 async def drain_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """While the process drains, only liveness answers: everything else is sent elsewhere with a 503."""
     hub = request.app.get(keys.hub)

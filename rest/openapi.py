@@ -201,6 +201,9 @@ _PAGING_HEADERS = {
 }
 
 
+_RETRY_AFTER = {"description": "seconds to wait before retrying", "schema": {"type": "integer", "minimum": 0}}
+
+
 def build_spec(operations: Iterable[Operation], *, title: str, version: str, description: str) -> dict[str, Any]:
     components = _Components()
     paths: dict[str, dict[str, Any]] = {}
@@ -235,6 +238,11 @@ def build_spec(operations: Iterable[Operation], *, title: str, version: str, des
             headers.update(_PAGING_HEADERS)
         if op.cached:
             headers["ETag"] = {"description": "entity tag; send it back in If-None-Match", "schema": {"type": "string"}}
+        if op.status == 201:
+            headers["Location"] = {
+                "description": "the created resource's URL, when it has one",
+                "schema": {"type": "string"},
+            }
         if headers:
             success["headers"] = headers
         responses: dict[str, Any] = {str(op.status): success}
@@ -245,6 +253,8 @@ def build_spec(operations: Iterable[Operation], *, title: str, version: str, des
                 "description": _ERROR_TITLES.get(code, "Error"),
                 "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
             }
+            if code in (429, 503):
+                responses[str(code)]["headers"] = {"Retry-After": _RETRY_AFTER}
         entry["responses"] = responses
         paths.setdefault(path, {})[op.method.lower()] = entry
     return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,16 @@ class Page:
 def encode_cursor(values: Sequence[Any]) -> str:
     raw = orjson.dumps([str(v) for v in values])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def utc_datetime(raw: str) -> dt.datetime:
+    """A cursor's timestamp as an aware UTC datetime (naive means UTC); ValueError when it is not one, or has no
+    UTC equivalent (``9999-12-31T23:59:59-05:00``)."""
+    value = dt.datetime.fromisoformat(raw)
+    try:
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
 
 
 def page_of(query: PageQuery, *parsers: Callable[[str], Any]) -> Page:

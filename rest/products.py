@@ -18,7 +18,7 @@ from rest.api import API
 from rest.auth import require_user
 from rest.caching import cached_json
 from rest.openapi import RouteTable
-from rest.paging import PageQuery, page_of, respond
+from rest.paging import PageQuery, page_of, respond, utc_datetime
 from rest.types import LocalMidnight, Money
 from rest.validation import parse_query, path_uuid
 
@@ -85,14 +85,6 @@ class PriceHistoryOut(BaseModel):
     data_points: list[PricePointOut] = Field(description=f"oldest first; at most the newest {MAX_PRICE_POINTS}")
 
 
-def _cursor_time(raw: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(raw)
-    try:
-        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
-    except OverflowError:
-        raise ValueError("out of range") from None
-
-
 def _first_upc(variants: object) -> str | None:
     if isinstance(variants, list) and variants and isinstance(variants[0], str):
         return variants[0]
@@ -128,7 +120,7 @@ def _not_found(product_id: uuid.UUID) -> AppError:
 async def list_products(request: web.Request) -> web.Response:
     await require_user(request)
     query = parse_query(request, ProductQuery)
-    page = page_of(query, _cursor_time, uuid.UUID)
+    page = page_of(query, utc_datetime, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await products.search_products(
             session,

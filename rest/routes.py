@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import aiohttp_cors
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from hub import __version__, keys
 from rest import (
@@ -18,6 +18,7 @@ from rest import (
     health,
     internal,
     prices,
+    problems,
     products,
     public,
     purchases,
@@ -90,6 +91,26 @@ def is_public_read(op: Operation) -> bool:
     return op.auth == "none" and op.method == "GET"
 
 
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` as aiohttp answers it; any other expectation is a 417 problem (aiohttp's own
+    answer is plain text quoting the header back)."""
+    if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        if request.version == HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the response proper has not begun
+        return None
+    return problems.problem_response(
+        {
+            "type": "about:blank",
+            "title": "Expectation Failed",
+            "status": 417,
+            "detail": "the only expectation served is 100-continue",
+            "instance": request.path,
+            "code": "BAD_REQUEST",
+        }
+    )
+
+
 def setup_routes(app: web.Application) -> None:
     settings = app[keys.settings]
     cors = aiohttp_cors.setup(app)
@@ -115,8 +136,11 @@ def setup_routes(app: web.Application) -> None:
         resource = resources.get(op.path)
         if resource is None:
             resource = resources[op.path] = app.router.add_resource(op.path)
-        route = resource.add_route(op.method, op.handler)
-        cors.add(route, anyone if is_public_read(op) else credentialed)
+        options = anyone if is_public_read(op) else credentialed
+        cors.add(resource.add_route(op.method, op.handler, expect_handler=expect), options)
+        if op.method == "GET" and op.content_type != "text/event-stream":
+            # RFC 9110 §9.1: a GET resource answers HEAD too (uptime checks, proxies); aiohttp sends no body
+            cors.add(resource.add_route("HEAD", op.handler, expect_handler=expect), options)
         by_handler[op.handler] = op
     app[keys.operations] = by_handler
     app[keys.openapi] = build_spec(operations, title="CartSnitch Hub API", version=__version__, description=DESCRIPTION)

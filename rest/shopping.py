@@ -29,7 +29,7 @@ from rest import responses
 from rest.api import API
 from rest.auth import require_user
 from rest.openapi import RouteTable
-from rest.paging import PageQuery, page_of, respond
+from rest.paging import PageQuery, page_of, respond, utc_datetime
 from rest.types import DecimalIn, LocalMidnight, Money
 from rest.validation import parse_body, parse_query, path_uuid
 
@@ -174,7 +174,7 @@ async def _checked_items(session: AsyncSession, items: Sequence[ItemIn]) -> list
 )
 async def list_shopping_lists(request: web.Request) -> web.Response:
     principal = await require_user(request)
-    page = page_of(parse_query(request, PageQuery), datetime.fromisoformat, uuid.UUID)
+    page = page_of(parse_query(request, PageQuery), utc_datetime, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await shopping.list_shopping_lists(
             session, user_id=principal.user_id, limit=page.limit + 1, offset=page.offset, after=page.after

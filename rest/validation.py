@@ -18,6 +18,9 @@ from hub.errors import AppError, validation_error
 
 M = TypeVar("M", bound=BaseModel)
 MAX_JSON_BODY = 1 << 20
+# no body of ours nests deeper than a few levels; the parser allows 1,024, and what the hub does with a value
+# afterwards (validation, re-encoding an event's payload) must not run out of stack on one a client made deep
+MAX_JSON_DEPTH = 32
 
 
 def errors_of(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
@@ -53,6 +56,31 @@ def _nul_fields(data: Any, path: str) -> list[str]:
     if isinstance(data, list):
         return [f for i, value in enumerate(data) for f in _nul_fields(value, f"{path}.{i}" if path else str(i))]
     return []
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests containers more than ``limit`` levels deep (iteratively: no recursion on its depth)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _refuse_deep(raw: bytes, data: Any) -> None:
+    # a body with no more than MAX_JSON_DEPTH brackets cannot nest deeper; counting them is C-fast
+    if not isinstance(data, dict | list) or raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    if _deeper_than(data, MAX_JSON_DEPTH):
+        raise validation_error(
+            [{"field": "body", "message": f"nests deeper than {MAX_JSON_DEPTH} levels", "type": "too_deep"}],
+            f"the body nests deeper than {MAX_JSON_DEPTH} levels",
+        )
 
 
 def _refuse_nul(data: Any, where: str) -> None:
@@ -109,7 +137,10 @@ async def read_json(request: web.Request) -> Any:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise AppError(ProblemType.MALFORMED_JSON, f"the body is not valid JSON: {exc.msg}") from None
-    _refuse_nul(data, "body")
+    _refuse_deep(raw, data)
+    # JSON text carries a NUL only escaped (a raw control character is malformed): no escape, nothing to look for
+    if b"\\u0000" in raw:
+        _refuse_nul(data, "body")
     return data
 
 

@@ -18,7 +18,7 @@ import orjson
 
 from channels import bus, rooms
 from channels.events import AUDIENCE, Audience, EventType, is_direct, parse_event_type
-from channels.payloads import InvalidPayload, build_envelope, utc_timestamp, validate_payload
+from channels.payloads import InvalidPayload, build_envelope, utc_form, utc_timestamp, validate_payload
 from channels.publish import IdempotencyConflict, encode_envelope, fingerprint
 from hub.errors import unavailable_dependency
 from hub.infra import cache as cache_scopes
@@ -79,21 +79,13 @@ def check_envelope(data: Any) -> tuple[EventType, dict[str, Any], str, str]:
     timestamp = data.get("timestamp")
     if timestamp is None:
         timestamp = utc_timestamp()
-    elif not isinstance(timestamp, str) or not _is_timestamp(timestamp):
+    elif not isinstance(timestamp, str) or (timestamp := utc_form(timestamp)) is None:
         errors.append({"field": "timestamp", "message": "must be an ISO-8601 date-time", "type": "datetime_type"})
     if errors:
         raise InvalidPayload(errors)
     assert kind is not None
     payload = validate_payload(kind, data.get("payload"))
     return kind, payload, str(service), str(timestamp)
-
-
-def _is_timestamp(value: str) -> bool:
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return len(value) <= 64
 
 
 class Ingest:
@@ -184,11 +176,11 @@ class Ingest:
             try:
                 data = orjson.loads(raw)
                 kind, payload, service, timestamp = check_envelope(data)
+                envelope_json = encode_envelope(build_envelope(kind, payload, service=service, timestamp=timestamp))
             except (orjson.JSONDecodeError, InvalidPayload) as exc:
                 self.metrics.events_invalid.labels("redis").inc()
                 log.warning("invalid event on %s ignored: %s", channel.decode(errors="replace"), exc)
                 continue
-            envelope_json = encode_envelope(build_envelope(kind, payload, service=service, timestamp=timestamp))
             digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
             if is_direct(kind, payload):
                 audience = bus.user_audience(payload["user_id"])

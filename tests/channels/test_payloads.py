@@ -127,7 +127,9 @@ def test_json_schema_lists_required_fields() -> None:
 
 
 def test_envelope_has_event_type_first() -> None:
-    envelope = build_envelope(EventType.PRODUCTS_NORMALIZED, {"product_id": "p"}, service="s", timestamp="t")
+    envelope = build_envelope(
+        EventType.PRODUCTS_NORMALIZED, {"product_id": "p"}, service="s", timestamp="2026-12-01T00:00:00Z"
+    )
     assert list(envelope) == ["event_type", "timestamp", "service", "payload"]
 
 
@@ -148,6 +150,9 @@ def test_room_and_key_grammar() -> None:
     assert bus.audience_of_v1_channel("cartsnitch.sync.progress") is None
     assert bus.parse_event_id("1700000000000-3-ab12cd34") == bus.EventId(1700000000000, 3, "ab12cd34")
     assert bus.parse_event_id("x-1-a") is None
+    # digits that str.isdigit() accepts and int() refuses ("²") or reads in another script ("٣")
+    for foreign in ("\u00b2-0-x", "10-\u0663-ab12cd34", "1-0-\u00e9poque", "1-0-ab\u0663"):
+        assert bus.parse_event_id(foreign) is None
     assert bus.with_id("1-0-e", '{"a":1}') == '{"id":"1-0-e","a":1}'
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 import pytest
 import socketio
 from aiohttp.test_utils import TestServer
@@ -241,6 +242,14 @@ async def test_a_real_process_answers_malformed_http_with_problems_and_logs_no_c
         assert b"Server: cartsnitch-hub" in response
         assert b"application/problem+json" in response
         assert token.encode() not in response
+        # RFC 9110 §9.1: a method the server does not implement is 501
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(b"FOO /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        unknown = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        head, _, body = unknown.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n", 1)[0].split(b" ")[1] == b"501", head
+        assert b"application/problem+json" in head and orjson.loads(body)["status"] == 501
         async with aiohttp.ClientSession() as http:
             for _ in range(300):
                 ws = await WebSocket.open(http, hub.url)
