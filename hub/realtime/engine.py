@@ -57,6 +57,11 @@ class Outbound:
         self.size = len(self.frame)
 
 
+def _connected(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether a request's connection is still open (aiohttp drops the transport when the peer goes away)."""
+    return transport is not None and not transport.is_closing()
+
+
 class EngineSocket:
     __slots__ = (
         "address",
@@ -67,6 +72,7 @@ class EngineSocket:
         "inbox",
         "inbox_task",
         "joined",
+        "poll_transport",
         "polled",
         "probe_timer",
         "probing",
@@ -94,6 +100,8 @@ class EngineSocket:
         self.queue: list[str] = []
         self.queued_bytes = 0
         self.waiter: asyncio.Future[None] | None = None
+        self.poll_transport: asyncio.BaseTransport | None = None
+        """The connection of the pending poll (``waiter``'s): whether its client is still there to read."""
         self.inbox: deque[str | bytes] | None = None
         """Messages received over the websocket and not yet handled (handled in order by ``inbox_task``)."""
         self.inbox_task: asyncio.Task[None] | None = None
@@ -463,7 +471,7 @@ class LeanEngine:
         if socket.ws is not None and not socket.upgrading:
             return self._error("Bad request", 3, headers=cors)
         if method == "GET":
-            return await self._poll(socket, cors)
+            return await self._poll(request, socket, cors)
         if method == "POST":
             return await self._post(request, socket, cors)
         return self._error("Bad request", 3, headers=cors)
@@ -526,19 +534,30 @@ class LeanEngine:
             body += RECORD_SEPARATOR + socket.take_queue()
         return web.Response(text=body, content_type="text/plain", headers=cors)
 
-    async def _poll(self, socket: EngineSocket, cors: dict[str, str]) -> web.Response:
+    async def _poll(self, request: web.Request, socket: EngineSocket, cors: dict[str, str]) -> web.Response:
         if socket.waiter is not None:
-            # two GETs at once: the protocol closes the session (the first poll then reads a close packet)
-            await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
-            return self._error("Overlapping poll", 3, headers=cors)
+            if _connected(socket.poll_transport):
+                # two GETs at once: the protocol closes the session (the first poll then reads a close packet)
+                await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
+                return self._error("Overlapping poll", 3, headers=cors)
+            # the pending poll's client went away (an aborted request, a proxy's idle timeout): this one replaces it
+            if not socket.waiter.done():
+                socket.waiter.set_result(None)
+            socket.waiter = socket.poll_transport = None
+        transport = request.transport
         if not socket.queue and not socket.upgrading and not socket.closed:
-            socket.waiter = asyncio.get_running_loop().create_future()
+            waiter = socket.waiter = asyncio.get_running_loop().create_future()
+            socket.poll_transport = transport
             try:
-                await asyncio.wait_for(socket.waiter, self.ping_interval + self.ping_timeout)
+                await asyncio.wait_for(waiter, self.ping_interval + self.ping_timeout)
             except TimeoutError:
                 pass
             finally:
-                socket.waiter = None
+                if socket.waiter is waiter:
+                    socket.waiter = socket.poll_transport = None
+            if not _connected(transport):
+                # nobody would read this answer: what is queued stays for the client's next poll
+                return web.Response(text=NOOP, content_type="text/plain", headers=cors)
         if socket.upgrading or socket.upgraded:
             body = NOOP
         elif socket.queue:
@@ -606,7 +625,7 @@ class LeanEngine:
                 await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
                 return False
             return await self._message(socket, data)
-        if kind == PONG and len(text) == 1:
+        if kind == PONG:  # a pong's data, if any, means nothing outside the upgrade's probe
             self._pong(socket)
             return True
         if kind == CLOSE and len(text) == 1:

@@ -32,6 +32,12 @@ CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG, CLOSE_INT
 log = logging.getLogger("hub.websocket")
 
 
+def _sendable_close_code(code: int) -> bool:
+    """A close code an endpoint may put in a close frame (RFC 6455 §7.4.1-2: not 1004-1006 or 1015, nothing below
+    1000, nothing unassigned below 3000)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
 class HandshakeError(ValueError):
     """The request is not a valid websocket opening handshake."""
 
@@ -171,7 +177,16 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _frame(self, opcode: int, fin: bool, payload: bytes) -> None:
         if opcode == CLOSE:
+            # RFC 6455 §5.5.1, §7.4: a body is a status code a peer may send, then a UTF-8 reason
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else CLOSE_NORMAL
+            if len(payload) == 1 or not _sendable_close_code(code):
+                self.fail(CLOSE_PROTOCOL_ERROR)
+                return
+            try:
+                payload[2:].decode()
+            except UnicodeDecodeError:
+                self.fail(CLOSE_INVALID_DATA)
+                return
             self.close(code if code in (CLOSE_NORMAL, 1001) else CLOSE_NORMAL)
             return
         if opcode == PING:

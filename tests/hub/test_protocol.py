@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hub.app import create_app
+from tests.cluster import start_hub, stop_hubs
 from tests.conftest import make_settings
 from tests.eio import PATH, RS, Polling, WebSocket
 
@@ -267,6 +269,54 @@ async def test_overlapping_polls_close_the_session(server: TestServer, http: Any
     assert status == 400
     assert await first == (200, "1")
     assert (await polling.get())[0] == 400
+
+
+@pytest.fixture
+async def process_url(sqlite_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A real ``serve`` process: aiohttp's test server cancels a handler whose client goes away, ``serve`` does not
+    (as in production), and what a poll does when its client is gone differs between the two."""
+    hub = await start_hub(make_settings(sqlite_url), tmp_path / "hub.log")
+    try:
+        yield hub.url
+    finally:
+        await stop_hubs([hub])
+
+
+async def _abandon_a_poll(url: str, polling: Polling) -> None:
+    """A poll whose client goes away before the answer (an aborted request, a proxy's idle timeout)."""
+    parts = urlsplit(url)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(f"GET {polling.url.removeprefix(url)} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    await asyncio.sleep(0.1)
+
+
+async def _public_polling(http: Any, url: str) -> Polling:
+    polling = await Polling(http, url).open()
+    await polling.post("40/public,")
+    assert (await polling.packets())[0].startswith("40/public,{")
+    return polling
+
+
+async def test_what_an_abandoned_poll_was_due_waits_for_the_next_poll(process_url: str, http: Any) -> None:
+    polling = await _public_polling(http, process_url)
+    await _abandon_a_poll(process_url, polling)
+    assert await polling.post('42/public,7["subscribe",{"room":"nope"}]') == (200, "ok")
+    assert (await polling.packets(timeout=5))[0].startswith('43/public,7[{"ok":false')
+
+
+async def test_a_poll_after_an_abandoned_one_takes_its_place(process_url: str, http: Any) -> None:
+    polling = await _public_polling(http, process_url)
+    await _abandon_a_poll(process_url, polling)
+    pending = asyncio.ensure_future(polling.get(timeout=5))
+    await asyncio.sleep(0.1)
+    assert await polling.post('42/public,8["subscribe",{"room":"nope"}]') == (200, "ok")
+    status, text = await pending
+    assert status == 200 and text.startswith('43/public,8[{"ok":false'), text
 
 
 # --- Engine.IO: heartbeat -----------------------------------------------------------------------------------

@@ -134,8 +134,27 @@ async def test_a_message_in_fragments_and_tcp_pieces_is_one_message(raw: RawWs) 
         (client_frame(b"\xff\xfe"), 1007),
         (client_frame(b"4x", 0x0), 1002),
         (client_frame(b"4x", 0x3), 1002),
+        # RFC 6455 §5.5.1, §7.4: a close frame's body is a code a peer may send, then a UTF-8 reason
+        (client_frame(b"\x03", 0x8), 1002),
+        (client_frame((1005).to_bytes(2, "big"), 0x8), 1002),
+        (client_frame((999).to_bytes(2, "big"), 0x8), 1002),
+        (client_frame((2000).to_bytes(2, "big"), 0x8), 1002),
+        (client_frame((1000).to_bytes(2, "big") + b"\xff\xfe", 0x8), 1007),
     ],
-    ids=["unmasked", "reserved-bit", "long-ping", "too-big", "bad-utf8", "stray-continuation", "unknown-opcode"],
+    ids=[
+        "unmasked",
+        "reserved-bit",
+        "long-ping",
+        "too-big",
+        "bad-utf8",
+        "stray-continuation",
+        "unknown-opcode",
+        "close-one-byte",
+        "close-reserved-code",
+        "close-code-below-1000",
+        "close-unassigned-code",
+        "close-bad-utf8-reason",
+    ],
 )
 async def test_a_broken_frame_ends_the_connection(raw: RawWs, wire: bytes, code: int) -> None:
     raw.send(wire)
@@ -143,10 +162,11 @@ async def test_a_broken_frame_ends_the_connection(raw: RawWs, wire: bytes, code:
     assert await raw.frame() is None
 
 
-async def test_a_close_frame_is_answered_and_ends_the_session(raw: RawWs, server: TestServer) -> None:
+@pytest.mark.parametrize("body", [(1000).to_bytes(2, "big"), b"", (4000).to_bytes(2, "big") + "au revoir é".encode()])
+async def test_a_close_frame_is_answered_and_ends_the_session(raw: RawWs, server: TestServer, body: bytes) -> None:
     engine = server.app[keys.sio].eio
     assert len(engine.sockets) == 1
-    raw.send(client_frame((1000).to_bytes(2, "big"), 0x8))
+    raw.send(client_frame(body, 0x8))
     assert await _close_code(raw) == 1000
     await asyncio.sleep(0.1)
     assert not engine.sockets
