@@ -33,6 +33,12 @@ from rest.validation import parse_query
 routes = RouteTable("events")
 KEEPALIVE_SECONDS = 15.0
 STREAM_QUEUE_BYTES = 4 << 20
+GONE_CHECK_SECONDS = 1.0
+"""How often a waiting stream or long-poll looks whether its client is still connected: aiohttp does not cancel a
+handler whose client went away, and an abandoned one would hold its channel slot until its next write."""
+STALL_SECONDS = 30.0
+"""A stream whose client reads nothing for this long (a write that cannot finish) is dropped; it resumes from its
+last id when it reconnects."""
 
 
 class Envelope(BaseModel):
@@ -55,11 +61,15 @@ class EventsQuery(BaseModel):
 
 class EventsPage(BaseModel):
     events: list[Envelope]
-    next: str | None = Field(description="pass it as `after` for the following events")
+    next: str | None = Field(
+        description="pass it as `after` for the following events; null after `history_lost`: read the new "
+        "history from its start (no `after`)"
+    )
     resync: str | None = Field(
         None,
-        description="set when `after` is older than the retained history: reload "
-        "through the REST API, then continue from `next`",
+        description="set when `after` cannot be served: `history_trimmed` (older than the retained history, or "
+        "never issued by it): reload through the REST API, then continue from `next` (the newest id); "
+        "`history_lost` (the history it belonged to is gone): reload, then read the new history from its start",
     )
 
 
@@ -67,6 +77,9 @@ class StreamQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     last_event_id: str | None = Field(None, max_length=80, description="resume after this id (or Last-Event-ID)")
+
+
+LAST_EVENT_ID = "the last event id received; the stream resumes after it (EventSource sends it on reconnect)"
 
 
 class MyStreamQuery(StreamQuery):
@@ -120,8 +133,8 @@ async def list_my_events(request: web.Request) -> web.Response:
             waiter.replaying = False
             history = await event_bus.read(audience, after, query.limit)  # what arrived while subscribing
             if not history.events and history.resync is None and waiter.ended is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wake.wait(), query.wait)
+                if not await _wait(request, waiter.wake, query.wait):
+                    return _json({"events": [], "next": query.after, "resync": None})  # nobody is there to read it
                 if waiter.ended is not None and waiter.ended != SHUTDOWN:
                     raise unauthorized(f"this session ended ({waiter.ended})")
                 history = await event_bus.read(audience, after, query.limit)
@@ -129,7 +142,8 @@ async def list_my_events(request: web.Request) -> web.Response:
             hub.remove(waiter)
             hub.close_channel(waiter)
     if history.resync is not None:
-        return _json({"events": [], "next": None, "resync": history.resync})
+        head = str(history.head) if history.head is not None else None
+        return _json({"events": [], "next": head, "resync": history.resync})
     events = [orjson.Fragment(envelope) for _event_id, envelope in history.events]
     next_id = str(history.events[-1][0]) if history.events else query.after
     return _json({"events": events, "next": next_id, "resync": None})
@@ -142,6 +156,36 @@ def _json(data: dict[str, Any]) -> web.Response:
 def _sse(event: str, data: str, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
+
+
+def _connected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and not transport.is_closing()
+
+
+async def _wait(request: web.Request, wake: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``wake`` is set or ``seconds`` pass; False as soon as the client is found gone."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not wake.is_set():
+        if not _connected(request):
+            return False
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), min(left, GONE_CHECK_SECONDS))
+    return True
+
+
+async def _write(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    try:
+        async with asyncio.timeout(STALL_SECONDS):
+            await response.write(data)
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("the client stopped reading") from None
 
 
 def _open(hub: Hub, subscriber: StreamSubscriber) -> None:
@@ -159,15 +203,19 @@ async def _stream(
     subscriber: StreamSubscriber,
     first: list[bytes],
     prelude: Callable[[], Awaitable[bytes]] | None = None,
+    admitted: Callable[[], Awaitable[None]] | None = None,
 ) -> web.StreamResponse:
     """Stream ``subscriber``'s events: ``first``, then what ``prelude()`` gives once the stream is subscribed (a
-    snapshot taken after subscribing misses no change: a later one arrives as an event), then events."""
+    snapshot taken after subscribing misses no change: a later one arrives as an event), then events.
+    ``admitted()`` runs once the stream has its slot (it may still refuse it by raising)."""
     hub = request.app[keys.hub]
     _open(hub, subscriber)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     try:
+        if admitted is not None:
+            await admitted()
         # subscribed before the first byte: an event published once the browser sees the stream open (as a socket
         # sees its connect) is delivered, however long subscribing took
         try:
@@ -180,21 +228,21 @@ async def _stream(
             first = [*first, await prelude()]
         hub.spawn(hub.catch_up(subscriber))
         await response.prepare(request)
-        await response.write(b"retry: 3000\n\n" + b"".join(first))
+        await _write(request, response, b"retry: 3000\n\n" + b"".join(first))
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(subscriber.wake.wait(), KEEPALIVE_SECONDS)
+            if not await _wait(request, subscriber.wake, KEEPALIVE_SECONDS):
+                break  # the client went away: its slot is free for its reconnect at once
             if subscriber.overflowed:
                 break  # the client reconnects with Last-Event-ID and resumes from the history
             items = subscriber.take()
             if items:
-                await response.write(b"".join(_sse(kind, data, event_id) for kind, data, event_id in items))
+                await _write(request, response, b"".join(_sse(kind, data, event_id) for kind, data, event_id in items))
             elif subscriber.ended is None:
-                await response.write(b": keep-alive\n\n")
+                await _write(request, response, b": keep-alive\n\n")
             if subscriber.ended is not None:
                 break  # its credentials ended (session.ended), or the process drains (reconnect): the last word sent
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except (ConnectionError, asyncio.CancelledError):
+        pass  # the client went away or stopped reading (aiohttp's "Connection lost" is a bare ConnectionError)
     finally:
         hub.remove(subscriber)
         hub.close_channel(subscriber)
@@ -218,14 +266,28 @@ async def create_stream_ticket(request: web.Request) -> web.Response:
     f"{API}/me/events/stream",
     summary="Server-Sent Events of the user's events (resumes from Last-Event-ID or last_event_id)",
     query=MyStreamQuery,
+    header_params={
+        "Last-Event-ID": "the last event id received; the stream resumes after it (EventSource sends it on reconnect)"
+    },
     content_type="text/event-stream",
 )
 async def stream_my_events(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, MyStreamQuery)
+    admitted = None
     if query.ticket is not None:
-        principal = await request.app[keys.tickets].redeem(query.ticket)
+        tickets, ticket = request.app[keys.tickets], query.ticket
+        principal = await tickets.peek(ticket)
         if principal is None:
             raise unauthorized("this stream ticket is unknown, spent or expired; ask for a new one")
+        if principal.credential_id not in await request.app[keys.authenticator].still_live([principal]):
+            raise unauthorized("the session this ticket stands for has ended")
+
+        async def spend() -> None:
+            # spent only once the stream has its slot: a 429 leaves the ticket usable for the retry it invites
+            if not await tickets.spend(ticket):
+                raise unauthorized("this stream ticket is unknown, spent or expired; ask for a new one")
+
+        admitted = spend
     else:
         principal = await require_user(request)
     raw = request.headers.get("Last-Event-ID") or query.last_event_id
@@ -239,7 +301,7 @@ async def stream_my_events(request: web.Request) -> web.StreamResponse:
                 dumps(control_envelope(ControlEvent.RESYNC, {"reason": "invalid_last_event_id"})).decode(),
             )
         )
-    return await _stream(request, subscriber, first)
+    return await _stream(request, subscriber, first, admitted=admitted)
 
 
 @routes.get(
@@ -247,6 +309,9 @@ async def stream_my_events(request: web.Request) -> web.StreamResponse:
     summary="Server-Sent Events of a public room (a snapshot first)",
     auth="none",
     query=PublicStreamQuery,
+    header_params={
+        "Last-Event-ID": "the last event id received; the stream resumes after it (EventSource sends it on reconnect)"
+    },
     content_type="text/event-stream",
     errors=(404,),
 )

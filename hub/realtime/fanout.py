@@ -89,6 +89,8 @@ class History:
 
     events: list[tuple[EventId, str]] = field(default_factory=list)
     resync: str | None = None
+    head: EventId | None = None
+    """With ``history_trimmed``: the newest id of the history, where a client that reloaded through REST goes on."""
 
 
 class EventBus(Protocol):
@@ -190,6 +192,15 @@ async def _noop_ingest(entry_id: str, envelope_json: str) -> None:
 
 
 # --- Redis -----------------------------------------------------------------------------------------------
+
+
+def _newest(info: dict[str, Any]) -> tuple[int, int] | None:
+    """The newest id a stream has issued (``XINFO STREAM``'s ``last-generated-id``), trimmed or not."""
+    last = info.get("last-generated-id")
+    if not last:
+        return None
+    ms, _, seq = (last.decode() if isinstance(last, bytes) else str(last)).partition("-")
+    return int(ms), int(seq or 0)
 
 
 class RedisBus:
@@ -516,8 +527,12 @@ class RedisBus:
         if after is not None and after.epoch != UNKNOWN_EPOCH:
             if not epoch or renewed or after.epoch != epoch:
                 return History(resync="history_lost")
-            if not isinstance(info, Exception) and info and self._trimmed_past(after, info):
-                return History(resync="history_trimmed")
+            if not isinstance(info, Exception) and info:
+                head = _newest(info)
+                # past the newest id this history issued: not one of its ids (forged, or its events lost with a
+                # host that had not written them to disk); else older than what trimming left
+                if (head is not None and (after.ms, after.seq) > head) or self._trimmed_past(after, info):
+                    return History(resync="history_trimmed", head=EventId(*head, epoch) if head else None)
         if not epoch:
             return History()
         out: list[tuple[EventId, str]] = []
@@ -528,7 +543,8 @@ class RedisBus:
             out.append((event_id, bus.with_id(str(event_id), fields[b"e"].decode())))
         return History(out)
 
-    def _trimmed_past(self, after: EventId, info: dict[str, Any]) -> bool:
+    @staticmethod
+    def _trimmed_past(after: EventId, info: dict[str, Any]) -> bool:
         """True when events after ``after`` may have been trimmed away. Trimming removes the oldest entries, so
         that is the case when ``after`` is older than the oldest entry left and entries were removed (Redis does
         not record trimmed ids: ``max-deleted-entry-id`` only follows XDEL)."""
@@ -828,7 +844,9 @@ class LocalBus:
                     return History(resync="history_lost")
                 mark = await session.get(HubEventMark, audience)
                 if mark is not None and after.ms < mark.max_deleted_id:
-                    return History(resync="history_trimmed")
+                    newest = await session.scalar(select(func.max(HubEvent.id)).where(HubEvent.audience == audience))
+                    head = EventId(newest or mark.max_deleted_id, 0, epoch)
+                    return History(resync="history_trimmed", head=head)
             stmt = select(HubEvent.id, HubEvent.envelope).where(HubEvent.audience == audience)
             if after is not None:
                 stmt = stmt.where(HubEvent.id > after.ms)

@@ -142,6 +142,19 @@ async def test_a_ticket_stream_ends_with_the_credential_that_obtained_it(server:
         assert events[-1]["data"]["payload"]["reason"] == "logout"
 
 
+async def test_a_ticket_obtained_before_a_logout_opens_nothing_after_it(server: TestServer, user: Any) -> None:
+    async with aiohttp.ClientSession() as http:
+        pair = await _login(http, server, user.email)
+        headers = {"Authorization": f"Bearer {pair['access_token']}"}
+        ticket = (await (await http.post(server.make_url("/api/v1/me/events/ticket"), headers=headers)).json())[
+            "ticket"
+        ]
+        assert (await http.post(server.make_url("/auth/logout"), headers=headers)).status == 204
+        late = await http.get(server.make_url(STREAM).with_query(ticket=ticket))
+        assert late.status == 401
+        assert "ended" in (await late.json())["detail"]
+
+
 async def test_a_better_auth_session_deleted_elsewhere_ends_its_channels(
     aiohttp_server: Callable[..., Awaitable[TestServer]], settings: Settings
 ) -> None:

@@ -1,0 +1,195 @@
+"""The REST fallbacks of the live channel at their edges: clients that go away or stop reading, tickets refused
+for a reason the client may retry, ids the history cannot serve, and ids shaped to break the parser."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from channels import bus as channels_bus
+from hub import keys
+from hub.app import create_app
+from hub.settings import Settings
+from hub.store.engine import build_engine, build_sessionmaker
+from rest import events as events_module
+from tests import factories
+from tests.cluster import start_hub, stop_hubs, sync_payload
+from tests.conftest import make_settings
+from tests.sse import SseStream
+
+STREAM = "/api/v1/me/events/stream"
+EVENTS = "/api/v1/me/events"
+
+
+async def _publish(server: TestServer, user_id: str, n: int) -> list[str]:
+    ingest = server.app[keys.ingest]
+    return [
+        await ingest.publish("cartsnitch.sync.progress", sync_payload(user_id, i), service="test", source="test")
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("raw", ["\u00b2-0-x", "1-\u0663-abc", "1-0-\u00e9"])
+async def test_an_id_in_foreign_digits_is_refused_like_any_bad_id(server: TestServer, user: Any, raw: str) -> None:
+    headers = await factories.auth_headers(server.app, user.id)
+    async with aiohttp.ClientSession() as http:
+        page = await http.get(server.make_url(EVENTS), params={"after": raw}, headers=headers)
+        assert page.status == 422
+        assert (await page.json())["errors"][0]["field"] == "after"
+        # Last-Event-ID travels as UTF-8 bytes; the stream says the id is not one it can resume from
+        stream = await SseStream.open(
+            http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": raw.encode().decode("latin-1")}
+        )
+        first = await stream.next(5)
+        assert first is not None and first["data"]["payload"]["reason"] == "invalid_last_event_id"
+        stream.close()
+
+
+async def test_a_trimmed_position_resyncs_and_goes_on_from_the_newest_id(
+    aiohttp_server: Any, settings: Settings
+) -> None:
+    server = await aiohttp_server(create_app(settings.with_overrides(history_max_events=5)))
+    async with server.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+    ids = await _publish(server, user.id, 300)  # Redis trims whole stream nodes (100 entries) at a time
+    headers = await factories.auth_headers(server.app, user.id)
+    async with aiohttp.ClientSession() as http:
+        await asyncio.sleep(0.2)  # the embedded bus trims after recording
+        page = await (await http.get(server.make_url(EVENTS), params={"after": ids[0]}, headers=headers)).json()
+        assert page == {"events": [], "next": ids[-1], "resync": "history_trimmed"}
+        later = await _publish(server, user.id, 1)
+        following = await (
+            await http.get(server.make_url(EVENTS), params={"after": page["next"]}, headers=headers)
+        ).json()
+        assert [event["id"] for event in following["events"]] == later
+
+
+async def test_an_id_the_history_never_issued_resyncs(aiohttp_server: Any, pg_url: str, redis_url: str) -> None:
+    """(On Redis: the embedded history's ids are one sequence for every audience, and it does not check.)"""
+    server = await aiohttp_server(create_app(make_settings(pg_url, redis_url)))
+    async with server.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+    ids = await _publish(server, user.id, 2)
+    newest = channels_bus.parse_event_id(ids[-1])
+    assert newest is not None
+    beyond = f"{newest.ms + 3_600_000}-0-{newest.epoch}"
+    headers = await factories.auth_headers(server.app, user.id)
+    async with aiohttp.ClientSession() as http:
+        page = await (await http.get(server.make_url(EVENTS), params={"after": beyond}, headers=headers)).json()
+        assert page == {"events": [], "next": ids[-1], "resync": "history_trimmed"}
+        stream = await SseStream.open(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": beyond})
+        first = await stream.next(5)
+        assert first is not None and first["data"]["payload"]["reason"] == "history_trimmed"
+        stream.close()
+
+
+async def test_a_stream_refused_at_the_cap_leaves_its_ticket_for_the_retry(
+    aiohttp_server: Any, settings: Settings
+) -> None:
+    server = await aiohttp_server(create_app(settings.with_overrides(socket_max_connections_per_user=1)))
+    async with server.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+    headers = await factories.auth_headers(server.app, user.id)
+    async with aiohttp.ClientSession() as http:
+        holding = await SseStream.open(http, str(server.make_url(STREAM)), headers)
+        ticket = (await (await http.post(server.make_url("/api/v1/me/events/ticket"), headers=headers)).json())[
+            "ticket"
+        ]
+        url = str(server.make_url(STREAM).with_query(ticket=ticket))
+        refused = await http.get(url)
+        assert refused.status == 429 and refused.headers["Retry-After"]
+        holding.close()
+        await asyncio.sleep(0.3)
+        retried = await SseStream.open(http, url)
+        retried.close()
+        assert (await http.get(url)).status == 401  # now it is spent
+
+
+async def test_a_stream_whose_client_stops_reading_is_dropped(
+    server: TestServer, user: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that keeps its connection and reads nothing: the stream ends once a write has waited
+    STALL_SECONDS, and the client's leaving is not taken for a database outage."""
+    monkeypatch.setattr(events_module, "STALL_SECONDS", 1.0, raising=False)
+    caplog.set_level(logging.INFO)
+    token = await factories.access_token(server.app, user.id)
+    parts = urlsplit(str(server.make_url("/")))
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port, limit=1024)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    writer.write(f"GET {STREAM} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    reader._transport.pause_reading()  # type: ignore[attr-defined]  # read nothing more
+    ingest = server.app[keys.ingest]
+    big = {**sync_payload(user.id, 0), "blob": "x" * 200_000}
+    hub = server.app[keys.hub]
+    started = time.monotonic()
+    for _ in range(20):
+        await ingest.publish("cartsnitch.sync.progress", big, service="test", source="test")
+    while hub._channels.get(user.id) and time.monotonic() - started < 15:
+        await asyncio.sleep(0.2)
+    assert not hub._channels.get(user.id), "the stalled stream still holds its slot"
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    assert "unavailable" not in caplog.text
+
+
+@pytest.fixture
+async def process(sqlite_url: str, tmp_path: Path) -> Any:
+    """A real ``serve`` process (aiohttp's test server cancels a handler whose client goes away; ``serve``, as in
+    production, does not) with room for two live channels per user, and a signed-in user's headers."""
+    settings = make_settings(sqlite_url)
+    engine = build_engine(sqlite_url)
+    async with build_sessionmaker(engine).begin() as session:
+        user = await factories.create_user(session)
+    await engine.dispose()
+    hub = await start_hub(settings, tmp_path / "hub.log", CARTSNITCH_SOCKET_MAX_CONNECTIONS_PER_USER="2")
+    try:
+        async with aiohttp.ClientSession() as http:
+            login = await http.post(hub.url + "/auth/login", json={"email": user.email, "password": factories.PASSWORD})
+            token = (await login.json())["access_token"]
+        yield hub, {"Authorization": f"Bearer {token}"}
+    finally:
+        await stop_hubs([hub])
+
+
+async def _abandon(url: str, path: str, headers: dict[str, str]) -> None:
+    """A request whose client goes away before the end of the answer (a reload, a lost network)."""
+    parts = urlsplit(url)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{head}\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("path", [STREAM, EVENTS + "?wait=30"])
+async def test_an_abandoned_stream_or_long_poll_frees_its_slot_at_once(process: Any, path: str) -> None:
+    hub, headers = process
+    for _ in range(2):
+        await _abandon(hub.url, path, headers)
+    async with aiohttp.ClientSession() as http:
+        started = time.monotonic()
+        while True:
+            response = await http.get(hub.url + STREAM, headers=headers)
+            if response.status == 200:
+                response.close()
+                break
+            assert response.status == 429
+            response.close()
+            assert time.monotonic() - started < 5, "the abandoned channels still hold the user's slots"
+            await asyncio.sleep(0.25)
