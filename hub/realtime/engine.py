@@ -449,6 +449,10 @@ class LeanEngine:
         transport = query.get("transport")
         if transport not in ("polling", "websocket"):
             return self._error("Transport unknown", 0, headers=cors)
+        if "j" in query:
+            # JSONP polling (Engine.IO v3's, gone from v4's specification): refused rather than answered as plain
+            # polling, which a JSONP client cannot read
+            return self._error("JSONP is not supported", 3, headers=cors)
         sid = query.get("sid")
         is_upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if sid is None:

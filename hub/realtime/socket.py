@@ -202,6 +202,10 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
         return LeanEngine
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        if data is not None and not isinstance(data, dict):
+            # Socket.IO v5: a CONNECT's payload is an object; the reference parser refuses anything else as a
+            # malformed packet, and the connection ends
+            raise ValueError("a CONNECT's payload is an object")
         namespace = namespace or "/"
         if not is_hub_namespace(namespace):
             # as the reference server answers a namespace it does not serve

@@ -170,6 +170,7 @@ async def test_websocket_handshake_offers_no_upgrade(server: TestServer, http: A
         ("EIO=3&transport=polling", 5),
         ("EIO=4", 0),
         ("EIO=4&transport=abc", 0),
+        ("EIO=4&transport=polling&j=0", 3),  # JSONP: Engine.IO v3's, not v4's
     ],
 )
 async def test_bad_handshake_query_is_400(server: TestServer, http: Any, query: str, code: int) -> None:
@@ -435,7 +436,10 @@ async def test_event_with_ack_and_disconnect(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize("packet", ["4abc", "42/public,{}", '42/public,abc["subscribe",{}]', "49/public,"])
+@pytest.mark.parametrize(
+    "packet",
+    ["4abc", "42/public,{}", '42/public,abc["subscribe",{}]', "49/public,", '40/public,"x"', "40/public,[1]", "40,123"],
+)
 async def test_invalid_socketio_packet_closes_the_connection(
     server: TestServer, http: Any, sessions: list[Session], transport: str, packet: str
 ) -> None:
