@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import socketio
@@ -220,3 +221,18 @@ def sync_payload(user_id: str, n: int) -> dict[str, Any]:
         "items_synced": n,
         "message": "",
     }
+
+
+async def abandoned_get(url: str, path: str, headers: dict[str, str] | None = None) -> None:
+    """A GET of ``path`` whose client goes away before the answer (an aborted request, a reload, a proxy's idle
+    timeout): against a real process, since aiohttp's test server cancels the handler then and ``serve`` does not."""
+    parts = urlsplit(url)
+    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{head}\r\n".encode())
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    await asyncio.sleep(0.1)

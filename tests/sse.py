@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import aiohttp
+from aiohttp.test_utils import TestServer
 
 
 class SseStream:
@@ -50,3 +51,11 @@ class SseStream:
 
     def close(self) -> None:
         self.response.close()
+
+
+async def stream_ticket(http: aiohttp.ClientSession, server: TestServer, headers: dict[str, str]) -> str:
+    """A ticket for the user's event stream, asked for with ``headers``' credentials."""
+    response = await http.post(server.make_url("/api/v1/me/events/ticket"), headers=headers)
+    assert response.status == 200, await response.text()
+    ticket: str = (await response.json())["ticket"]
+    return ticket

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from hub.app import create_app
-from tests.cluster import start_hub, stop_hubs
+from tests.cluster import abandoned_get, start_hub, stop_hubs
 from tests.conftest import make_settings
 from tests.eio import PATH, RS, Polling, WebSocket
 
@@ -283,19 +283,6 @@ async def process_url(sqlite_url: str, tmp_path: Path) -> AsyncIterator[str]:
         await stop_hubs([hub])
 
 
-async def _abandon_a_poll(url: str, polling: Polling) -> None:
-    """A poll whose client goes away before the answer (an aborted request, a proxy's idle timeout)."""
-    parts = urlsplit(url)
-    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    writer.write(f"GET {polling.url.removeprefix(url)} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
-    await writer.drain()
-    await asyncio.sleep(0.3)
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
-    await asyncio.sleep(0.1)
-
-
 async def _public_polling(http: Any, url: str) -> Polling:
     polling = await Polling(http, url).open()
     await polling.post("40/public,")
@@ -305,14 +292,14 @@ async def _public_polling(http: Any, url: str) -> Polling:
 
 async def test_what_an_abandoned_poll_was_due_waits_for_the_next_poll(process_url: str, http: Any) -> None:
     polling = await _public_polling(http, process_url)
-    await _abandon_a_poll(process_url, polling)
+    await abandoned_get(process_url, polling.url.removeprefix(process_url))
     assert await polling.post('42/public,7["subscribe",{"room":"nope"}]') == (200, "ok")
     assert (await polling.packets(timeout=5))[0].startswith('43/public,7[{"ok":false')
 
 
 async def test_a_poll_after_an_abandoned_one_takes_its_place(process_url: str, http: Any) -> None:
     polling = await _public_polling(http, process_url)
-    await _abandon_a_poll(process_url, polling)
+    await abandoned_get(process_url, polling.url.removeprefix(process_url))
     pending = asyncio.ensure_future(polling.get(timeout=5))
     await asyncio.sleep(0.1)
     assert await polling.post('42/public,8["subscribe",{"room":"nope"}]') == (200, "ok")

@@ -23,9 +23,9 @@ from hub.settings import Settings
 from hub.store.engine import build_engine, build_sessionmaker
 from rest import events as events_module
 from tests import factories
-from tests.cluster import start_hub, stop_hubs, sync_payload
+from tests.cluster import abandoned_get, start_hub, stop_hubs, sync_payload
 from tests.conftest import make_settings
-from tests.sse import SseStream
+from tests.sse import SseStream, stream_ticket
 
 STREAM = "/api/v1/me/events/stream"
 EVENTS = "/api/v1/me/events"
@@ -39,6 +39,26 @@ async def _publish(server: TestServer, user_id: str, n: int) -> list[str]:
     ]
 
 
+async def _serve(aiohttp_server: Any, settings: Settings) -> tuple[TestServer, Any, dict[str, str]]:
+    """A test server on ``settings``, a user of it and that user's headers."""
+    server = await aiohttp_server(create_app(settings))
+    async with server.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+    return server, user, await factories.auth_headers(server.app, user.id)
+
+
+async def _first_resync(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
+    """The reason of the resync a stream opens with."""
+    stream = await SseStream.open(http, url, headers)
+    try:
+        first = await stream.next(5)
+    finally:
+        stream.close()
+    assert first is not None and first["event"] == "cartsnitch.resync", first
+    reason: str = first["data"]["payload"]["reason"]
+    return reason
+
+
 @pytest.mark.parametrize("raw", ["\u00b2-0-x", "1-\u0663-abc", "1-0-\u00e9"])
 async def test_an_id_in_foreign_digits_is_refused_like_any_bad_id(server: TestServer, user: Any, raw: str) -> None:
     headers = await factories.auth_headers(server.app, user.id)
@@ -47,22 +67,16 @@ async def test_an_id_in_foreign_digits_is_refused_like_any_bad_id(server: TestSe
         assert page.status == 422
         assert (await page.json())["errors"][0]["field"] == "after"
         # Last-Event-ID travels as UTF-8 bytes; the stream says the id is not one it can resume from
-        stream = await SseStream.open(
-            http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": raw.encode().decode("latin-1")}
-        )
-        first = await stream.next(5)
-        assert first is not None and first["data"]["payload"]["reason"] == "invalid_last_event_id"
-        stream.close()
+        latin = raw.encode().decode("latin-1")
+        reason = await _first_resync(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": latin})
+        assert reason == "invalid_last_event_id"
 
 
 async def test_a_trimmed_position_resyncs_and_goes_on_from_the_newest_id(
     aiohttp_server: Any, settings: Settings
 ) -> None:
-    server = await aiohttp_server(create_app(settings.with_overrides(history_max_events=5)))
-    async with server.app[keys.sessionmaker].begin() as session:
-        user = await factories.create_user(session)
+    server, user, headers = await _serve(aiohttp_server, settings.with_overrides(history_max_events=5))
     ids = await _publish(server, user.id, 300)  # Redis trims whole stream nodes (100 entries) at a time
-    headers = await factories.auth_headers(server.app, user.id)
     async with aiohttp.ClientSession() as http:
         await asyncio.sleep(0.2)  # the embedded bus trims after recording
         page = await (await http.get(server.make_url(EVENTS), params={"after": ids[0]}, headers=headers)).json()
@@ -76,36 +90,25 @@ async def test_a_trimmed_position_resyncs_and_goes_on_from_the_newest_id(
 
 async def test_an_id_the_history_never_issued_resyncs(aiohttp_server: Any, pg_url: str, redis_url: str) -> None:
     """(On Redis: the embedded history's ids are one sequence for every audience, and it does not check.)"""
-    server = await aiohttp_server(create_app(make_settings(pg_url, redis_url)))
-    async with server.app[keys.sessionmaker].begin() as session:
-        user = await factories.create_user(session)
+    server, user, headers = await _serve(aiohttp_server, make_settings(pg_url, redis_url))
     ids = await _publish(server, user.id, 2)
     newest = channels_bus.parse_event_id(ids[-1])
     assert newest is not None
     beyond = f"{newest.ms + 3_600_000}-0-{newest.epoch}"
-    headers = await factories.auth_headers(server.app, user.id)
     async with aiohttp.ClientSession() as http:
         page = await (await http.get(server.make_url(EVENTS), params={"after": beyond}, headers=headers)).json()
         assert page == {"events": [], "next": ids[-1], "resync": "history_trimmed"}
-        stream = await SseStream.open(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": beyond})
-        first = await stream.next(5)
-        assert first is not None and first["data"]["payload"]["reason"] == "history_trimmed"
-        stream.close()
+        reason = await _first_resync(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": beyond})
+        assert reason == "history_trimmed"
 
 
 async def test_a_stream_refused_at_the_cap_leaves_its_ticket_for_the_retry(
     aiohttp_server: Any, settings: Settings
 ) -> None:
-    server = await aiohttp_server(create_app(settings.with_overrides(socket_max_connections_per_user=1)))
-    async with server.app[keys.sessionmaker].begin() as session:
-        user = await factories.create_user(session)
-    headers = await factories.auth_headers(server.app, user.id)
+    server, _, headers = await _serve(aiohttp_server, settings.with_overrides(socket_max_connections_per_user=1))
     async with aiohttp.ClientSession() as http:
         holding = await SseStream.open(http, str(server.make_url(STREAM)), headers)
-        ticket = (await (await http.post(server.make_url("/api/v1/me/events/ticket"), headers=headers)).json())[
-            "ticket"
-        ]
-        url = str(server.make_url(STREAM).with_query(ticket=ticket))
+        url = str(server.make_url(STREAM).with_query(ticket=await stream_ticket(http, server, headers)))
         refused = await http.get(url)
         assert refused.status == 429 and refused.headers["Retry-After"]
         holding.close()
@@ -164,24 +167,11 @@ async def process(sqlite_url: str, tmp_path: Path) -> Any:
         await stop_hubs([hub])
 
 
-async def _abandon(url: str, path: str, headers: dict[str, str]) -> None:
-    """A request whose client goes away before the end of the answer (a reload, a lost network)."""
-    parts = urlsplit(url)
-    _, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{head}\r\n".encode())
-    await writer.drain()
-    await asyncio.sleep(0.3)
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
-
-
 @pytest.mark.parametrize("path", [STREAM, EVENTS + "?wait=30"])
 async def test_an_abandoned_stream_or_long_poll_frees_its_slot_at_once(process: Any, path: str) -> None:
     hub, headers = process
     for _ in range(2):
-        await _abandon(hub.url, path, headers)
+        await abandoned_get(hub.url, path, headers)
     async with aiohttp.ClientSession() as http:
         started = time.monotonic()
         while True:

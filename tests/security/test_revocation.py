@@ -19,7 +19,7 @@ from hub.app import create_app
 from hub.settings import Settings
 from hub.store.models import Session as BetterAuthSession
 from tests import factories
-from tests.sse import SseStream
+from tests.sse import SseStream, stream_ticket
 
 STREAM = "/api/v1/me/events/stream"
 
@@ -133,9 +133,7 @@ async def test_a_ticket_stream_ends_with_the_credential_that_obtained_it(server:
     async with aiohttp.ClientSession() as http:
         pair = await _login(http, server, user.email)
         headers = {"Authorization": f"Bearer {pair['access_token']}"}
-        ticket = (await (await http.post(server.make_url("/api/v1/me/events/ticket"), headers=headers)).json())[
-            "ticket"
-        ]
+        ticket = await stream_ticket(http, server, headers)
         stream = await SseStream.open(http, str(server.make_url(STREAM).with_query(ticket=ticket)))
         assert (await http.post(server.make_url("/auth/logout"), headers=headers)).status == 204
         events = await stream.until_end(timeout=5)
@@ -146,9 +144,7 @@ async def test_a_ticket_obtained_before_a_logout_opens_nothing_after_it(server: 
     async with aiohttp.ClientSession() as http:
         pair = await _login(http, server, user.email)
         headers = {"Authorization": f"Bearer {pair['access_token']}"}
-        ticket = (await (await http.post(server.make_url("/api/v1/me/events/ticket"), headers=headers)).json())[
-            "ticket"
-        ]
+        ticket = await stream_ticket(http, server, headers)
         assert (await http.post(server.make_url("/auth/logout"), headers=headers)).status == 204
         late = await http.get(server.make_url(STREAM).with_query(ticket=ticket))
         assert late.status == 401
