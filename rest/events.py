@@ -19,6 +19,7 @@ from channels.events import ControlEvent
 from hub import keys
 from hub.errors import AppError, validation_error
 from hub.realtime.control import control_envelope
+from hub.realtime.engine import is_open
 from hub.realtime.hub import Hub
 from hub.realtime.identity import unauthorized
 from hub.realtime.subscribers import SHUTDOWN, StreamSubscriber
@@ -158,17 +159,12 @@ def _sse(event: str, data: str, event_id: str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
 
 
-def _connected(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is not None and not transport.is_closing()
-
-
 async def _wait(request: web.Request, wake: asyncio.Event, seconds: float) -> bool:
     """Wait until ``wake`` is set or ``seconds`` pass; False as soon as the client is found gone."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while not wake.is_set():
-        if not _connected(request):
+        if not is_open(request.transport):
             return False
         left = deadline - loop.time()
         if left <= 0:

@@ -57,7 +57,7 @@ class Outbound:
         self.size = len(self.frame)
 
 
-def _connected(transport: asyncio.BaseTransport | None) -> bool:
+def is_open(transport: asyncio.BaseTransport | None) -> bool:
     """Whether a request's connection is still open (aiohttp drops the transport when the peer goes away)."""
     return transport is not None and not transport.is_closing()
 
@@ -514,7 +514,7 @@ class LeanEngine:
     def _open_text(self, sid: str, upgrades: list[str]) -> str:
         return OPEN + orjson.dumps({"sid": sid, "upgrades": upgrades, **self._open_fields}).decode()
 
-    async def _connected(self, socket: EngineSocket) -> bool:
+    async def connected(self, socket: EngineSocket) -> bool:
         handler = self.handlers.get("connect")
         if handler is not None:
             try:
@@ -531,7 +531,7 @@ class LeanEngine:
 
     async def _open_polling(self, request: web.Request, cors: dict[str, str]) -> web.Response:
         socket = self._new_socket(request)
-        if not await self._connected(socket):
+        if not await self.connected(socket):
             return self._error("Unauthorized", 4, 401, headers=cors)
         body = self._open_text(socket.sid, ["websocket"])
         if socket.queue:
@@ -540,7 +540,7 @@ class LeanEngine:
 
     async def _poll(self, request: web.Request, socket: EngineSocket, cors: dict[str, str]) -> web.Response:
         if socket.waiter is not None:
-            if _connected(socket.poll_transport):
+            if is_open(socket.poll_transport):
                 # two GETs at once: the protocol closes the session (the first poll then reads a close packet)
                 await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
                 return self._error("Overlapping poll", 3, headers=cors)
@@ -559,7 +559,7 @@ class LeanEngine:
             finally:
                 if socket.waiter is waiter:
                     socket.waiter = socket.poll_transport = None
-            if not _connected(transport):
+            if not is_open(transport):
                 # nobody would read this answer: what is queued stays for the client's next poll
                 return web.Response(text=NOOP, content_type="text/plain", headers=cors)
         if socket.upgrading or socket.upgraded:
@@ -747,7 +747,7 @@ class LeanEngine:
             return self._error("Bad request", 3, headers=self._cors_headers(request))
         socket = self._new_socket(request)
         self._serve_ws(socket, ws)
-        if await self._connected(socket):
+        if await self.connected(socket):
             socket.write_text(self._open_text(socket.sid, []))
         else:
             ws.close()
@@ -813,7 +813,7 @@ class LeanEngine:
         await ws.prepare(request)
         socket = self._new_socket(request)
         self._attach_ws(socket, ws, request)
-        if not await self._connected(socket):
+        if not await self.connected(socket):
             await ws.close()
             return ws
         socket.write_text(self._open_text(socket.sid, []))
