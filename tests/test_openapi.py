@@ -117,7 +117,7 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
             "--checks",
             "not_a_server_error,response_schema_conformance",
             "--max-examples",
-            "50",
+            "30",
             "--phases",
             "examples,coverage,fuzzing",
             "--seed",
