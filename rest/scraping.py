@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Literal, cast
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from channels.errors import ProblemType
 from hub import keys
@@ -32,7 +32,10 @@ class SyncAccepted(BaseModel):
 
 class StoreSyncStatus(BaseModel):
     store_slug: str
-    status: SyncStatus | Literal["never"]
+    status: SyncStatus | Literal["never"] = Field(
+        description='the latest sync job the hub started; "succeeded" for an account synced without one (it has a '
+        'last_sync_at: ReceiptWitness syncs on its own schedule too), "never" for one never synced'
+    )
     last_sync_at: datetime | None
     items_synced: int
     progress: float
@@ -71,13 +74,21 @@ async def sync_status(request: web.Request) -> web.Response:
         rows = await syncjobs.latest_jobs(session, user_id=principal.user_id)
     out = []
     for store, account, job in rows:
+        last_sync_at = account.last_sync_at if account else None
+        if job is not None:
+            status: SyncStatus | Literal["never"] = cast(SyncStatus, job.status)
+            progress = job.progress
+        elif last_sync_at is not None:  # synced without a job of the hub's (ReceiptWitness's own schedule)
+            status, progress = "succeeded", 1.0
+        else:
+            status, progress = "never", 0.0
         out.append(
             StoreSyncStatus(
                 store_slug=store.slug,
-                status=cast(SyncStatus, job.status) if job else "never",
-                last_sync_at=account.last_sync_at if account else None,
+                status=status,
+                last_sync_at=last_sync_at,
                 items_synced=job.items_synced if job else 0,
-                progress=job.progress if job else 0.0,
+                progress=progress,
                 job_id=str(job.id) if job else None,
             )
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -62,6 +63,28 @@ async def test_demo_sync_walks_the_job_through_its_states(
     assert status[0]["status"] == "succeeded"
     assert status[0]["last_sync_at"] is not None
     assert status[0]["items_synced"] == events[-1]["payload"]["items_synced"]
+
+
+async def test_status_tells_a_store_synced_outside_the_hub_from_one_never_synced(client: Client) -> None:
+    user, _kroger = await _connected_user(client.app)
+    async with client.app[keys.sessionmaker].begin() as session:
+        target = await factories.create_store(session, slug="target", name="Target")
+        session.add(
+            UserStoreAccount(
+                user_id=user.id,
+                store_id=target.id,
+                status="active",
+                last_sync_at=datetime(2026, 11, 28, 8, 4, tzinfo=UTC),
+            )
+        )
+    headers = await factories.auth_headers(client.app, user.id)
+    response = await client.get("/api/v1/scraping/status", headers=headers)
+    assert response.status == 200
+    by_slug = {row["store_slug"]: row for row in await response.json()}
+    assert by_slug["kroger"]["status"] == "never" and by_slug["kroger"]["last_sync_at"] is None
+    assert by_slug["kroger"]["progress"] == 0.0
+    assert by_slug["target"]["status"] == "succeeded" and by_slug["target"]["progress"] == 1.0
+    assert by_slug["target"]["last_sync_at"] == "2026-11-28T08:04:00Z" and by_slug["target"]["job_id"] is None
 
 
 async def test_sync_errors(client: Client) -> None:
