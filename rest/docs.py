@@ -117,4 +117,15 @@ async def docs_asset(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": (OWN_ASSETS.get(name) or ASSETS[name])[1], "Cache-Control": "public, max-age=86400"}
     if name in PATCHES:
         return web.Response(body=patched_asset(name, path), headers=headers)
+    _check_range(request, path.stat().st_size)
     return web.FileResponse(path, headers=headers)
+
+
+def _check_range(request: web.Request, size: int) -> None:
+    """A Range that aiohttp's file response would answer with a bare 416 is a problem like every other error."""
+    try:
+        start = request.http_range.start
+    except ValueError:
+        start = size
+    if start is not None and start >= size:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})

@@ -18,7 +18,7 @@ log = logging.getLogger("hub.rest")
 _BY_STATUS = {kind.status: kind for kind in reversed(ProblemType)}
 _BY_STATUS[400] = ProblemType.BAD_REQUEST
 _BY_STATUS[405] = ProblemType.METHOD_NOT_ALLOWED
-_KEEP_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+_KEEP_HEADERS = ("Allow", "Content-Range", "Retry-After", "WWW-Authenticate")
 RETRY_AFTER = "5"
 
 

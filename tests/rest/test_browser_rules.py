@@ -249,6 +249,21 @@ async def test_docs_load_nothing_from_another_host(client: Client) -> None:
     check_problem(missing, await missing.json(content_type=None), 404, "not-found")
 
 
+async def test_a_docs_asset_serves_ranges_and_refuses_an_unsatisfiable_one_with_a_problem(client: Client) -> None:
+    whole = await (await client.get("/docs/assets/swagger-ui.css")).read()
+    part = await client.get("/docs/assets/swagger-ui.css", headers={"Range": "bytes=10-19"})
+    assert part.status == 206 and await part.read() == whole[10:20]
+    tail = await client.get("/docs/assets/swagger-ui.css", headers={"Range": "bytes=-5"})
+    assert tail.status == 206 and await tail.read() == whole[-5:]
+    for unsatisfiable in (f"bytes={len(whole)}-", "bytes=99999999-", "bytes=x-y", "bytes=5-1"):
+        refused = await client.get("/docs/assets/swagger-ui.css", headers={"Range": unsatisfiable})
+        assert refused.status == 416, unsatisfiable
+        assert refused.headers["Content-Type"].startswith("application/problem+json"), unsatisfiable
+        assert refused.headers["Content-Range"] == f"bytes */{len(whole)}"
+        body = await refused.json(content_type=None)
+        assert body["status"] == 416 and body["instance"] == "/docs/assets/swagger-ui.css"
+
+
 async def test_public_stream_answers_any_origin(client: Client) -> None:
     response = await client.get("/api/v1/public/stream?room=inflation", headers={"Origin": FOREIGN}, timeout=5)
     assert response.status in (200, 404)
