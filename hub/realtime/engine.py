@@ -635,8 +635,8 @@ class LeanEngine:
         if kind == CLOSE and len(text) == 1:
             await self.close_socket(socket, self.reason.CLIENT_DISCONNECT)
             return False
-        if kind == NOOP:
-            return True
+        if kind in (NOOP, UPGRADE):
+            return True  # a stray upgrade on an open session means nothing (the reference server ignores it too)
         await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
         return False
 

@@ -262,6 +262,17 @@ async def test_invalid_packet_closes_the_session(
         assert await session.is_closed()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_stray_upgrade_or_noop_packet_is_ignored_as_the_reference_server_does(
+    server: TestServer, http: Any, sessions: list[Session], transport: str
+) -> None:
+    session = await open_session(sessions, transport, http, base(server))
+    for packet in ("5", "6", "5probe", "6x"):
+        await session.send(packet)
+    await session.send("40/public,")
+    assert (await session.next()).startswith("40/public,")
+
+
 async def test_overlapping_polls_close_the_session(server: TestServer, http: Any) -> None:
     polling = await Polling(http, base(server)).open()
     first = asyncio.ensure_future(polling.get())
