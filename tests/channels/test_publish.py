@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -123,6 +124,27 @@ async def test_invalid_payload_records_nothing(redis_url: str) -> None:
     try:
         with pytest.raises(InvalidPayload):
             await publish(redis, "cartsnitch.sync.progress", {**PAYLOAD, "status": "?"}, service="s")
+        assert await redis.exists(bus.history_key(bus.user_audience("u1"))) == 0
+    finally:
+        await redis.aclose()
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    top: dict[str, Any] = {}
+    inner = top
+    for _ in range(depth):
+        inner["x"] = {}
+        inner = inner["x"]
+    return top
+
+
+@pytest.mark.parametrize("extra", [_nested(300), {1: "a key that is no string"}, object()])
+async def test_a_payload_with_no_json_form_is_invalid_and_records_nothing(redis_url: str, extra: Any) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        with pytest.raises(InvalidPayload) as refused:
+            await publish(redis, "cartsnitch.sync.progress", {**PAYLOAD, "extra": extra}, service="s")
+        assert refused.value.errors[0]["field"] == "payload"
         assert await redis.exists(bus.history_key(bus.user_audience("u1"))) == 0
     finally:
         await redis.aclose()
