@@ -262,9 +262,7 @@ async def create_stream_ticket(request: web.Request) -> web.Response:
     f"{API}/me/events/stream",
     summary="Server-Sent Events of the user's events (resumes from Last-Event-ID or last_event_id)",
     query=MyStreamQuery,
-    header_params={
-        "Last-Event-ID": "the last event id received; the stream resumes after it (EventSource sends it on reconnect)"
-    },
+    header_params={"Last-Event-ID": LAST_EVENT_ID},
     content_type="text/event-stream",
 )
 async def stream_my_events(request: web.Request) -> web.StreamResponse:
@@ -305,9 +303,7 @@ async def stream_my_events(request: web.Request) -> web.StreamResponse:
     summary="Server-Sent Events of a public room (a snapshot first)",
     auth="none",
     query=PublicStreamQuery,
-    header_params={
-        "Last-Event-ID": "the last event id received; the stream resumes after it (EventSource sends it on reconnect)"
-    },
+    header_params={"Last-Event-ID": LAST_EVENT_ID},
     content_type="text/event-stream",
     errors=(404,),
 )
