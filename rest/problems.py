@@ -26,7 +26,7 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     return web.Response(body=dumps(body), status=body["status"], headers=headers, content_type=PROBLEM_JSON)
 
 
-def _from_http_exception(exc: web.HTTPException, path: str) -> web.Response:
+def from_http_exception(exc: web.HTTPException, path: str) -> web.Response:
     kind = _BY_STATUS.get(exc.status)
     body: dict[str, Any] = {
         "type": kind.uri if kind else "about:blank",
@@ -41,6 +41,8 @@ def _from_http_exception(exc: web.HTTPException, path: str) -> web.Response:
         body["detail"] = f"method not allowed; allowed: {exc.headers.get('Allow', '')}"
     elif exc.status == 413:
         body["detail"] = "the request body is too large"
+    elif exc.status == 417:
+        body["detail"] = "the only expectation served is 100-continue"
     headers = {name: exc.headers[name] for name in _KEEP_HEADERS if name in exc.headers}
     return problem_response(body, headers)
 
@@ -56,7 +58,7 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             raise
         if exc.content_type == PROBLEM_JSON:
             raise
-        return _from_http_exception(exc, request.path)
+        return from_http_exception(exc, request.path)
     except Exception as exc:
         dependency = unavailable_dependency(exc)
         if dependency is not None:

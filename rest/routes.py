@@ -99,16 +99,7 @@ async def expect(request: web.Request) -> web.StreamResponse | None:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0  # the response proper has not begun
         return None
-    return problems.problem_response(
-        {
-            "type": "about:blank",
-            "title": "Expectation Failed",
-            "status": 417,
-            "detail": "the only expectation served is 100-continue",
-            "instance": request.path,
-            "code": "BAD_REQUEST",
-        }
-    )
+    return problems.from_http_exception(web.HTTPExpectationFailed(), request.path)
 
 
 def setup_routes(app: web.Application) -> None:

@@ -191,5 +191,6 @@ async def test_an_unknown_expectation_is_a_417_problem_and_100_continue_still_wo
     refused = await client.get("/health", headers={"Expect": "bogus-<script>"})
     body = await expect_problem(refused, 417)
     assert "script" not in json.dumps(body)
+    assert body["instance"] == "/health" and "100-continue" in body["detail"]
     continued = await client.post("/auth/login", json={"email": "nobody@example.com", "password": "x"}, expect100=True)
     await expect_problem(continued, 401)
