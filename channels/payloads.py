@@ -264,20 +264,26 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).isoformat()
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC, a naive one taken as UTC (what ``datetime.utcnow()`` gives); ValueError when it has no UTC
+    equivalent (``9999-12-31T23:59:59-05:00``)."""
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
 def utc_form(timestamp: str) -> str | None:
-    """``timestamp`` (ISO-8601) as the envelope carries it: in UTC. One already in UTC is kept as written; a naive
-    one is taken as UTC (what ``datetime.utcnow().isoformat()`` gives); another offset is converted. None when it is
-    not an ISO-8601 date-time, is longer than 64 characters, or has no UTC equivalent."""
+    """``timestamp`` (ISO-8601) as the envelope carries it: in UTC (``as_utc``). One already in UTC is kept as
+    written. None when it is not an ISO-8601 date-time, is longer than 64 characters, or has no UTC equivalent."""
     if len(timestamp) > 64:
         return None
     try:
         moment = datetime.fromisoformat(timestamp)
-        if moment.tzinfo is None:
-            return moment.replace(tzinfo=UTC).isoformat()
-        if not moment.utcoffset():
+        if moment.tzinfo is not None and not moment.utcoffset():
             return timestamp
-        return moment.astimezone(UTC).isoformat()
-    except (ValueError, OverflowError):
+        return as_utc(moment).isoformat()
+    except ValueError:
         return None
 
 

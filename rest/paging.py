@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from channels.payloads import as_utc
 from hub.errors import AppError, validation_error
 from rest import responses
 
@@ -48,13 +49,8 @@ def encode_cursor(values: Sequence[Any]) -> str:
 
 
 def utc_datetime(raw: str) -> dt.datetime:
-    """A cursor's timestamp as an aware UTC datetime (naive means UTC); ValueError when it is not one, or has no
-    UTC equivalent (``9999-12-31T23:59:59-05:00``)."""
-    value = dt.datetime.fromisoformat(raw)
-    try:
-        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
-    except OverflowError:
-        raise ValueError("out of range") from None
+    """A cursor's timestamp as an aware UTC datetime (naive means UTC); ValueError when it is not one."""
+    return as_utc(dt.datetime.fromisoformat(raw))
 
 
 def page_of(query: PageQuery, *parsers: Callable[[str], Any]) -> Page:
