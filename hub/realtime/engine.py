@@ -514,7 +514,7 @@ class LeanEngine:
     def _open_text(self, sid: str, upgrades: list[str]) -> str:
         return OPEN + orjson.dumps({"sid": sid, "upgrades": upgrades, **self._open_fields}).decode()
 
-    async def connected(self, socket: EngineSocket) -> bool:
+    async def _connected(self, socket: EngineSocket) -> bool:
         handler = self.handlers.get("connect")
         if handler is not None:
             try:
@@ -531,7 +531,7 @@ class LeanEngine:
 
     async def _open_polling(self, request: web.Request, cors: dict[str, str]) -> web.Response:
         socket = self._new_socket(request)
-        if not await self.connected(socket):
+        if not await self._connected(socket):
             return self._error("Unauthorized", 4, 401, headers=cors)
         body = self._open_text(socket.sid, ["websocket"])
         if socket.queue:
@@ -747,7 +747,7 @@ class LeanEngine:
             return self._error("Bad request", 3, headers=self._cors_headers(request))
         socket = self._new_socket(request)
         self._serve_ws(socket, ws)
-        if await self.connected(socket):
+        if await self._connected(socket):
             socket.write_text(self._open_text(socket.sid, []))
         else:
             ws.close()
@@ -813,7 +813,7 @@ class LeanEngine:
         await ws.prepare(request)
         socket = self._new_socket(request)
         self._attach_ws(socket, ws, request)
-        if not await self.connected(socket):
+        if not await self._connected(socket):
             await ws.close()
             return ws
         socket.write_text(self._open_text(socket.sid, []))
