@@ -117,7 +117,8 @@ async def docs_asset(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": (OWN_ASSETS.get(name) or ASSETS[name])[1], "Cache-Control": "public, max-age=86400"}
     if name in PATCHES:
         return web.Response(body=patched_asset(name, path), headers=headers)
-    _check_range(request, path.stat().st_size)
+    if "Range" in request.headers:  # the file response stats the file again; only a range needs it here
+        _check_range(request, path.stat().st_size)
     return web.FileResponse(path, headers=headers)
 
 
