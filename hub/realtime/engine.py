@@ -31,7 +31,7 @@ from engineio.base_server import BaseServer
 
 from hub.infra.clientaddr import ClientAddress
 from hub.realtime.limits import Counts
-from hub.realtime.websocket import HandshakeError, WebSocketProtocol, handshake_response
+from hub.realtime.websocket import CLOSE_PROTOCOL_ERROR, HandshakeError, WebSocketProtocol, handshake_response
 from hub.realtime.websocket import frame as ws_frame
 
 log = logging.getLogger("hub.engine")
@@ -74,6 +74,7 @@ class EngineSocket:
         "joined",
         "poll_transport",
         "polled",
+        "posting",
         "probe_timer",
         "probing",
         "queue",
@@ -106,6 +107,8 @@ class EngineSocket:
         """Messages received over the websocket and not yet handled (handled in order by ``inbox_task``)."""
         self.inbox_task: asyncio.Task[None] | None = None
         self.polled = False
+        self.posting = False
+        """A POST of this session is being read or handled: the protocol allows one at a time."""
         self.probing = False
         self.probe_timer: asyncio.TimerHandle | None = None
         self.upgrading = False
@@ -349,7 +352,9 @@ class LeanEngine:
             waiter.set_result(None)
         if socket.ws_writer is not None:
             socket.ws_writer.put_nowait(None)
-        if reason in (self.reason.TRANSPORT_ERROR, self.reason.PING_TIMEOUT) and socket.transport is not None:
+        if isinstance(socket.ws, WebSocketProtocol) and reason == self.reason.TRANSPORT_ERROR:
+            socket.ws.fail(CLOSE_PROTOCOL_ERROR)  # a close frame, and nothing more it sends is handled
+        elif reason in (self.reason.TRANSPORT_ERROR, self.reason.PING_TIMEOUT) and socket.transport is not None:
             # a broken or hostile client gets no closing handshake: the connection is dropped at once, and
             # whatever it still sends is never read
             socket.transport.abort()
@@ -590,6 +595,18 @@ class LeanEngine:
         return b"".join(chunks)
 
     async def _post(self, request: web.Request, socket: EngineSocket, cors: dict[str, str]) -> web.Response:
+        if socket.posting or request.content_type == "application/octet-stream":
+            # two POSTs at once, or a binary body (v4 polling carries binary as base64 text): the protocol answers
+            # 400 and closes the session, as the reference server does
+            await self.close_socket(socket, self.reason.TRANSPORT_ERROR)
+            return self._error("Overlapping post" if socket.posting else "Bad request", 3, headers=cors)
+        socket.posting = True
+        try:
+            return await self._handle_post(request, socket, cors)
+        finally:
+            socket.posting = False
+
+    async def _handle_post(self, request: web.Request, socket: EngineSocket, cors: dict[str, str]) -> web.Response:
         try:
             raw = await self._read_body(request)
         except TimeoutError:

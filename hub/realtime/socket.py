@@ -186,6 +186,63 @@ class HubRedisManager(_IndexedRooms, socketio.AsyncRedisManager):  # type: ignor
 MAX_ATTACHMENTS = 10
 """Binary attachments one Socket.IO message may announce (the hub's own events carry none)."""
 INVALID_NAMESPACE = {"message": "Invalid namespace"}
+RESERVED_EVENTS = frozenset(
+    ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener")
+)
+"""Event names a client may not send (Socket.IO v5; the reference parser refuses them): the server's own
+lifecycle."""
+
+
+def _split(encoded: str) -> tuple[str | None, str]:
+    """(the namespace as sent, or None; the payload's text) of an encoded Socket.IO packet:
+    ``<type>[<attachments>-][<namespace>,][<ack id>][<payload>]``."""
+    start = 1
+    if encoded[:1] in ("5", "6"):
+        dash = encoded.find("-")
+        if dash < 2 or not encoded[1:dash].isdigit():
+            raise ValueError("a binary packet announces its attachment count")
+        start = dash + 1
+    namespace = None
+    if encoded.startswith("/", start):
+        comma = encoded.find(",", start)
+        end = len(encoded) if comma == -1 else comma
+        namespace, start = encoded[start:end], min(end + 1, len(encoded))
+    while start < len(encoded) and encoded[start].isdigit():
+        start += 1
+    return namespace, encoded[start:]
+
+
+class ProtocolPacket(socketio.packet.Packet):  # type: ignore[misc]
+    """python-socketio's packet, held to the Socket.IO v5 rules its parser leaves out (the reference parser's
+    ``isPayloadValid``): a CONNECT carries an object or nothing, a DISCONNECT nothing, an event a non-empty array
+    named by a string that is not reserved (or a number), an ack an array. A packet that breaks them is malformed,
+    and the connection ends. A namespace keeps its query string (python-socketio drops it, as v4 allowed): in v5 a
+    namespace has none, so ``/public?x=1`` is a namespace nobody serves."""
+
+    def decode(self, encoded_packet: str | bytes) -> int:
+        count: int = super().decode(encoded_packet)
+        if not isinstance(encoded_packet, str):
+            return count
+        namespace, payload = _split(encoded_packet)
+        if namespace is not None and "?" in namespace:
+            self.namespace = namespace
+        kind, data = self.packet_type, self.data
+        if kind == socketio.packet.CONNECT:
+            valid = not payload or isinstance(data, dict)
+        elif kind == socketio.packet.DISCONNECT:
+            valid = not payload
+        elif kind in (socketio.packet.EVENT, socketio.packet.BINARY_EVENT):
+            name = data[0] if isinstance(data, list) and data else None
+            valid = (isinstance(name, str) and name not in RESERVED_EVENTS) or (
+                isinstance(name, int | float) and not isinstance(name, bool)
+            )
+        elif kind in (socketio.packet.ACK, socketio.packet.BINARY_ACK):
+            valid = isinstance(data, list)
+        else:
+            valid = True  # a CONNECT_ERROR from a client is refused by the server
+        if not valid:
+            raise ValueError(f"a malformed {socketio.packet.packet_names[kind]} packet")
+        return count
 
 
 def is_hub_namespace(namespace: str) -> bool:
@@ -202,10 +259,6 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
         return LeanEngine
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
-        if data is not None and not isinstance(data, dict):
-            # Socket.IO v5: a CONNECT's payload is an object; the reference parser refuses anything else as a
-            # malformed packet, and the connection ends
-            raise ValueError("a CONNECT's payload is an object")
         namespace = namespace or "/"
         if not is_hub_namespace(namespace):
             # as the reference server answers a namespace it does not serve
@@ -213,22 +266,38 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
                 eio_sid, self.packet_class(socketio.packet.CONNECT_ERROR, data=INVALID_NAMESPACE, namespace=namespace)
             )
             return
+        self._joined(eio_sid, namespace, False)
         await super()._handle_connect(eio_sid, namespace, data)
         engine_socket = self.eio.socket(eio_sid)
         if engine_socket is not None and self.manager.namespaces_of(eio_sid):
             engine_socket.joined = True
 
+    def _joined(self, eio_sid: str, namespace: str | None, expected: bool) -> None:
+        """The reference server ends a connection whose packet does not fit its state: a CONNECT to a namespace it
+        has joined, an event, ack or DISCONNECT for one it has not."""
+        if (self.manager.sid_from_eio_sid(eio_sid, namespace or "/") is not None) != expected:
+            raise ValueError("a packet for a namespace " + ("not joined" if expected else "already joined"))
+
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
-        # the protocol's event is a non-empty array whose first member is the name (a string): anything else is a
-        # malformed packet, and the connection ends as the reference server ends it
-        if not isinstance(data, list) or not data or not isinstance(data[0], str):
-            raise ValueError("an event is [name, ...args] with a string name")
+        self._joined(eio_sid, namespace, True)
         await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _handle_ack(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        self._joined(eio_sid, namespace, True)
+        await super()._handle_ack(eio_sid, namespace, id, data)
+
+    async def _handle_disconnect(self, eio_sid: str, namespace: str | None, reason: Any = None) -> None:
+        if reason == self.reason.CLIENT_DISCONNECT:
+            self._joined(eio_sid, namespace, True)
+        await super()._handle_disconnect(eio_sid, namespace, reason)
 
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
         """Bound what a message may make the server hold: a header announcing attachments is refused past
-        MAX_ATTACHMENTS, and the attachments that follow past the payload limit together (the connection ends)."""
+        MAX_ATTACHMENTS, and the attachments that follow past the payload limit together (the connection ends). A
+        text message while attachments are awaited is malformed (python-socketio would take it for one)."""
         if eio_sid in self._binary_packet:
+            if isinstance(data, str):
+                raise ValueError("a text message where a binary attachment was due")
             size = self._attachment_bytes.get(eio_sid, 0) + len(data)
             if size > self.max_payload_bytes:
                 self._binary_packet.pop(eio_sid, None)
@@ -242,6 +311,12 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
             self._attachment_bytes.pop(eio_sid, None)
         try:
             await super()._handle_eio_message(eio_sid, data)
+            pending = self._binary_packet.get(eio_sid)
+            if pending is not None and pending.attachment_count == 0:
+                # a binary packet announcing no attachment is complete as it is (python-socketio would wait)
+                del self._binary_packet[eio_sid]
+                handle = self._handle_event if pending.packet_type == socketio.packet.BINARY_EVENT else self._handle_ack
+                await handle(eio_sid, pending.namespace, pending.id, pending.data)
         finally:
             if eio_sid not in self._binary_packet:
                 self._attachment_bytes.pop(eio_sid, None)
@@ -261,6 +336,7 @@ def build_server(settings: Settings) -> HubServer:
     return HubServer(
         client_manager=manager,
         namespaces="*",
+        serializer=ProtocolPacket,
         json=jsonmod,
         cors_allowed_origins=list(settings.cors_origins),
         ping_interval=settings.socket_ping_interval_seconds,

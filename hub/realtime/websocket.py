@@ -29,6 +29,9 @@ CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG, CLOSE_INT
     1009,
     1011,
 )
+LINGER_SECONDS = 2.0
+"""After its close frame, how long a websocket keeps reading (and dropping) what the peer still sends, waiting for
+the peer to close its end."""
 log = logging.getLogger("hub.websocket")
 
 
@@ -92,6 +95,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_closed_sent",
         "_fragments",
         "_fragments_opcode",
+        "_linger",
         "closed",
         "max_message",
         "on_close",
@@ -115,10 +119,13 @@ class WebSocketProtocol(asyncio.Protocol):
         self._buffer = b""
         self._fragments: list[bytes] = []
         self._fragments_opcode = 0
+        self._linger: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # after the close frame: read and dropped (see _shut)
         buffer = self._buffer + data if self._buffer else data
         offset = 0
         end = len(buffer)
@@ -164,6 +171,9 @@ class WebSocketProtocol(asyncio.Protocol):
             self.fail(CLOSE_TOO_BIG)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         if not self.closed:
             self.closed = True
             self.on_close()
@@ -187,7 +197,7 @@ class WebSocketProtocol(asyncio.Protocol):
             except UnicodeDecodeError:
                 self.fail(CLOSE_INVALID_DATA)
                 return
-            self.close(code if code in (CLOSE_NORMAL, 1001) else CLOSE_NORMAL)
+            self.close(code)  # echoed, as RFC 6455 §5.5.1 has it (and the reference server does)
             return
         if opcode == PING:
             self.transport.write(frame(payload, PONG))
@@ -226,20 +236,27 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def close(self, code: int = CLOSE_NORMAL) -> None:
         """Send a close frame and end the connection (the peer's own close frame is not awaited)."""
-        if not self._closed_sent and not self.transport.is_closing():
+        if not self._closed_sent:
             self._closed_sent = True
-            self.transport.write(frame(code.to_bytes(2, "big"), CLOSE))
-        self.transport.close()
+            if not self.transport.is_closing():
+                self.transport.write(frame(code.to_bytes(2, "big"), CLOSE))
+                self._shut()
         if not self.closed:
             self.closed = True
             self.on_close()
 
     def fail(self, code: int) -> None:
-        """A peer that breaks the protocol: a close frame, then the connection is dropped."""
-        if not self._closed_sent and not self.transport.is_closing():
-            self._closed_sent = True
-            self.transport.write(frame(code.to_bytes(2, "big"), CLOSE))
-        self.transport.abort()
-        if not self.closed:
-            self.closed = True
-            self.on_close()
+        """A peer that breaks the protocol: a close frame, and nothing more it sends is handled."""
+        self.close(code)
+
+    def _shut(self) -> None:
+        """Close the sending side once the close frame is out, and drop what the peer still sends until it closes
+        its side (at most LINGER_SECONDS). Closing the socket with unread bytes would make the kernel reset the
+        connection, and a peer still sending (a message over the limit, say) would lose the close frame and its
+        code (RFC 6455 §7.1.1: the server closes the TCP connection first, cleanly)."""
+        transport = self.transport
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.abort)

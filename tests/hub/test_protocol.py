@@ -283,6 +283,38 @@ async def test_overlapping_polls_close_the_session(server: TestServer, http: Any
     assert (await polling.get())[0] == 400
 
 
+async def test_overlapping_posts_close_the_session(calm_server: TestServer, http: Any) -> None:
+    """v4 "Sending data": one POST at a time; a second one is answered 400 and the session closes (a POST whose
+    body arrives slowly is still pending when the second one comes)."""
+    polling = await Polling(http, base(calm_server)).open()
+    parts = urlsplit(base(calm_server))
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        f"POST {PATH}?EIO=4&transport=polling&sid={polling.sid} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 10\r\n\r\n40/p".encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    assert await polling.post("6") == (400, '{"code":3,"message":"Overlapping post"}')
+    writer.write(b"ublic,")
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    assert (await polling.get())[0] == 400
+
+
+async def test_a_binary_polling_body_closes_the_session(server: TestServer, http: Any) -> None:
+    """v4 polling carries binary as base64 text; an ``application/octet-stream`` body is v3's and refused."""
+    polling = await Polling(http, base(server)).open()
+    async with http.post(
+        polling.url, data=b"40/public,", headers={"Content-Type": "application/octet-stream"}
+    ) as response:
+        assert response.status == 400
+    assert (await polling.get())[0] == 400
+
+
 @pytest.fixture
 async def process_url(sqlite_url: str, tmp_path: Path) -> AsyncIterator[str]:
     """A real ``serve`` process: aiohttp's test server cancels a handler whose client goes away, ``serve`` does not
@@ -416,6 +448,30 @@ async def test_unknown_namespace_is_an_invalid_namespace_error(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_namespace_with_a_query_string_is_one_nobody_serves(
+    server: TestServer, http: Any, sessions: list[Session], transport: str
+) -> None:
+    # v5 namespaces carry no query (v4's did, and python-socketio still strips it)
+    session = await open_session(sessions, transport, http, base(server))
+    await session.send("40/public?x=1,")
+    assert await session.next() == '44/public?x=1,{"message":"Invalid namespace"}'
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_event_named_by_a_number_is_answered_as_unknown(
+    server: TestServer, http: Any, sessions: list[Session], transport: str
+) -> None:
+    # the reference parser allows a number as an event's name
+    session = await open_session(sessions, transport, http, base(server))
+    await session.send("40/public,")
+    await session.next()
+    await session.send("42/public,7[1,{}]")
+    ack = await session.next()
+    assert ack.startswith("43/public,7[")
+    assert json.loads(ack[len("43/public,7") :])[0]["problem"]["detail"] == "unknown event '1'"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_event_with_ack_and_disconnect(
     server: TestServer, http: Any, sessions: list[Session], transport: str
 ) -> None:
@@ -428,15 +484,41 @@ async def test_event_with_ack_and_disconnect(
     body = json.loads(ack[len("43/public,456") :])
     assert body[0]["ok"] is False and body[0]["problem"]["status"] == 404
     await session.send("41/public,")
-    await session.send('42/public,457["subscribe",{"room":"nope"}]')
-    with pytest.raises(TimeoutError):
-        await session.next(timeout=CONNECT_TIMEOUT + 0.2)  # nothing: neither an ack nor a close
+    # an event for a namespace the client has left does not fit the session's state: the reference server ends
+    # the connection, and so does the hub
+    if session.polling is not None:
+        await session.polling.post('42/public,457["subscribe",{"room":"nope"}]')
+    else:
+        await session.send('42/public,457["subscribe",{"room":"nope"}]')
+    assert await session.is_closed()
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize(
     "packet",
-    ["4abc", "42/public,{}", '42/public,abc["subscribe",{}]', "49/public,", '40/public,"x"', "40/public,[1]", "40,123"],
+    [
+        "4abc",
+        "42/public,{}",
+        '42/public,abc["subscribe",{}]',
+        "49/public,",
+        '40/public,"x"',
+        "40/public,[1]",
+        "40,123",
+        # Socket.IO v5 (the reference parser's isPayloadValid): a CONNECT carries an object or nothing, a DISCONNECT
+        # nothing, an event is not named after the server's lifecycle, an ack is an array
+        "40/public,null",
+        '41/public,{"x":1}',
+        '42/public,1["disconnect"]',
+        '42/public,["connect",{"token":"x"}]',
+        '42/public,["connect_error"]',
+        '42/public,["newListener"]',
+        '43/public,1{"x":1}',
+        # a binary packet announces how many attachments follow
+        '45/public,["subscribe",{}]',
+        # a CONNECT to a namespace already joined, an ack for one not joined
+        "40/public,",
+        '43/users/x,1["x"]',
+    ],
 )
 async def test_invalid_socketio_packet_closes_the_connection(
     server: TestServer, http: Any, sessions: list[Session], transport: str, packet: str
@@ -470,6 +552,27 @@ async def test_binary_event_with_attachment_is_handled(server: TestServer, http:
     ack = await ws.receive_skipping_pings()
     assert isinstance(ack, str) and ack.startswith('43/public,9[{"ok":false')
     await ws.close()
+
+
+async def test_a_binary_event_announcing_no_attachment_is_handled_at_once(server: TestServer, http: Any) -> None:
+    ws = await WebSocket.open(http, base(server))
+    await ws.send("40/public,")
+    await ws.receive_skipping_pings()
+    await ws.send('450-/public,9["subscribe",{"room":"nope"}]')
+    ack = await ws.receive_skipping_pings()
+    assert isinstance(ack, str) and ack.startswith('43/public,9[{"ok":false')
+    await ws.close()
+
+
+async def test_text_where_an_attachment_is_due_closes_the_connection(server: TestServer, http: Any) -> None:
+    # python-socketio would take the text for the attachment (and the event in it would be lost)
+    ws = await WebSocket.open(http, base(server))
+    await ws.send("40/public,")
+    await ws.receive_skipping_pings()
+    await ws.send('452-/public,1["subscribe",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
+    await ws.send(b"\x01")
+    await ws.send('42/public,2["subscribe",{"room":"nope"}]')
+    assert await ws.closed(2.0)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from hub import keys
 from hub.app import create_app
+from hub.realtime.websocket import LINGER_SECONDS
 from tests.conftest import make_settings
 from tests.eio import WebSocket
 
@@ -140,6 +141,10 @@ async def test_a_message_in_fragments_and_tcp_pieces_is_one_message(raw: RawWs) 
         (client_frame((999).to_bytes(2, "big"), 0x8), 1002),
         (client_frame((2000).to_bytes(2, "big"), 0x8), 1002),
         (client_frame((1000).to_bytes(2, "big") + b"\xff\xfe", 0x8), 1007),
+        # a frame that is fine but carries a broken Engine.IO or Socket.IO packet
+        (client_frame(b"9"), 1002),
+        (client_frame(b""), 1002),
+        (client_frame(b'42/public,1["disconnect"]'), 1002),
     ],
     ids=[
         "unmasked",
@@ -154,12 +159,32 @@ async def test_a_message_in_fragments_and_tcp_pieces_is_one_message(raw: RawWs) 
         "close-code-below-1000",
         "close-unassigned-code",
         "close-bad-utf8-reason",
+        "unknown-engineio-packet",
+        "empty-engineio-packet",
+        "reserved-event-name",
     ],
 )
 async def test_a_broken_frame_ends_the_connection(raw: RawWs, wire: bytes, code: int) -> None:
     raw.send(wire)
-    assert await _close_code(raw) in (code, None)  # the close frame, unless the drop overtook it
+    # the close frame always arrives, even while the client is still sending (RFC 6455 §7.1.1): the server stops
+    # sending, reads and drops the rest, and closes once the client has
+    assert await _close_code(raw) == code
     assert await raw.frame() is None
+
+
+async def test_a_message_over_the_limit_gets_1009_while_the_client_still_sends(raw: RawWs) -> None:
+    for _ in range(10):
+        raw.send(client_frame(b"4" + b"x" * (4 * MAX_PAYLOAD)))  # far more than the server reads before refusing
+    assert await _close_code(raw) == 1009
+    assert await raw.frame() is None
+
+
+async def test_a_client_that_never_closes_its_side_is_dropped_after_the_linger(raw: RawWs) -> None:
+    raw.send(client_frame(b"9"))
+    assert await _close_code(raw) == 1002
+    started = asyncio.get_running_loop().time()
+    assert await raw.frame(timeout=LINGER_SECONDS + 3) is None
+    assert asyncio.get_running_loop().time() - started < LINGER_SECONDS + 1
 
 
 @pytest.mark.parametrize("body", [(1000).to_bytes(2, "big"), b"", (4000).to_bytes(2, "big") + "au revoir é".encode()])
@@ -167,7 +192,7 @@ async def test_a_close_frame_is_answered_and_ends_the_session(raw: RawWs, server
     engine = server.app[keys.sio].eio
     assert len(engine.sockets) == 1
     raw.send(client_frame(body, 0x8))
-    assert await _close_code(raw) == 1000
+    assert await _close_code(raw) == (int.from_bytes(body[:2], "big") if body else 1000)  # the code echoed
     await asyncio.sleep(0.1)
     assert not engine.sockets
 
