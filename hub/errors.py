@@ -44,6 +44,7 @@ def unavailable_dependency(exc: BaseException) -> str | None:
     import sqlalchemy.exc
 
     from hub.infra.resp import ReplyError
+    from hub.store.engine import DatabaseUnavailable
 
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -55,7 +56,7 @@ def unavailable_dependency(exc: BaseException) -> str | None:
             REDIS_NOT_SERVING
         ):
             return "redis"
-        if isinstance(current, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.InterfaceError):
+        if isinstance(current, DatabaseUnavailable | sqlalchemy.exc.TimeoutError | sqlalchemy.exc.InterfaceError):
             return "database"
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
             return "database"

@@ -27,7 +27,7 @@ from hub.realtime.ingest import Ingest
 from hub.realtime.socket import HubRedisManager
 from hub.realtime.ticker import DemoTicker
 from hub.realtime.tickets import StreamTickets
-from hub.store.engine import build_engine, build_sessionmaker
+from hub.store.engine import DatabaseGate, build_engine, build_sessionmaker
 
 log = logging.getLogger("hub")
 
@@ -40,7 +40,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         statement_seconds=settings.database_statement_timeout_seconds,
     )
     app[keys.engine] = engine
-    app[keys.sessionmaker] = build_sessionmaker(engine)
+    gate = DatabaseGate(engine, settings.database_timeout_seconds)
+    app[keys.sessionmaker] = build_sessionmaker(engine, gate)
+    app[keys.outages].watchers["database"] = gate.trip
     codec = TokenCodec(
         settings.jwt_secret_key,
         settings.jwt_algorithm,
@@ -51,6 +53,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         codec, app[keys.sessionmaker], better_auth_secret=settings.better_auth_secret
     )
     yield
+    await gate.close()
     await engine.dispose()
 
 

@@ -34,8 +34,10 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def _check_database(request: web.Request) -> str:
-    async with request.app[keys.engine].connect() as connection:
-        await connection.execute(text("SELECT 1"))
+    # through the sessionmaker: while its gate refuses requests (the database did not answer, and its probe has not
+    # had an answer since), the process is not ready either
+    async with request.app[keys.sessionmaker]() as session:
+        await session.execute(text("SELECT 1"))
     return "ok"
 
 

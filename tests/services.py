@@ -201,7 +201,26 @@ class PostgresCluster:
         command = [*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"]
         subprocess.run(command, capture_output=True, check=False)
 
+    def freeze(self) -> None:
+        """Stop the server and its backends (SIGSTOP): connections stay open, nothing answers."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        pid_file = self.data / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        main = int(pid_file.read_text().split()[0])
+        ps = ["ps", "-o", "pid=", "--ppid", str(main)]
+        children = subprocess.run(ps, capture_output=True, text=True, check=False)
+        for pid in (main, *map(int, children.stdout.split())):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
     def close(self) -> None:
+        self.thaw()
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("hub.outages")
 QUIET_SECONDS = 30.0
@@ -15,9 +16,14 @@ class Outages:
         self.quiet_seconds = quiet_seconds
         self._reported: dict[str, float] = {}
         self._refused: dict[str, int] = {}
+        self.watchers: dict[str, Callable[[], None]] = {}
+        """dependency -> what to do when a request finds it not answering (the database's gate closes)."""
 
     def report(self, dependency: str, exc: BaseException) -> None:
         """One more request refused because ``dependency`` did not answer."""
+        watcher = self.watchers.get(dependency)
+        if watcher is not None:
+            watcher()
         self._refused[dependency] = self._refused.get(dependency, 0) + 1
         now = time.monotonic()
         last = self._reported.get(dependency)

@@ -1,14 +1,23 @@
-"""The async engine and sessionmaker."""
+"""The async engine and sessionmaker, and the gate that stops requests queueing behind a database that does not
+answer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import time
 import weakref
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+log = logging.getLogger("hub.database")
+PROBE_SECONDS = 0.5
+"""While the database is taken for down, how often it is probed."""
 
 TRANSACTIONS = "READ COMMITTED"
 """PostgreSQL's default: the level every transaction of the hub runs at."""
@@ -26,8 +35,9 @@ def build_engine(
 ) -> AsyncEngine:
     """An engine for ``database_url``; SQLite gets WAL, foreign keys and a busy timeout.
 
-    ``wait_seconds`` bounds connecting and waiting for a pooled connection, ``statement_seconds`` (PostgreSQL) each
-    statement: a database that is down or frozen costs a request that long, then a 503.
+    ``wait_seconds`` bounds connecting, waiting for a pooled connection and the ping of a pooled connection before
+    use, ``statement_seconds`` (PostgreSQL) each statement: a database that is down or frozen costs the requests it
+    catches that long, then a 503 (and ``DatabaseGate`` answers the following ones at once).
 
     On PostgreSQL the pooled connections rest in autocommit, so the pre-ping on checkout is a single ``;`` (in a
     transaction the driver spends BEGIN, ``;`` and ROLLBACK on it); the engine returned runs transactions as
@@ -49,12 +59,24 @@ def build_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         pool_timeout=wait_seconds,
         isolation_level="AUTOCOMMIT",
         connect_args={"timeout": wait_seconds, "command_timeout": statement_seconds},
     )
+
+    @event.listens_for(pool.sync_engine, "checkout")
+    def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # the pre-ping SQLAlchemy offers runs under the statement timeout (30 s): against a frozen server a request
+        # would wait that long before even trying a fresh connection. This one waits as long as connecting may
+        try:
+            dbapi_connection.run_async(lambda connection: connection.fetchrow(";", timeout=wait_seconds))
+        except Exception as error:
+            # dropped here: SQLAlchemy would give a connection it invalidates 2 s to close politely
+            with contextlib.suppress(Exception):
+                dbapi_connection.driver_connection.terminate()
+            raise exc.DisconnectionError("the pooled connection did not answer its ping") from error
+
     engine = pool.execution_options(isolation_level=TRANSACTIONS)
     _AUTOCOMMIT[engine.sync_engine] = pool
     return engine
@@ -72,6 +94,56 @@ def _create_private(database_url: str) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
+class DatabaseUnavailable(Exception):
+    """The database did not answer a moment ago and has not answered a probe since."""
+
+
+class DatabaseGate:
+    """Once a request found the database not answering, the following ones do not each wait their timeouts for it
+    (a frozen server answers nothing: every request would hold a connection slot for the wait, then fail): they are
+    refused at once with ``DatabaseUnavailable`` (a 503), while one probe asks the database every PROBE_SECONDS and
+    opens the gate again at its first answer. ``trip()`` is for whoever sees a request fail that way (the outage
+    reporting)."""
+
+    def __init__(self, engine: AsyncEngine, timeout: float, interval: float = PROBE_SECONDS) -> None:
+        self.engine = _AUTOCOMMIT.get(engine.sync_engine, engine)  # the probe needs no transaction
+        self.timeout = timeout
+        self.interval = interval
+        self._probe: asyncio.Task[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._probe is not None
+
+    def check(self) -> None:
+        if self._probe is not None:
+            raise DatabaseUnavailable("the database did not answer; it is being probed")
+
+    def trip(self) -> None:
+        """A request found the database not answering."""
+        if self._probe is None:
+            self._probe = asyncio.get_running_loop().create_task(self._until_answered())
+
+    async def _until_answered(self) -> None:
+        started = time.monotonic()
+        while True:
+            try:
+                async with asyncio.timeout(self.timeout), self.engine.connect() as connection:
+                    await connection.exec_driver_sql("SELECT 1")
+                break
+            except Exception:  # any failure means the same: not yet
+                await asyncio.sleep(self.interval)
+        self._probe = None
+        log.info("the database answers again (refused requests for %.1f s)", time.monotonic() - started)
+
+    async def close(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
+
+
 class Sessionmaker:
     """Sessions for units of work: ``maker.begin()`` is one transaction (every write goes through it), ``maker()``
     is a session for reads.
@@ -80,17 +152,22 @@ class Sessionmaker:
     around the reads. It sees what it saw in a transaction, since at READ COMMITTED each statement takes its own
     snapshot anyway."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, gate: DatabaseGate | None = None) -> None:
         reads = _AUTOCOMMIT.get(engine.sync_engine, engine)
         self._transactions = async_sessionmaker(engine, expire_on_commit=False)
         self._reads = async_sessionmaker(reads, expire_on_commit=False)
+        self.gate = gate
 
     def __call__(self) -> AsyncSession:
+        if self.gate is not None:
+            self.gate.check()
         return self._reads()
 
     def begin(self) -> AbstractAsyncContextManager[AsyncSession]:
+        if self.gate is not None:
+            self.gate.check()
         return self._transactions.begin()
 
 
-def build_sessionmaker(engine: AsyncEngine) -> Sessionmaker:
-    return Sessionmaker(engine)
+def build_sessionmaker(engine: AsyncEngine, gate: DatabaseGate | None = None) -> Sessionmaker:
+    return Sessionmaker(engine, gate)

@@ -169,13 +169,62 @@ async def test_postgres_stopped_is_a_503_problem_and_one_log_line(
         assert problem["status"] == 503
         assert problem["code"] == "SERVICE_UNAVAILABLE"
         postgres_cluster.start()
-        for route in routes:
-            status, _, body = await _call(http, "GET", hub.url + route, headers=bearer)
-            assert status == 200, (route, body)
+        # the gate opens at the first answer to its probe (every 0.5 s)
+        await eventually(lambda: _all_ok(http, hub.url, routes, bearer), timeout=3)
     assert refused >= 20
     log = hubs.log(hub)
     assert log.count("hub.outages: database unavailable (") == 1, log
     assert repeated_lines(log) == {}, log
+
+
+async def test_postgres_frozen_costs_the_first_requests_a_bounded_wait_and_the_others_none(
+    postgres_cluster: PostgresCluster, redis_process: RedisProcess, hubs: Hubs
+) -> None:
+    """A frozen server (SIGSTOP: connections open, nothing answers) is the worst outage for a pool: without a bound
+    on the ping of a pooled connection each request waited the statement timeout (30 s) for its 503. The first
+    requests wait for the ping and a fresh connection (the database timeout each), then the gate refuses the
+    rest at once until a probe gets an answer."""
+    wait = 1.0
+    settings = make_settings(database_url(postgres_cluster), redis_process.url)
+    [user] = await create_users(settings, 1)
+    [hub] = await hubs.start(settings, CARTSNITCH_DATABASE_TIMEOUT_SECONDS=str(wait), CARTSNITCH_LOG_LEVEL="INFO")
+    bearer = {"Authorization": f"Bearer {user.token}"}
+    routes = ("/api/v1/purchases", "/api/v1/alerts", "/api/v1/me/stores", "/api/v1/products?q=milk")
+
+    async def timed(http: aiohttp.ClientSession, route: str) -> tuple[float, int]:
+        started = time.monotonic()
+        status, headers, body = await _call(http, "GET", hub.url + route, headers=bearer)
+        if status != 200:
+            _assert_unavailable(status, headers, body, "database")
+        return time.monotonic() - started, status
+
+    async with aiohttp.ClientSession() as http:
+        for route in routes:
+            assert (await timed(http, route))[1] == 200
+        postgres_cluster.freeze()
+        try:
+            waits = []
+            for _ in range(5):  # concurrent waves, as requests arrive in production
+                waits += await asyncio.gather(*(timed(http, route) for route in routes * 3))
+                await asyncio.sleep(0.2)
+        finally:
+            postgres_cluster.thaw()
+        back = await eventually(lambda: _all_ok(http, hub.url, routes, bearer), timeout=5)
+    durations = sorted(duration for duration, _ in waits)
+    assert {status for _, status in waits} == {503}
+    assert durations[-1] < 2 * wait + 1.0, durations  # a ping, then a connection attempt, each bounded
+    assert durations[len(durations) // 2] < 0.25, durations  # after the first wave, refused at once
+    assert back < 2.0
+    log = hubs.log(hub)
+    assert log.count("hub.outages: database unavailable (") == 1, log
+    assert "hub.database: the database answers again" in log, log
+
+
+async def _all_ok(http: aiohttp.ClientSession, url: str, routes: tuple[str, ...], headers: dict[str, str]) -> bool:
+    for route in routes:
+        if (await _call(http, "GET", url + route, headers=headers))[0] != 200:
+            return False
+    return True
 
 
 async def test_a_price_update_while_postgres_is_stopped_reaches_its_room_without_a_snapshot(

@@ -181,3 +181,21 @@ def test_a_redis_cluster_is_named_by_some_of_its_nodes() -> None:
 def test_a_bad_cluster_url_is_refused(url: str, problem: str) -> None:
     with pytest.raises(SettingsError, match=f"CARTSNITCH_REDIS_URL: .*{problem}"):
         Settings.from_env({"CARTSNITCH_REDIS_URL": url, **_SECRETS})
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    """A row names a variable in full or, after a sibling, by its suffix (`CARTSNITCH_RATE_LIMIT_REQUESTS` /
+    `_WINDOW_SECONDS`); a setting read from the environment and documented nowhere is one nobody can find."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = text[text.index("## Configuration") : text.index("## Architecture")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+
+    def documented(name: str) -> bool:
+        if f"`{name}`" in table:
+            return True
+        cuts = [i for i, char in enumerate(name) if char == "_" and i >= len("CARTSNITCH")]
+        return any(f"`{name[i:]}`" in row and f"`{name[:i]}" in row for i in cuts for row in rows)
+
+    assert [names[0] for names in setting_names().values() if not documented(names[0])] == []
