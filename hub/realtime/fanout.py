@@ -843,10 +843,13 @@ class LocalBus:
                 if after.epoch != epoch:
                     return History(resync="history_lost")
                 mark = await session.get(HubEventMark, audience)
-                if mark is not None and after.ms < mark.max_deleted_id:
-                    newest = await session.scalar(select(func.max(HubEvent.id)).where(HubEvent.audience == audience))
-                    head = EventId(newest or mark.max_deleted_id, 0, epoch)
-                    return History(resync="history_trimmed", head=head)
+                deleted = mark.max_deleted_id if mark is not None else 0
+                newest = await session.scalar(select(func.max(HubEvent.id)).where(HubEvent.audience == audience))
+                issued = max(newest or 0, deleted)
+                # older than what trimming left, or past the newest id this audience was given (the ids are one
+                # sequence for every audience: a later one is another audience's, or forged)
+                if after.ms < deleted or 0 < issued < after.ms:
+                    return History(resync="history_trimmed", head=EventId(newest or deleted, 0, epoch))
             stmt = select(HubEvent.id, HubEvent.envelope).where(HubEvent.audience == audience)
             if after is not None:
                 stmt = stmt.where(HubEvent.id > after.ms)

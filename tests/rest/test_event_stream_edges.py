@@ -88,9 +88,8 @@ async def test_a_trimmed_position_resyncs_and_goes_on_from_the_newest_id(
         assert [event["id"] for event in following["events"]] == later
 
 
-async def test_an_id_the_history_never_issued_resyncs(aiohttp_server: Any, pg_url: str, redis_url: str) -> None:
-    """(On Redis: the embedded history's ids are one sequence for every audience, and it does not check.)"""
-    server, user, headers = await _serve(aiohttp_server, make_settings(pg_url, redis_url))
+async def test_an_id_the_history_never_issued_resyncs(aiohttp_server: Any, settings: Settings) -> None:
+    server, user, headers = await _serve(aiohttp_server, settings)
     ids = await _publish(server, user.id, 2)
     newest = channels_bus.parse_event_id(ids[-1])
     assert newest is not None
