@@ -36,6 +36,8 @@ def _not_for_sockets(wrapped: Middleware) -> Middleware:
 
 
 SERVER = "cartsnitch-hub"
+AUTH_PREFIX = "/auth/"
+"""Login, registration, refresh, password change: responses that carry credentials."""
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -82,13 +84,32 @@ def create_app(settings: Settings) -> web.Application:
         ]
     )
     app.on_shutdown.append(socket.close_all)
-    app.on_response_prepare.append(_common_headers)
     routes.setup_routes(app)
+    app.on_response_prepare.append(_common_headers)  # after aiohttp-cors's own: it adds only what that left out
     return app
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Name the service, not the Python and aiohttp versions it runs on; and say that responses depend on the
-    Origin (CORS headers differ by origin, so a shared cache must not hand one origin's copy to another)."""
+    """Name the service, not the Python and aiohttp versions it runs on; say that responses depend on the Origin
+    (CORS headers differ by origin, so a shared cache must not hand one origin's copy to another); keep credentials
+    and user data out of caches; and let a listed origin read the errors that no route's CORS handling saw."""
     response.headers["Server"] = SERVER
     response.headers.add("Vary", "Origin")
+    if "Cache-Control" not in response.headers:
+        op = middleware.operation_of(request)
+        if op is not None and (op.auth != "none" or request.path.startswith(AUTH_PREFIX)):
+            # credentials (RFC 6749 §5.1: a token response is never stored) and a user's data: no cache keeps them,
+            # unless the route chose otherwise (its reads with an ETag are "private, no-cache")
+            response.headers["Cache-Control"] = "no-store"
+    origin = request.headers.get("Origin")
+    if (
+        origin is not None
+        and response.status >= 400
+        and "Access-Control-Allow-Origin" not in response.headers
+        and request.app[keys.origins].allows(origin, None)
+    ):
+        # an error raised before a route's CORS handling (no route matches, a method the path does not have): a
+        # listed origin's script may read it like any other error, rather than see an opaque network failure
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Access-Control-Expose-Headers"] = ",".join(routes.EXPOSED_HEADERS)

@@ -20,6 +20,7 @@ _BY_STATUS[400] = ProblemType.BAD_REQUEST
 _BY_STATUS[405] = ProblemType.METHOD_NOT_ALLOWED
 _KEEP_HEADERS = ("Allow", "Content-Range", "Retry-After", "WWW-Authenticate")
 RETRY_AFTER = "5"
+_PREFLIGHT_REFUSED = "CORS preflight request failed: "
 
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
@@ -43,6 +44,9 @@ def from_http_exception(exc: web.HTTPException, path: str) -> web.Response:
         body["detail"] = "the request body is too large"
     elif exc.status == 417:
         body["detail"] = "the only expectation served is 100-continue"
+    elif exc.status == 403 and (exc.text or "").startswith(_PREFLIGHT_REFUSED):
+        # aiohttp-cors's refusal says what was refused (the origin, a method or a header)
+        body["detail"] = "CORS preflight refused: " + (exc.text or "")[len(_PREFLIGHT_REFUSED) :][:200]
     headers = {name: exc.headers[name] for name in _KEEP_HEADERS if name in exc.headers}
     return problem_response(body, headers)
 

@@ -65,7 +65,9 @@ def all_operations() -> Iterator[Operation]:
         yield from table.operations
 
 
-_EXPOSED = (
+EXPOSED_HEADERS = (
+    "Allow",
+    "WWW-Authenticate",
     "Link",
     "ETag",
     "RateLimit",
@@ -107,7 +109,7 @@ def setup_routes(app: web.Application) -> None:
     cors = aiohttp_cors.setup(app)
     credentialed = {
         origin: aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
-            allow_credentials=True, expose_headers=_EXPOSED, allow_headers=_ALLOWED_HEADERS, max_age=600
+            allow_credentials=True, expose_headers=EXPOSED_HEADERS, allow_headers=_ALLOWED_HEADERS, max_age=600
         )
         for origin in settings.cors_origins
     }
@@ -115,7 +117,7 @@ def setup_routes(app: web.Application) -> None:
     anyone = {
         **credentialed,
         "*": aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
-            allow_credentials=False, expose_headers=_EXPOSED, allow_headers=_ALLOWED_HEADERS, max_age=600
+            allow_credentials=False, expose_headers=EXPOSED_HEADERS, allow_headers=_ALLOWED_HEADERS, max_age=600
         ),
     }
     operations = list(all_operations())

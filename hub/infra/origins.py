@@ -1,6 +1,7 @@
 """Which browser origins may use the credentialed API: the configured allow-list and the hub's own origin.
 
-Public reads, the public SSE stream and the ``/public`` namespace answer any origin without credentials; this
+Public reads, the public SSE stream and the ``/public`` namespace answer any origin without credentials (a listed
+origin keeps them); this
 policy guards what a browser's cookies or tokens could reach: user-scoped CORS, user namespaces and cookie-authenticated
 state-changing requests (CSRF)."""
 

@@ -74,6 +74,72 @@ async def test_user_routes_keep_the_credentialed_allow_list(client: Client) -> N
     assert preflight.status == 403
 
 
+async def test_a_listed_origin_keeps_its_credentials_on_public_reads(client: Client) -> None:
+    # the PWA sends its credentials everywhere; a public read answers it like a user route
+    response = await client.get("/api/v1/public/inflation", headers={"Origin": ALLOWED})
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "slug"),
+    [
+        ("GET", "/api/v1/nope", 404, "not-found"),
+        ("POST", "/api/v1/purchases", 405, "method-not-allowed"),
+        ("DELETE", "/api/v1/stores", 405, "method-not-allowed"),
+    ],
+)
+async def test_an_error_no_route_handled_is_readable_by_a_listed_origin(
+    client: Client, method: str, path: str, status: int, slug: str
+) -> None:
+    """A 404 or 405 comes before any route's CORS handling; a simple request (no preflight) from the PWA must still
+    be able to read it, and its Allow header, rather than meet an opaque network error."""
+    response = await client.request(method, path, headers={"Origin": ALLOWED, "Content-Type": "text/plain"}, data="x")
+    check_problem(response, await response.json(content_type=None), status, slug)
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "Allow" in response.headers["Access-Control-Expose-Headers"].split(",")
+    foreign = await client.request(method, path, headers={"Origin": FOREIGN})
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+
+
+async def test_a_refused_preflight_says_what_was_refused(client: Client) -> None:
+    response = await client.options(
+        "/api/v1/purchases", headers={"Origin": FOREIGN, "Access-Control-Request-Method": "GET"}
+    )
+    body = await response.json(content_type=None)
+    check_problem(response, body, 403, "forbidden")
+    assert body["detail"] == f"CORS preflight refused: origin '{FOREIGN}' is not allowed"
+    header = await client.options(
+        "/api/v1/purchases",
+        headers={"Origin": ALLOWED, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "x-foo"},
+    )
+    body = await header.json(content_type=None)
+    check_problem(header, body, 403, "forbidden")
+    assert body["detail"] == "CORS preflight refused: headers are not allowed: X-FOO"
+
+
+async def test_credentials_and_user_data_are_never_stored_by_a_cache(client: Client) -> None:
+    """RFC 6749 §5.1: a response carrying tokens is ``no-store``; so is a user's data; public reads stay cacheable
+    (revalidated: ``public, no-cache`` with an ETag)."""
+    email, password = "cache@example.com", "a long enough password"
+    register = await client.post("/auth/register", json={"email": email, "password": password})
+    assert register.status == 201
+    assert register.headers["Cache-Control"] == "no-store"
+    login = await client.post("/auth/login", json={"email": email, "password": password})
+    assert login.headers["Cache-Control"] == "no-store"
+    tokens = await login.json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    refreshed = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.headers["Cache-Control"] == "no-store"
+    for path in ("/auth/me", "/api/v1/me/email-in-address"):
+        assert (await client.get(path, headers=headers)).headers["Cache-Control"] == "no-store", path
+    ticket = await client.post("/api/v1/me/events/ticket", headers=headers)
+    assert ticket.headers["Cache-Control"] == "no-store"
+    assert (await client.get("/api/v1/purchases", headers=headers)).headers["Cache-Control"] == "no-store"
+    assert (await client.get("/api/v1/public/inflation")).headers["Cache-Control"] == "public, no-cache"
+
+
 @pytest.fixture
 async def cookie_user(client: Client) -> tuple[Any, str]:
     async with client.app[keys.sessionmaker].begin() as session:
