@@ -796,6 +796,13 @@ def _token(rng: random.Random, nbytes: int) -> str:
     return base64.urlsafe_b64encode(rng.randbytes(nbytes)).decode().rstrip("=")
 
 
+def _user_id(rng: random.Random) -> str:
+    """A user id as the hub makes them (``random_id``): none starts with ``-``, which a command line (``token``)
+    would take for an option. The same draws as before, so a seed keeps its data."""
+    value = _token(rng, 24)
+    return "A" + value[1:] if value.startswith("-") else value
+
+
 def _phase_rng(seed: int, phase: str) -> random.Random:
     return random.Random(f"cartsnitch-seed:{seed}:{phase}")
 
@@ -1149,7 +1156,7 @@ class _Plan:
                 store_weights[home] = rng.uniform(1.0, 2.0)
             self.users.append(
                 _UserPlan(
-                    id=_token(rng, 24),
+                    id=_user_id(rng),
                     email=email,
                     display_name=display,
                     inbound_token=token,

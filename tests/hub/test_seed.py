@@ -495,3 +495,16 @@ async def test_seed_leaves_the_postgres_schema_as_it_found_it(seeded: Seeded, pg
     after = sorted(row[0] for row in await _all(seeded.url, query))
     assert len(before) >= 8
     assert after == before
+
+
+def test_no_seeded_user_id_starts_with_a_dash() -> None:
+    """``cartsnitch-hub token <id>`` would take such an id for an option; 1 in 64 random ids would be one."""
+    import random
+
+    from hub.store.seed import _user_id
+
+    rng = random.Random(7)
+    ids = [_user_id(rng) for _ in range(5000)]
+    assert not [value for value in ids if value.startswith("-")]
+    assert len(set(ids)) == len(ids)
+    assert all(len(value) == 32 for value in ids)
