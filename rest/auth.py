@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,11 +32,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
-class RegisterIn(_Strict):
-    email: str = Field(max_length=255, description="the sign-in email", json_schema_extra={"format": "email"})
-    password: str = Field(
+def _new_password() -> Any:
+    return Field(
         min_length=8, max_length=72, description="8 characters to 72 bytes (bcrypt's limit; the byte limit is checked)"
     )
+
+
+class RegisterIn(_Strict):
+    email: str = Field(max_length=255, description="the sign-in email", json_schema_extra={"format": "email"})
+    password: str = _new_password()
     display_name: str | None = Field(None, max_length=100)
 
     @field_validator("email")
@@ -65,7 +70,7 @@ class RefreshIn(_Strict):
 
 class PasswordChangeIn(_Strict):
     current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=8)
+    new_password: str = _new_password()
 
     @field_validator("new_password")
     @classmethod

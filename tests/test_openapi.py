@@ -39,6 +39,25 @@ async def test_every_route_is_documented(client: Client) -> None:
             assert operation["summary"], (method, path)
 
 
+async def test_every_password_a_client_chooses_documents_the_bcrypt_limit(client: Client) -> None:
+    spec = await (await client.get("/openapi.json")).json()
+    bodies = [
+        operation["requestBody"]["content"]["application/json"]["schema"]
+        for item in spec["paths"].values()
+        for operation in item.values()
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    chosen = {
+        (model.get("title"), field): schema
+        for model in bodies
+        for field, schema in model.get("properties", {}).items()
+        if field in ("password", "new_password") and model.get("title") != "LoginIn"
+    }
+    assert {("RegisterIn", "password"), ("PasswordChangeIn", "new_password")} <= set(chosen)
+    for where, schema in chosen.items():
+        assert (schema.get("minLength"), schema.get("maxLength")) == (8, 72), where
+
+
 async def test_docs_pages_render_the_document(client: Client) -> None:
     for page, loader in (("/docs", "/docs/assets/swagger-init.js"), ("/redoc", "/redoc")):
         response = await client.get(page)
