@@ -122,7 +122,7 @@ def _today() -> date:
 async def list_alerts(request: web.Request) -> web.Response:
     principal = await require_user(request)
     query = parse_query(request, AlertsQuery)
-    page = page_of(query, utc_datetime, _feed_id)
+    page = page_of(request, query, utc_datetime, _feed_id)
     async with request.app[keys.sessionmaker]() as session:
         rows = await alerts.list_alerts(
             session,
@@ -172,7 +172,7 @@ async def put_alert_settings(request: web.Request) -> web.Response:
 )
 async def list_target_alerts(request: web.Request) -> web.Response:
     principal = await require_user(request)
-    page = page_of(parse_query(request, PageQuery), utc_datetime, uuid.UUID)
+    page = page_of(request, parse_query(request, PageQuery), utc_datetime, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await alerts.list_targets(
             session, user_id=principal.user_id, limit=page.limit + 1, offset=page.offset, after=page.after

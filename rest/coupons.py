@@ -83,7 +83,7 @@ def _hide_position(row: dict[str, Any]) -> dict[str, Any]:
 async def list_relevant_coupons(request: web.Request) -> web.Response:
     principal = await require_user(request)
     query = parse_query(request, paging.PageQuery)
-    page = paging.page_of(query, paging.utc_datetime, uuid.UUID)
+    page = paging.page_of(request, query, paging.utc_datetime, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await coupons.list_relevant_coupons(
             session,
@@ -106,7 +106,7 @@ async def list_relevant_coupons(request: web.Request) -> web.Response:
 async def list_coupons(request: web.Request) -> web.Response:
     await require_user(request)
     query = parse_query(request, CouponsQuery)
-    page = paging.page_of(query, paging.utc_datetime, uuid.UUID)
+    page = paging.page_of(request, query, paging.utc_datetime, uuid.UUID)
     today = date.today()
 
     async def compute() -> bytes:

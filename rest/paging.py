@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import functools
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +44,20 @@ class Page:
     after: tuple[Any, ...] | None
 
 
-def encode_cursor(values: Sequence[Any]) -> str:
-    raw = orjson.dumps([str(v) for v in values])
+def route_of(request: web.Request) -> str:
+    """The route a request matched (its path template), which a cursor is bound to."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
+def _tag(route: str) -> str:
+    return hashlib.blake2s(route.encode(), digest_size=4).hexdigest()
+
+
+def encode_cursor(values: Sequence[Any], route: str) -> str:
+    """The cursor after a row whose sort key is ``values``, for the list at ``route`` (a path template): another
+    list refuses it (a 422), however alike their keys."""
+    raw = orjson.dumps([_tag(route), *(str(v) for v in values)])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -53,8 +66,9 @@ def utc_datetime(raw: str) -> dt.datetime:
     return as_utc(dt.datetime.fromisoformat(raw))
 
 
-def page_of(query: PageQuery, *parsers: Callable[[str], Any]) -> Page:
-    """The page the query asks for; the cursor's values are parsed with ``parsers`` (422 when they do not fit)."""
+def page_of(request: web.Request, query: PageQuery, *parsers: Callable[[str], Any]) -> Page:
+    """The page the query asks for; the cursor's values are parsed with ``parsers`` (422 when they do not fit, or
+    when the cursor is another list's)."""
     if query.cursor is None:
         return Page(query.page_size, (query.page - 1) * query.page_size, None)
     try:
@@ -62,18 +76,23 @@ def page_of(query: PageQuery, *parsers: Callable[[str], Any]) -> Page:
         values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         raise _foreign_cursor() from None
-    if not isinstance(values, list) or len(values) != len(parsers) or not all(isinstance(v, str) for v in values):
+    if (
+        not isinstance(values, list)
+        or len(values) != len(parsers) + 1
+        or not all(isinstance(v, str) for v in values)
+        or values[0] != _tag(route_of(request))
+    ):
         raise _foreign_cursor()
     try:
-        return Page(query.page_size, 0, tuple(parse(v) for parse, v in zip(parsers, values, strict=True)))
+        return Page(query.page_size, 0, tuple(parse(v) for parse, v in zip(parsers, values[1:], strict=True)))
     except (ValueError, TypeError):
         raise _foreign_cursor() from None
 
 
-def capped_page(cursor: str | None, limit: int, *parsers: Callable[[str], Any]) -> Page:
+def capped_page(request: web.Request, cursor: str | None, limit: int, *parsers: Callable[[str], Any]) -> Page:
     """The first ``limit`` rows of a list, or the ``limit`` rows after a cursor it issued: for lists that take no
     ``page`` or ``page_size`` (the PWA profile's)."""
-    return page_of(PageQuery.model_construct(page=1, page_size=limit, cursor=cursor), *parsers)
+    return page_of(request, PageQuery.model_construct(page=1, page_size=limit, cursor=cursor), *parsers)
 
 
 def _foreign_cursor() -> AppError:
@@ -98,7 +117,7 @@ def respond(
     headers = {}
     if has_next and shown:
         query = {k: v for k, v in request.rel_url.query.items() if k not in ("cursor", "page")}
-        query["cursor"] = encode_cursor(key(shown[-1]))
+        query["cursor"] = encode_cursor(key(shown[-1]), route_of(request))
         headers["Link"] = f'<{request.rel_url.with_query(query)}>; rel="next"'
     items = [render(row) for row in shown]
     if model is not None:

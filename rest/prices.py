@@ -141,7 +141,7 @@ def _cache_key(request: web.Request, today: date) -> str:
 async def list_price_trends(request: web.Request) -> web.Response:
     await require_user(request)
     query = parse_query(request, TrendsQuery)
-    page = paging.page_of(query, date.fromisoformat, uuid.UUID if query.group_by == "product" else str)
+    page = paging.page_of(request, query, date.fromisoformat, uuid.UUID if query.group_by == "product" else str)
     today = date.today()
 
     since = today - timedelta(days=query.days)
@@ -185,7 +185,7 @@ async def list_price_trends(request: web.Request) -> web.Response:
 async def list_price_increases(request: web.Request) -> web.Response:
     await require_user(request)
     query = parse_query(request, IncreasesQuery)
-    page = paging.page_of(query, date.fromisoformat, uuid.UUID, uuid.UUID)
+    page = paging.page_of(request, query, date.fromisoformat, uuid.UUID, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         increases = await prices.price_increases(
             session,

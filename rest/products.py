@@ -120,7 +120,7 @@ def _not_found(product_id: uuid.UUID) -> AppError:
 async def list_products(request: web.Request) -> web.Response:
     await require_user(request)
     query = parse_query(request, ProductQuery)
-    page = page_of(query, utc_datetime, uuid.UUID)
+    page = page_of(request, query, utc_datetime, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await products.search_products(
             session,

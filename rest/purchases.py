@@ -122,7 +122,7 @@ async def list_purchases(request: web.Request) -> web.Response:
     principal = await require_user(request)
     query = parse_query(request, PurchaseQuery)
     _check_range(query)
-    page = page_of(query, date.fromisoformat, uuid.UUID)
+    page = page_of(request, query, date.fromisoformat, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await purchases.list_purchases_for_user(
             session,

@@ -220,7 +220,7 @@ def _not_found(product_id: uuid.UUID) -> AppError:
 )
 async def list_pwa_purchases(request: web.Request) -> web.Response:
     principal = await require_user(request)
-    page = capped_page(parse_query(request, CursorQuery).cursor, MAX_LIST, dt.date.fromisoformat, uuid.UUID)
+    page = capped_page(request, parse_query(request, CursorQuery).cursor, MAX_LIST, dt.date.fromisoformat, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await purchases.list_purchases_for_user(
             session, user_id=principal.user_id, limit=page.limit + 1, after=page.after
@@ -265,7 +265,7 @@ async def get_pwa_purchase(request: web.Request) -> web.Response:
 async def list_pwa_products(request: web.Request) -> web.Response:
     await require_user(request)
     query = parse_query(request, ProductsQuery)
-    page = capped_page(query.cursor, MAX_LIST, utc_datetime, uuid.UUID)
+    page = capped_page(request, query.cursor, MAX_LIST, utc_datetime, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await products.search_products(session, q=query.q, limit=page.limit + 1, after=page.after)
         latest = await prices.latest_prices(session, product_ids=[row.id for row in rows[: page.limit]])
@@ -341,7 +341,7 @@ async def list_pwa_price_history(request: web.Request) -> web.Response:
 )
 async def list_pwa_coupons(request: web.Request) -> web.Response:
     await require_user(request)
-    page = capped_page(parse_query(request, CursorQuery).cursor, MAX_LIST, utc_datetime, uuid.UUID)
+    page = capped_page(request, parse_query(request, CursorQuery).cursor, MAX_LIST, utc_datetime, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await coupons.list_coupons(session, today=dt.date.today(), limit=page.limit, after=page.after)
     return respond(request, rows, page, _coupon, lambda row: (row.created_at, row.id), model=PwaCoupon)
@@ -356,7 +356,7 @@ async def list_pwa_coupons(request: web.Request) -> web.Response:
 )
 async def list_pwa_alerts(request: web.Request) -> web.Response:
     principal = await require_user(request)
-    page = capped_page(parse_query(request, CursorQuery).cursor, MAX_LIST, utc_datetime, uuid.UUID)
+    page = capped_page(request, parse_query(request, CursorQuery).cursor, MAX_LIST, utc_datetime, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await alerts.list_targets(session, user_id=principal.user_id, limit=page.limit + 1, after=page.after)
     return respond(request, rows, page, _alert, lambda row: (row.created_at.isoformat(), row.id), model=PwaPriceAlert)

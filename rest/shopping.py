@@ -174,7 +174,7 @@ async def _checked_items(session: AsyncSession, items: Sequence[ItemIn]) -> list
 )
 async def list_shopping_lists(request: web.Request) -> web.Response:
     principal = await require_user(request)
-    page = page_of(parse_query(request, PageQuery), utc_datetime, uuid.UUID)
+    page = page_of(request, parse_query(request, PageQuery), utc_datetime, uuid.UUID)
     async with request.app[keys.sessionmaker]() as session:
         rows = await shopping.list_shopping_lists(
             session, user_id=principal.user_id, limit=page.limit + 1, offset=page.offset, after=page.after

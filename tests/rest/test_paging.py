@@ -91,3 +91,23 @@ async def test_cursor_walk_visits_every_purchase_once_in_order(client: Client) -
         f"first page {first_ms:.1f} ms, page after 9000 rows via cursor {deep_ms:.1f} ms "
         f"(same page via page=91 offset {offset_ms:.1f} ms)"
     )
+
+
+async def test_a_cursor_is_refused_by_every_list_but_the_one_that_issued_it(client: Client) -> None:
+    """A cursor is opaque and bound to its list: another list's, even with a sort key of the same shape (a date and
+    an id), is a 422 rather than a page at some arbitrary position."""
+    async with client.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+        store = await factories.create_store(session)
+        for n in range(3):
+            await factories.create_purchase(session, user=user, store=store, purchased=date(2024, 1, 1 + n))
+    headers = await factories.auth_headers(client.app, user.id)
+    first = await client.get(f"{API}/purchases?page_size=1", headers=headers)
+    link = _next_link(first)
+    assert link is not None
+    assert (await client.get(link, headers=headers)).status == 200
+    cursor = link.split("cursor=", 1)[1]
+    for other in ("/api/v1/coupons", "/api/v1/shopping/lists", "/api/v1/products", "/pwa/api/v1/purchases"):
+        response = await client.get(f"{other}?cursor={cursor}", headers=headers)
+        assert response.status == 422, other
+        assert (await response.json())["errors"][0]["field"] == "cursor"

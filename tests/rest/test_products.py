@@ -238,7 +238,7 @@ async def test_list_products_rejects_bad_queries(client: Client) -> None:
         ("q=" + "a" * 201, "q"),
         ("cursor=WyIxIl0", "cursor"),
         ("q=milk%00", "q"),
-        ("cursor=" + encode_cursor(["9999-12-31T23:59:59-14:00", str(uuid.uuid4())]), "cursor"),
+        ("cursor=" + encode_cursor(["9999-12-31T23:59:59-14:00", str(uuid.uuid4())], "/api/v1/products"), "cursor"),
         ("page_size=500", "page_size"),
     ):
         response = await _get(client, w.ann, f"{API}/products?{query}")
