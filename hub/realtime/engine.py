@@ -595,7 +595,9 @@ class LeanEngine:
         return b"".join(chunks)
 
     async def _post(self, request: web.Request, socket: EngineSocket, cors: dict[str, str]) -> web.Response:
-        if socket.posting or request.content_type == "application/octet-stream":
+        # the header as sent: aiohttp's content_type reads a missing one as application/octet-stream
+        binary = request.headers.get("Content-Type", "").partition(";")[0].strip().lower() == "application/octet-stream"
+        if socket.posting or binary:
             # two POSTs at once, or a binary body (v4 polling carries binary as base64 text): the protocol answers
             # 400 and closes the session, as the reference server does
             await self.close_socket(socket, self.reason.TRANSPORT_ERROR)

@@ -306,8 +306,21 @@ async def test_overlapping_posts_close_the_session(calm_server: TestServer, http
 
 
 async def test_a_binary_polling_body_closes_the_session(server: TestServer, http: Any) -> None:
-    """v4 polling carries binary as base64 text; an ``application/octet-stream`` body is v3's and refused."""
+    """v4 polling carries binary as base64 text; an ``application/octet-stream`` body is v3's and refused (a body
+    sent with no Content-Type at all is read as text, as the reference server reads it)."""
     polling = await Polling(http, base(server)).open()
+    parts = urlsplit(base(server))
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        f"POST {PATH}?EIO=4&transport=polling&sid={polling.sid} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Length: 10\r\n\r\n40/public,".encode()
+    )
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    assert any(packet.startswith("40/public,{") for packet in await polling.packets())
     async with http.post(
         polling.url, data=b"40/public,", headers={"Content-Type": "application/octet-stream"}
     ) as response:
