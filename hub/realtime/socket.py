@@ -215,12 +215,15 @@ def _split(encoded: str) -> tuple[str | None, str]:
 class ProtocolPacket(socketio.packet.Packet):  # type: ignore[misc]
     """python-socketio's packet, held to the Socket.IO v5 rules its parser leaves out (the reference parser's
     ``isPayloadValid``): a CONNECT carries an object or nothing, a DISCONNECT nothing, an event a non-empty array
-    named by a string that is not reserved (or a number), an ack an array. A packet that breaks them is malformed,
-    and the connection ends. A namespace keeps its query string (python-socketio drops it, as v4 allowed): in v5 a
-    namespace has none, so ``/public?x=1`` is a namespace nobody serves."""
+    named by a string that is not reserved (or a number), an ack an array; and a binary packet announces at most
+    MAX_ATTACHMENTS. A packet that breaks them is malformed, and the connection ends. A namespace keeps its query
+    string (python-socketio drops it, as v4 allowed): in v5 a namespace has none, so ``/public?x=1`` is a namespace
+    nobody serves."""
 
     def decode(self, encoded_packet: str | bytes) -> int:
         count: int = super().decode(encoded_packet)
+        if count > MAX_ATTACHMENTS:
+            raise ValueError("too many binary attachments")
         if not isinstance(encoded_packet, str):
             return count
         namespace, payload = _split(encoded_packet)
@@ -292,9 +295,9 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_disconnect(eio_sid, namespace, reason)
 
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
-        """Bound what a message may make the server hold: a header announcing attachments is refused past
-        MAX_ATTACHMENTS, and the attachments that follow past the payload limit together (the connection ends). A
-        text message while attachments are awaited is malformed (python-socketio would take it for one)."""
+        """Bound what a message may make the server hold: the attachments that follow a binary packet's header (its
+        count is bounded by ``ProtocolPacket``) past the payload limit together (the connection ends). A text message
+        while attachments are awaited is malformed (python-socketio would take it for one)."""
         if eio_sid in self._binary_packet:
             if isinstance(data, str):
                 raise ValueError("a text message where a binary attachment was due")
@@ -304,11 +307,6 @@ class HubServer(socketio.AsyncServer):  # type: ignore[misc]
                 self._attachment_bytes.pop(eio_sid, None)
                 raise ValueError("binary attachments over the payload limit")
             self._attachment_bytes[eio_sid] = size
-        elif isinstance(data, str) and data[:1] in ("5", "6"):
-            dash = data.find("-")
-            if 1 < dash <= 11 and data[1:dash].isdigit() and int(data[1:dash]) > MAX_ATTACHMENTS:
-                raise ValueError("too many binary attachments")
-            self._attachment_bytes.pop(eio_sid, None)
         try:
             await super()._handle_eio_message(eio_sid, data)
             pending = self._binary_packet.get(eio_sid)
