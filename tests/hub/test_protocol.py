@@ -81,6 +81,25 @@ class Session:
             assert self.ws is not None
             await self.ws.send(packet)
 
+    async def send_breaking(self, packet: str) -> None:
+        """Send a packet the server is expected to refuse (a polling POST of it may be answered 400)."""
+        if self.polling is not None:
+            await self.polling.post(packet)
+        else:
+            await self.send(packet)
+
+    async def join_public(self) -> None:
+        await self.send("40/public,")
+        assert (await self.next()).startswith("40/public,{")
+
+    async def call(self, ack_id: int, event: str) -> Any:
+        """Send ``event`` (a JSON array) to ``/public`` with an ack id; the ack's first argument."""
+        await self.send(f"42/public,{ack_id}{event}")
+        ack = await self.next()
+        prefix = f"43/public,{ack_id}"
+        assert ack.startswith(prefix + "["), ack
+        return json.loads(ack[len(prefix) :])[0]
+
     async def next(self, timeout: float = 5.0) -> str:
         """The next packet other than a ping (pings are answered) within ``timeout``."""
         async with asyncio.timeout(timeout):
@@ -476,12 +495,8 @@ async def test_an_event_named_by_a_number_is_answered_as_unknown(
 ) -> None:
     # the reference parser allows a number as an event's name
     session = await open_session(sessions, transport, http, base(server))
-    await session.send("40/public,")
-    await session.next()
-    await session.send("42/public,7[1,{}]")
-    ack = await session.next()
-    assert ack.startswith("43/public,7[")
-    assert json.loads(ack[len("43/public,7") :])[0]["problem"]["detail"] == "unknown event '1'"
+    await session.join_public()
+    assert (await session.call(7, "[1,{}]"))["problem"]["detail"] == "unknown event '1'"
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -489,20 +504,13 @@ async def test_event_with_ack_and_disconnect(
     server: TestServer, http: Any, sessions: list[Session], transport: str
 ) -> None:
     session = await open_session(sessions, transport, http, base(server))
-    await session.send("40/public,")
-    await session.next()
-    await session.send('42/public,456["subscribe",{"room":"nope"}]')
-    ack = await session.next()
-    assert ack.startswith("43/public,456[")
-    body = json.loads(ack[len("43/public,456") :])
-    assert body[0]["ok"] is False and body[0]["problem"]["status"] == 404
+    await session.join_public()
+    answer = await session.call(456, '["subscribe",{"room":"nope"}]')
+    assert answer["ok"] is False and answer["problem"]["status"] == 404
     await session.send("41/public,")
     # an event for a namespace the client has left does not fit the session's state: the reference server ends
     # the connection, and so does the hub
-    if session.polling is not None:
-        await session.polling.post('42/public,457["subscribe",{"room":"nope"}]')
-    else:
-        await session.send('42/public,457["subscribe",{"room":"nope"}]')
+    await session.send_breaking('42/public,457["subscribe",{"room":"nope"}]')
     assert await session.is_closed()
 
 
@@ -537,12 +545,8 @@ async def test_invalid_socketio_packet_closes_the_connection(
     server: TestServer, http: Any, sessions: list[Session], transport: str, packet: str
 ) -> None:
     session = await open_session(sessions, transport, http, base(server))
-    await session.send("40/public,")
-    await session.next()
-    if session.polling is not None:
-        await session.polling.post(packet)
-    else:
-        await session.send(packet)
+    await session.join_public()
+    await session.send_breaking(packet)
     assert await session.is_closed()
 
 
