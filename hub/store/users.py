@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.infra.security import random_id
+from hub.store.keyset import instant
 from hub.store.models import (
     Account,
     AlertRead,
@@ -25,6 +26,7 @@ from hub.store.models import (
     SyncJob,
     User,
     UserStoreAccount,
+    UTCDateTime,
 )
 
 CREDENTIAL_PROVIDER = "credential"
@@ -102,7 +104,7 @@ async def set_credential_hash(session: AsyncSession, *, user_id: str, password_h
 
 async def get_live_session(session: AsyncSession, *, token: str, now: datetime) -> Session | None:
     """The Better-Auth session with this raw token, when it has not expired."""
-    result = await session.execute(select(Session).where(Session.token == token, Session.expires_at > now))
+    result = await session.execute(select(Session).where(Session.token == token, _unexpired(session, now)))
     return result.scalar_one_or_none()
 
 
@@ -121,8 +123,16 @@ async def delete_user_sessions(session: AsyncSession, *, user_id: str) -> None:
 
 async def live_session_ids(session: AsyncSession, *, session_ids: list[str], now: datetime) -> set[str]:
     """Which of the Better-Auth session ids still exist and have not expired."""
-    result = await session.execute(select(Session.id).where(Session.id.in_(session_ids), Session.expires_at > now))
+    result = await session.execute(select(Session.id).where(Session.id.in_(session_ids), _unexpired(session, now)))
     return set(result.scalars())
+
+
+def _unexpired(session: AsyncSession, now: datetime) -> ColumnElement[bool]:
+    """The session row expires after ``now``, compared as instants: on SQLite Better-Auth writes ISO text
+    (``…T…Z``) that text order would keep alive until the end of its day, and offsets would be ignored."""
+    dialect = session.get_bind().dialect.name
+    expiry: ColumnElement[bool] = instant(dialect, Session.expires_at) > instant(dialect, literal(now, UTCDateTime()))
+    return expiry
 
 
 async def update_profile(

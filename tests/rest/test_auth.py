@@ -3,14 +3,14 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from hub import keys
 from hub.store.models import (
@@ -136,6 +136,32 @@ async def test_better_auth_session_cookie_and_bearer_authenticate(client: Client
     assert bearer.status == 200
     old = await client.get("/auth/me", headers={"Authorization": f"Bearer {expired}"})
     check_problem(old, await old.json(), 401, "unauthorized")
+
+
+async def test_a_session_expires_at_its_instant_whatever_text_form_its_expiry_was_written_in(client: Client) -> None:
+    """Better-Auth writes its own rows: on SQLite a date is ISO text (``…T…Z``) or carries an offset. Compared as
+    text, a session that expired minutes ago would live until the end of its day, and offsets would be ignored."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    forms = {
+        (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z"): 401,
+        (now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z"): 200,
+        # 8 h ahead of UTC: the wall time reads 7 h ahead, the instant is an hour ago
+        (now - timedelta(hours=1)).astimezone(timezone(timedelta(hours=8))).isoformat(sep=" "): 401,
+        # 5 h behind UTC: the wall time reads 4 h ago, the instant is an hour ahead
+        (now + timedelta(hours=1)).astimezone(timezone(timedelta(hours=-5))).isoformat(sep=" "): 200,
+    }
+    dialect = client.app[keys.engine].dialect.name
+    written = "CAST(CAST(:at AS TEXT) AS timestamptz)" if dialect == "postgresql" else ":at"
+    async with client.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+        tokens = {at: await factories.create_session_token(session, user=user) for at in forms}
+        for at, token in tokens.items():
+            await session.execute(
+                text(f"UPDATE sessions SET expires_at = {written} WHERE token = :token"), {"at": at, "token": token}
+            )
+    for at, status in forms.items():
+        response = await client.get("/auth/me", headers={"Authorization": f"Bearer {tokens[at]}"})
+        assert response.status == status, at
 
 
 def _b64(data: dict[str, Any]) -> str:
