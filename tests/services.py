@@ -175,7 +175,19 @@ class PostgresCluster:
             os.chmod(self.root, 0o700)
         self.port = free_port()
         subprocess.run(
-            [*self.prefix, initdb, "-D", str(self.data), "-U", "hub", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            [
+                *self.prefix,
+                initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                "hub",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
             check=True,
             capture_output=True,
         )

@@ -53,6 +53,9 @@ def build_engine(
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+            # SQLite's own lower() folds ASCII only: a search for "café" would not find "CAFÉ", while the needle
+            # is lower-cased in Python. No SQLite index holds lower(), so replacing it changes no stored order
+            dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
         return engine
     pool = create_async_engine(
@@ -80,6 +83,10 @@ def build_engine(
     engine = pool.execution_options(isolation_level=TRANSACTIONS)
     _AUTOCOMMIT[engine.sync_engine] = pool
     return engine
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _create_private(database_url: str) -> None:

@@ -128,6 +128,17 @@ async def test_search_short_needles_and_any_case(client: Client) -> None:
     assert await _ids(client, w.ann, f"{API}/products?q=zq") == []
 
 
+async def test_search_folds_the_case_of_letters_beyond_ascii(client: Client) -> None:
+    """Receipts print names in capitals, accents included: a search in any case finds them (SQLite's own lower()
+    folds ASCII only; PostgreSQL folds by the database's UTF-8 locale)."""
+    w = await _world(client)
+    async with client.app[keys.sessionmaker].begin() as session:
+        cafe = await factories.create_product(session, canonical_name="CAFÉ BUSTELO Espresso", brand="ÄPFEL Ωmega")
+    for q in ("café", "CAFÉ", "Café%20bustelo", "äpfel", "ÄPFEL", "ωMEGA", "é%20b"):
+        assert await _ids(client, w.ann, f"{API}/products?q={q}") == [str(cafe.id)], q
+    assert await _ids(client, w.ann, f"{API}/products?q=cafe") == []
+
+
 async def test_search_never_matches_across_name_and_brand(client: Client) -> None:
     w = await _world(client)  # milk: "Whole Milk 1 gal" by "Dairy Best"
     assert await _ids(client, w.ann, f"{API}/products?q=1%20gal") == [str(w.milk.id)]
