@@ -52,6 +52,10 @@ def create_app(settings: Settings) -> web.Application:
             for m in (
                 middleware.metrics_middleware,
                 problems.middleware,
+                # the old gateway (FastAPI) answered a path with a trailing slash by a 307 to the path without it
+                web.normalize_path_middleware(
+                    append_slash=False, remove_slash=True, merge_slashes=False, redirect_class=web.HTTPTemporaryRedirect
+                ),
                 middleware.options_middleware,
                 middleware.drain_middleware,
                 middleware.rate_limit_middleware,
@@ -104,12 +108,13 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
     origin = request.headers.get("Origin")
     if (
         origin is not None
-        and response.status >= 400
+        and response.status >= 300
         and "Access-Control-Allow-Origin" not in response.headers
         and request.app[keys.origins].allows(origin, None)
     ):
-        # an error raised before a route's CORS handling (no route matches, a method the path does not have): a
-        # listed origin's script may read it like any other error, rather than see an opaque network failure
+        # an error raised before a route's CORS handling (no route matches, a method the path does not have), or
+        # the redirect of a trailing slash: a listed origin's script may read or follow it like any other answer,
+        # rather than see an opaque network failure
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Access-Control-Expose-Headers"] = ",".join(routes.EXPOSED_HEADERS)

@@ -115,9 +115,11 @@ async def read_json(request: web.Request) -> Any:
     """The JSON body; 415 when it is not JSON, 413 when too large, 400 when malformed."""
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise AppError(ProblemType.PAYLOAD_TOO_LARGE, f"the body is limited to {MAX_JSON_BODY} bytes")
+    # a body without a Content-Type is read as JSON, as the old gateway did (aiohttp would call it octet-stream)
     if (
         request.can_read_body
-        and request.content_type not in ("application/json", "application/problem+json", "")
+        and "Content-Type" in request.headers
+        and request.content_type not in ("application/json", "application/problem+json")
         and not request.content_type.endswith("+json")
     ):
         raise AppError(ProblemType.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")

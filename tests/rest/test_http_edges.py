@@ -194,3 +194,36 @@ async def test_an_unknown_expectation_is_a_417_problem_and_100_continue_still_wo
     assert body["instance"] == "/health" and "100-continue" in body["detail"]
     continued = await client.post("/auth/login", json={"email": "nobody@example.com", "password": "x"}, expect100=True)
     await expect_problem(continued, 401)
+
+
+async def test_a_body_with_no_content_type_is_read_as_json_and_a_declared_other_type_is_a_415(client: Client) -> None:
+    """The old gateway (FastAPI) parsed a body sent without a Content-Type as JSON; a body declared as something
+    else is not guessed at."""
+    body = b'{"email": "nobody@example.com", "password": "x"}'
+    bare = await client.post("/auth/login", data=body, skip_auto_headers=["Content-Type"])
+    assert "Content-Type" not in bare.request_info.headers
+    await expect_problem(bare, 401)
+    for declared in ("application/octet-stream", "text/plain", "application/x-www-form-urlencoded"):
+        refused = await client.post("/auth/login", data=body, headers={"Content-Type": declared})
+        assert (await expect_problem(refused, 415))["detail"] == "send the body as application/json"
+
+
+async def test_a_trailing_slash_is_redirected_to_the_path_without_it_as_the_old_gateway_did(client: Client) -> None:
+    """FastAPI's default (``redirect_slashes``): a 307, so the method and body are kept; readable by a listed
+    origin; a path that does not exist either way stays a 404, and so does the Socket.IO endpoint's own slash."""
+    headers = await _user_headers(client)
+    origin = "http://localhost:5173"
+    moved = await client.get(
+        "/api/v1/stores/?page_size=2", headers={**headers, "Origin": origin}, allow_redirects=False
+    )
+    assert moved.status == 307
+    assert moved.headers["Location"] == "/api/v1/stores?page_size=2"
+    assert moved.headers["Access-Control-Allow-Origin"] == origin
+    followed = await client.get("/api/v1/stores/", headers=headers)
+    await expect_json(followed, 200)
+    created = await client.post("/api/v1/shopping/lists/", json={"name": "Weekly"}, headers=headers)
+    assert (await expect_json(created, 201))["name"] == "Weekly"
+    assert [r.status for r in created.history] == [307]
+    await expect_problem(await client.get("/api/v1/nope/", headers=headers, allow_redirects=False), 404)
+    engine_io = await client.get("/socket.io/?EIO=4&transport=polling", allow_redirects=False)
+    assert engine_io.status == 200
