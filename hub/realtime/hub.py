@@ -195,8 +195,14 @@ class Hub:
         if not members:
             del self._audiences[subscriber.audience]
             self._ready.pop(subscriber.audience, None)
-            self.spawn(self.bus.unsubscribe(subscriber.audience))
+            self.spawn(self._unsubscribe_unused(subscriber.audience))
             self._gauge()
+
+    async def _unsubscribe_unused(self, audience: str) -> None:
+        """Unsubscribe, unless a subscriber came for the audience since it emptied: a stream that replaces a closed
+        one in the same loop turn has subscribed already, and an unsubscribe sent after that would leave it deaf."""
+        if audience not in self._audiences:
+            await self.bus.unsubscribe(audience)
 
     def _gauge(self) -> None:
         self._subscriptions_dirty = True
@@ -363,7 +369,10 @@ class Hub:
             while position is not None:
                 history = await self._read(subscriber, position)
                 if history.resync is not None:
-                    subscriber.send_control(ControlEvent.RESYNC, {"reason": history.resync})
+                    resync: dict[str, Any] = {"reason": history.resync}
+                    if history.head is not None:
+                        resync["next"] = str(history.head)  # reloaded through REST, the client goes on from here
+                    subscriber.send_control(ControlEvent.RESYNC, resync)
                     self.metrics.resumes.labels("resync").inc()
                     subscriber.last_id = None
                     if history.resync != HISTORY_LOST:
