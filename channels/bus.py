@@ -120,6 +120,10 @@ class EventId(NamedTuple):
         return f"{self.ms}-{self.seq}-{self.epoch}"
 
 
+MAX_ID_PART = (1 << 63) - 1
+"""The largest number in either of an event id's numeric parts (SQLite's integers are signed 64-bit)."""
+
+
 def parse_event_id(value: object) -> EventId | None:
     """The parts of an event id (``<ms>-<seq>-<epoch>``), or None when ``value`` is not one."""
     if not isinstance(value, str) or len(value) > 80 or not value.isascii():
@@ -127,7 +131,10 @@ def parse_event_id(value: object) -> EventId | None:
     parts = value.split("-", 2)
     if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or not parts[2].isalnum():
         return None
-    return EventId(int(parts[0]), int(parts[1]), parts[2])
+    ms, seq = int(parts[0]), int(parts[1])
+    if ms > MAX_ID_PART or seq > MAX_ID_PART:
+        return None  # no history issues one: a SQLite integer and a Redis stream id part end here
+    return EventId(ms, seq, parts[2])
 
 
 # Records one event in an audience's history and routes it live, atomically (one round trip, one slot).

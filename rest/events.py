@@ -63,8 +63,8 @@ class EventsQuery(BaseModel):
 class EventsPage(BaseModel):
     events: list[Envelope]
     next: str | None = Field(
-        description="pass it as `after` for the following events; null after `history_lost`: read the new "
-        "history from its start (no `after`)"
+        description="pass it as `after` for the following events; null after `history_lost` (or a "
+        "`history_trimmed` of a history that holds nothing yet): read the history from its start (no `after`)"
     )
     resync: str | None = Field(
         None,
@@ -206,8 +206,10 @@ async def _stream(
     ``admitted()`` runs once the stream has its slot (it may still refuse it by raising)."""
     hub = request.app[keys.hub]
     _open(hub, subscriber)
+    # a user's events are kept out of every cache (as the user's REST reads are); a public room's may be revalidated
+    cache = "no-store" if subscriber.principal is not None else "no-cache"
     response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        headers={"Content-Type": "text/event-stream", "Cache-Control": cache, "X-Accel-Buffering": "no"}
     )
     try:
         if admitted is not None:

@@ -847,9 +847,11 @@ class LocalBus:
                 newest = await session.scalar(select(func.max(HubEvent.id)).where(HubEvent.audience == audience))
                 issued = max(newest or 0, deleted)
                 # older than what trimming left, or past the newest id this audience was given (the ids are one
-                # sequence for every audience: a later one is another audience's, or forged)
-                if after.ms < deleted or 0 < issued < after.ms:
-                    return History(resync="history_trimmed", head=EventId(newest or deleted, 0, epoch))
+                # sequence for every audience: a later one is another audience's, or forged; an audience that was
+                # given none has no position to resume from)
+                if after.ms < deleted or issued < after.ms:
+                    head = EventId(newest or deleted, 0, epoch) if issued else None
+                    return History(resync="history_trimmed", head=head)
             stmt = select(HubEvent.id, HubEvent.envelope).where(HubEvent.audience == audience)
             if after is not None:
                 stmt = stmt.where(HubEvent.id > after.ms)

@@ -137,7 +137,9 @@ class StreamSubscriber(Subscriber):
         return True
 
     def send_control(self, event: ControlEvent, payload: dict[str, Any]) -> None:
-        self.queue.append((event.value, dumps(control_envelope(event, payload)), None))
+        # a resync's ``next`` is the stream's position from then on (the SSE frame's id: a reconnecting EventSource
+        # sends it back rather than the id that needed the resync)
+        self.queue.append((event.value, dumps(control_envelope(event, payload)), payload.get("next")))
         self.wake.set()
 
     def take(self) -> list[tuple[str, str, str | None]]:

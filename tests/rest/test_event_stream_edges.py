@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from channels import bus as channels_bus
 from hub import keys
 from hub.app import create_app
+from hub.realtime.subscribers import StreamSubscriber
 from hub.settings import Settings
 from hub.store.engine import build_engine, build_sessionmaker
 from rest import events as events_module
@@ -31,11 +32,12 @@ STREAM = "/api/v1/me/events/stream"
 EVENTS = "/api/v1/me/events"
 
 
-async def _publish(server: TestServer, user_id: str, n: int) -> list[str]:
+async def _publish(server: TestServer, user_id: str, n: int, first: int = 0) -> list[str]:
+    """``n`` distinct events (numbered from ``first``: a repeat of one is deduplicated, not recorded)."""
     ingest = server.app[keys.ingest]
     return [
         await ingest.publish("cartsnitch.sync.progress", sync_payload(user_id, i), service="test", source="test")
-        for i in range(n)
+        for i in range(first, first + n)
     ]
 
 
@@ -47,15 +49,20 @@ async def _serve(aiohttp_server: Any, settings: Settings) -> tuple[TestServer, A
     return server, user, await factories.auth_headers(server.app, user.id)
 
 
-async def _first_resync(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
-    """The reason of the resync a stream opens with."""
+async def _first_frame(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The resync frame a stream opens with ({id?, event, data})."""
     stream = await SseStream.open(http, url, headers)
     try:
         first = await stream.next(5)
     finally:
         stream.close()
     assert first is not None and first["event"] == "cartsnitch.resync", first
-    reason: str = first["data"]["payload"]["reason"]
+    return first
+
+
+async def _first_resync(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str:
+    """The reason of the resync a stream opens with."""
+    reason: str = (await _first_frame(http, url, headers))["data"]["payload"]["reason"]
     return reason
 
 
@@ -89,6 +96,8 @@ async def test_a_trimmed_position_resyncs_and_goes_on_from_the_newest_id(
 
 
 async def test_an_id_the_history_never_issued_resyncs(aiohttp_server: Any, settings: Settings) -> None:
+    """On the stream too the resync says where to go on from, and is the frame's id: an EventSource that
+    reconnects before the next event sends that back, not the id that needed the resync."""
     server, user, headers = await _serve(aiohttp_server, settings)
     ids = await _publish(server, user.id, 2)
     newest = channels_bus.parse_event_id(ids[-1])
@@ -97,8 +106,107 @@ async def test_an_id_the_history_never_issued_resyncs(aiohttp_server: Any, setti
     async with aiohttp.ClientSession() as http:
         page = await (await http.get(server.make_url(EVENTS), params={"after": beyond}, headers=headers)).json()
         assert page == {"events": [], "next": ids[-1], "resync": "history_trimmed"}
-        reason = await _first_resync(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": beyond})
-        assert reason == "history_trimmed"
+        frame = await _first_frame(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": beyond})
+        assert frame["data"]["payload"] == {"reason": "history_trimmed", "next": ids[-1]}
+        assert frame["id"] == ids[-1]
+        stream = await SseStream.open(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": frame["id"]})
+        try:
+            later = await _publish(server, user.id, 1, first=2)
+            print("DBG", later, ids, frame)
+            assert [(await stream.next(5) or {}).get("id")] == later
+        finally:
+            stream.close()
+
+
+async def test_a_subscriber_that_replaces_the_last_one_in_the_same_loop_turn_still_gets_live_events(
+    aiohttp_server: Any, settings: Settings
+) -> None:
+    """A channel closing and another of the same user opening in one turn of the event loop (a page reload, an
+    EventSource reconnecting): the audience emptied and filled again before the unsubscribe it scheduled ran. That
+    unsubscribe, sent after the new subscription, left the new channel deaf to every live event."""
+    server, user, _headers = await _serve(aiohttp_server, settings)
+    hub = server.app[keys.hub]
+    audience = channels_bus.user_audience(user.id)
+    leaving = StreamSubscriber(audience, None, 1 << 20)
+    await hub.add(leaving)
+    leaving.replaying = False
+    hub.remove(leaving)
+    arriving = StreamSubscriber(audience, None, 1 << 20)
+    await hub.add(arriving)
+    arriving.replaying = False
+    await asyncio.sleep(0.1)  # the scheduled unsubscribe has run
+    try:
+        published = await _publish(server, user.id, 1)
+        async with asyncio.timeout(5):
+            while not arriving.queue:
+                await arriving.wake.wait()
+        assert [event_id for _kind, _data, event_id in arriving.take()] == published
+    finally:
+        hub.remove(arriving)
+
+
+async def test_an_id_given_to_a_user_who_has_no_history_resyncs_rather_than_hiding_later_events(
+    aiohttp_server: Any, settings: Settings
+) -> None:
+    """Another user's id (one sequence for every user in the embedded default), or a forged one, from a user the
+    history never gave a position: a resync with nowhere to go on from, then the events that follow."""
+    server, user, headers = await _serve(aiohttp_server, settings)
+    async with server.app[keys.sessionmaker].begin() as session:
+        other = await factories.create_user(session)
+    position = (await _publish(server, other.id, 1))[0]
+    async with aiohttp.ClientSession() as http:
+        page = await (await http.get(server.make_url(EVENTS), params={"after": position}, headers=headers)).json()
+        assert page["events"] == [] and page["next"] is None
+        assert page["resync"] in ("history_trimmed", "history_lost")  # Redis: the user's history has no epoch yet
+        stream = await SseStream.open(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": position})
+        try:
+            first = await stream.next(5)
+            assert first is not None and first["data"]["payload"] == {"reason": page["resync"]}
+            assert "id" not in first
+            later = await _publish(server, user.id, 3)
+            assert [(await stream.next(5) or {}).get("id") for _ in later] == later
+        finally:
+            stream.close()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"{1 << 63}-0-x",
+        f"1-{1 << 63}-x",
+        f"{1 << 64}-0-x",
+        f"{(1 << 63) - 1}-{1 << 64}-x",
+    ],
+)
+async def test_an_id_past_what_any_history_issues_is_refused_not_a_500(
+    aiohttp_server: Any, settings: Settings, raw: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite's integers end at 2^63 - 1 and a Redis stream id's parts at 2^64 - 1: a larger id is a bad id (422,
+    and on the stream the resync for one), not a 500 or a "history unavailable" with a traceback."""
+    server, user, headers = await _serve(aiohttp_server, settings)
+    ids = await _publish(server, user.id, 1)
+    epoch = ids[0].rsplit("-", 1)[1]
+    raw = raw.replace("-x", f"-{epoch}")
+    async with aiohttp.ClientSession() as http:
+        page = await http.get(server.make_url(EVENTS), params={"after": raw}, headers=headers)
+        assert page.status == 422
+        assert (await page.json())["errors"][0]["field"] == "after"
+        reason = await _first_resync(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": raw})
+        assert reason == "invalid_last_event_id"
+    assert "Traceback" not in caplog.text
+
+
+async def test_a_users_stream_is_kept_out_of_caches_and_a_public_one_may_be_revalidated(
+    server: TestServer, user: Any
+) -> None:
+    headers = await factories.auth_headers(server.app, user.id)
+    async with aiohttp.ClientSession() as http:
+        own = await http.get(server.make_url(STREAM), headers=headers)
+        assert own.status == 200 and own.headers["Cache-Control"] == "no-store"
+        own.close()
+        public = await http.get(server.make_url("/api/v1/public/stream"), params={"room": "inflation"})
+        assert public.status == 200 and public.headers["Cache-Control"] == "no-cache"
+        public.close()
 
 
 async def test_a_stream_refused_at_the_cap_leaves_its_ticket_for_the_retry(
