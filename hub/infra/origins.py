@@ -30,10 +30,10 @@ class OriginPolicy:
 
     def allows_request(self, headers: Mapping[str, str]) -> bool:
         """Whether a browser request may act with the user's cookie: its ``Origin`` is allowed, or, without one,
-        ``Sec-Fetch-Site`` says the user or this site started it. A client that sends neither is not a browser
-        page (a browser sends one of them on every state-changing request), so it is no CSRF vector."""
+        ``Sec-Fetch-Site`` says the user or this site started it. A request that shows neither is refused (the
+        contract's rule): browsers send one of them on every state-changing request, and a client that is not a
+        browser can send a bearer token instead of the cookie."""
         origin = headers.get("Origin")
         if origin is not None:
             return self.allows(origin, headers.get("Host"))
-        site = headers.get("Sec-Fetch-Site")
-        return site is None or site in ("same-origin", "none")
+        return headers.get("Sec-Fetch-Site") in ("same-origin", "none")

@@ -158,9 +158,10 @@ async def cookie_user(client: Client) -> tuple[Any, str]:
         ({"Sec-Fetch-Site": "same-site"}, False),
         ({"Origin": ALLOWED}, True),
         ({"Sec-Fetch-Site": "same-origin"}, True),
-        ({}, True),
+        ({"Sec-Fetch-Site": "none"}, True),
+        ({}, False),
     ],
-    ids=["foreign", "null", "cross-site", "same-site", "allowed", "same-origin", "not-a-browser"],
+    ids=["foreign", "null", "cross-site", "same-site", "allowed", "same-origin", "user-started", "neither"],
 )
 async def test_cookie_authenticated_changes_must_come_from_an_allowed_origin(
     client: Client, cookie_user: tuple[Any, str], headers: dict[str, str], allowed: bool
