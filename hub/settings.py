@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from hub.infra.cluster import is_cluster_url, parse_cluster_url
 
@@ -146,14 +147,24 @@ def _parse_bool(raw: str) -> bool:
 
 
 def _parse_int(raw: str, low: int = 1, high: int = 10**9) -> int:
-    value = int(raw.strip())
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"must be a whole number between {low} and {high}") from None
     if not low <= value <= high:
         raise ValueError(f"must be between {low} and {high}")
     return value
 
 
+def _number(raw: str) -> float:
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+
+
 def _parse_float(raw: str) -> float:
-    value = float(raw.strip())
+    value = _number(raw)
     if not 0 < value < 1e9:
         raise ValueError("must be a positive number")
     return value
@@ -167,26 +178,44 @@ def _parse_seconds_at_least(raw: str, least: float) -> float:
 
 
 def _parse_seconds_or_off(raw: str) -> float:
-    value = float(raw.strip())
+    value = _number(raw)
     if not (value == 0 or 0.1 <= value <= 86400):
         raise ValueError("must be 0 (off) or between 0.1 and 86400 seconds")
     return value
 
 
-def _parse_origins(raw: str) -> tuple[str, ...]:
+def _parse_list(raw: str, noun: str) -> tuple[str, ...]:
+    """A JSON list of strings, or the same items separated by commas."""
     text = raw.strip()
-    if text.startswith("["):
-        value = json.loads(text)
+    if text.startswith(("[", "{", '"')):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError("must be a JSON list of origins")
+            raise ValueError(f"must be a JSON list of {noun} (or {noun} separated by commas)")
         return tuple(value)
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _parse_origins(raw: str) -> tuple[str, ...]:
+    """Browser origins: ``scheme://host[:port]``, http or https, nothing after the authority."""
+    values = _parse_list(raw, "origins")
+    for value in values:
+        parts = urlsplit(value.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not an origin (scheme://host[:port], http or https)")
+    return values
+
+
+def _parse_stores(raw: str) -> tuple[str, ...]:
+    return _parse_list(raw, "store slugs")
 
 
 def _parse_networks(raw: str) -> tuple[str, ...]:
     from hub.infra.clientaddr import parse_networks
 
-    values = _parse_origins(raw)
+    values = _parse_list(raw, "CIDRs")
     parse_networks(values)
     return values
 
@@ -238,7 +267,7 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
     "trusted_proxies": (("CARTSNITCH_TRUSTED_PROXIES",), _parse_networks),
     "better_auth_secret": (("CARTSNITCH_BETTER_AUTH_SECRET", "BETTER_AUTH_SECRET"), _text),
     "session_revalidate_seconds": (("CARTSNITCH_SESSION_REVALIDATE_SECONDS",), lambda raw: _parse_int(raw, 1, 60)),
-    "supported_stores": (("CARTSNITCH_SUPPORTED_STORES",), _parse_origins),
+    "supported_stores": (("CARTSNITCH_SUPPORTED_STORES",), _parse_stores),
     "receiptwitness_url": (("CARTSNITCH_RECEIPTWITNESS_URL",), _parse_url),
     "clipartist_url": (("CARTSNITCH_CLIPARTIST_URL",), _parse_url),
     "stickershock_url": (("CARTSNITCH_STICKERSHOCK_URL",), _parse_url),

@@ -199,3 +199,37 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
         return any(f"`{name[i:]}`" in row and f"`{name[:i]}" in row for i in cuts for row in rows)
 
     assert [names[0] for names in setting_names().values() if not documented(names[0])] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "problem"),
+    [
+        ("CARTSNITCH_CORS_ORIGINS", '{"a": 1}', "must be a JSON list of origins (or origins separated by commas)"),
+        ("CARTSNITCH_CORS_ORIGINS", "[not json", "must be a JSON list of origins"),
+        ("CARTSNITCH_CORS_ORIGINS", "not json", "'not json' is not an origin (scheme://host[:port], http or https)"),
+        ("CARTSNITCH_CORS_ORIGINS", '["https://app.example/path"]', "'https://app.example/path' is not an origin"),
+        ("CARTSNITCH_CORS_ORIGINS", "ftp://files.example", "'ftp://files.example' is not an origin"),
+        ("CARTSNITCH_TRUSTED_PROXIES", "[1]", "must be a JSON list of CIDRs"),
+        ("CARTSNITCH_SUPPORTED_STORES", "[1, 2]", "must be a JSON list of store slugs"),
+        ("CARTSNITCH_PORT", "abc", "must be a whole number between 1 and 65535"),
+        ("CARTSNITCH_PORT", "1e3", "must be a whole number between 1 and 65535"),
+        ("CARTSNITCH_UPSTREAM_TIMEOUT_SECONDS", "soon", "must be a number"),
+    ],
+)
+def test_a_bad_list_or_number_is_named_in_the_settings_words(name: str, raw: str, problem: str) -> None:
+    """The problem names what the setting holds, never a Python parser's message."""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({name: raw})
+    [reported] = caught.value.problems
+    assert reported.startswith(f"{name}: {problem}")
+    assert "literal" not in reported and "Expecting" not in reported
+
+
+def test_origins_and_store_lists_are_read_as_json_or_commas() -> None:
+    env = {
+        "CARTSNITCH_CORS_ORIGINS": "https://app.example, http://localhost:5173/",
+        "CARTSNITCH_SUPPORTED_STORES": '["kroger", "meijer"]',
+    }
+    settings = Settings.from_env(env)
+    assert settings.cors_origins == ("https://app.example", "http://localhost:5173/")
+    assert settings.supported_stores == ("kroger", "meijer")
