@@ -66,6 +66,9 @@ class RateLimitFilter(logging.Filter):
 def install(level: str, per_second: int) -> None:
     """Configure the root logger for the service: one stream handler, rate limited, credentials masked."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        # a line per Alembic plugin at every start tells an operator nothing (its migration lines still show)
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RateLimitFilter(per_second))
         handler.addFilter(RedactingFilter())

@@ -343,3 +343,16 @@ async def test_concurrent_migrations_of_a_fresh_database_all_succeed(pg_admin_ur
     for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err.decode()[-2000:]
     assert set(Base.metadata.tables) <= await _tables(url)
+
+
+@pytest.mark.parametrize(("level", "shown"), [("INFO", False), ("DEBUG", True)])
+def test_alembics_line_per_plugin_is_shown_at_debug_only(level: str, shown: bool) -> None:
+    """``serve`` configures logging before it loads Alembic, which logs a line per plugin it sets up: at INFO an
+    operator reads which migrations ran, not that."""
+    import subprocess
+    import sys
+
+    program = f"from hub.infra import logs; logs.install({level!r}, 20); import hub.store.migrate"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("setup plugin" in done.stderr) is shown, done.stderr[-2000:]
