@@ -558,10 +558,11 @@ class Hub:
             return {"ok": False, "problem": _problem(ProblemType.RATE_LIMITED, "too many events; slow down")}
         data = args[0] if args else None
         if namespace == rooms.PUBLIC_NAMESPACE:
-            if event == ClientCommand.SUBSCRIBE:
-                return await self._subscribe_room(conn, data)
-            if event == ClientCommand.UNSUBSCRIBE:
-                return self._unsubscribe_room(conn, data)
+            if event in (ClientCommand.SUBSCRIBE, ClientCommand.UNSUBSCRIBE):
+                async with conn.command_lock():  # in the order sent, as the reference server applies them
+                    if event == ClientCommand.SUBSCRIBE:
+                        return await self._subscribe_room(conn, data)
+                    return self._unsubscribe_room(conn, data)
         elif event == ClientCommand.AUTH_REFRESH:
             return await self._refresh(conn, data)
         return {"ok": False, "problem": _problem(ProblemType.NOT_FOUND, f"unknown event {str(event)[:100]!r}")}
@@ -592,18 +593,33 @@ class Hub:
             if snapshot is None:
                 return {"ok": False, "problem": _problem(ProblemType.NOT_FOUND, f"no data for room {room!r}")}
         audience = bus.room_audience(room)
-        if audience not in conn.subscribers and sid_alive(conn):
+        # the namespace may have been left while the snapshot was read: its subscriptions are gone then
+        if audience not in conn.subscribers and self._joined(conn):
             if len(conn.subscribers) >= 100:
                 return {"ok": False, "problem": _problem(ProblemType.CONFLICT, "at most 100 rooms per connection")}
             subscriber = SocketSubscriber(conn, audience, None)
-            conn.subscribers[audience] = subscriber
-            await self.add(subscriber)
+            conn.subscribers[audience] = subscriber  # before subscribing: leaving meanwhile removes it
+            try:
+                await self.add(subscriber)
+            except Exception:
+                if conn.subscribers.get(audience) is subscriber:
+                    del conn.subscribers[audience]
+                    self.remove(subscriber)
+                return {
+                    "ok": False,
+                    "problem": _problem(ProblemType.SERVICE_UNAVAILABLE, "the event bus is unavailable; retry"),
+                }
             if self.snapshot is not None:
                 # again once subscribed (normally from the cache): a change in between also arrives as an event
                 with contextlib.suppress(TimeoutError):
                     snapshot = await asyncio.wait_for(self.snapshot(room), SNAPSHOT_TIMEOUT) or snapshot
-            self.spawn(self.catch_up(subscriber))
+            if conn.subscribers.get(audience) is subscriber:
+                self.spawn(self.catch_up(subscriber))
         return {"ok": True, "room": room, "snapshot": snapshot}
+
+    def _joined(self, conn: Connection) -> bool:
+        """The connection is still this process's (its namespace not left) and its transport open."""
+        return self.connections.get(conn.sid) is conn and sid_alive(conn)
 
     def _unsubscribe_room(self, conn: Connection, data: Any) -> dict[str, Any]:
         room = rooms.parse_public_room(data.get("room") if isinstance(data, dict) else None)

@@ -157,6 +157,7 @@ class Connection:
 
     __slots__ = (
         "address",
+        "commands",
         "engine_socket",
         "expires_at",
         "namespace",
@@ -181,3 +182,12 @@ class Connection:
         self.warned = False
         self.subscribers: dict[str, SocketSubscriber] = {}
         self.strikes = 0
+        self.commands: asyncio.Lock | None = None
+
+    def command_lock(self) -> asyncio.Lock:
+        """Serialises the connection's room commands: each event runs in its own task, and a subscribe waits for
+        its snapshot, so an unsubscribe sent after it would otherwise take effect first (made on first use: most
+        connections never send one)."""
+        if self.commands is None:
+            self.commands = asyncio.Lock()
+        return self.commands
