@@ -1,4 +1,8 @@
-"""The ``cartsnitch-hub`` command: serve, migrate, seed, publish, token."""
+"""The ``cartsnitch-hub`` command: serve, migrate, seed, publish, token.
+
+A command that cannot go on for a reason outside the code (a setting, a file, a service that is down) says why in
+one line on stderr and exits non-zero without a traceback: 2 for what the command line or the settings ask, 1 for
+what it found (a port taken, a database that does not answer), 130 after Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,29 +10,82 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
 
-from hub.settings import Settings, SettingsError
+from hub.settings import SECRETS, Settings, SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("hub")
+T = TypeVar("T")
 
+DESCRIPTION = (
+    "CartSnitch Hub: serve the REST API and real-time hub, migrate or seed its database, publish an event, "
+    "print access tokens."
+)
 DEMO_EMAIL = "demo@cartsnitch.local"
 GC_PAUSE_LOGGED = 0.05
 SHUTDOWN_TIMEOUT_SECONDS = 10
 """How long ``serve`` waits for open requests and connections after SIGTERM (the Kubernetes grace period covers it)."""
+TOKEN_TABLES = ("users", "refresh_token_families")
 
 
-def _settings() -> Settings:
+class Failure(Exception):
+    """A command cannot go on: ``main`` prints the message (one line, no credentials) and exits with ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _settings(needs: Sequence[str] = tuple(SECRETS)) -> Settings:
+    """The settings, or exit 2 listing every problem; ``needs``: the secrets the command uses (publishing through
+    Redis must not ask for a JWT key it never uses)."""
     try:
-        return Settings.from_env()
+        return Settings.from_env(needs=needs)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _without_password(url: str) -> str:
+    """``url`` fit to print: the password of its user part (and any ``password=`` in its query) masked."""
+    from hub.infra.logs import redact
+
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        url = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}").geturl()
+    return redact(url)
+
+
+def _local_url(host: str, port: int) -> str:
+    """The URL that reaches, from this machine, a hub listening on host:port (a wildcard address through loopback:
+    the listener on ``::`` is IPv6 only)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def _dev_secrets(settings: Settings, *, create: bool) -> tuple[Settings, dict[str, str]]:
+    """The settings with dev mode's generated secrets filled in; ``create`` only for ``serve``: the commands that
+    talk to a hub someone started must not make up keys that hub would not know."""
+    from hub.infra import devsecrets
+
+    try:
+        if create:
+            return devsecrets.load_or_create(settings)
+        return devsecrets.load_existing(settings), {}
+    except devsecrets.DevSecretsError as exc:
+        raise Failure(str(exc)) from None
 
 
 def _configure_logging(level: str, lines_per_second: int = 20) -> None:
@@ -62,22 +119,80 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _prepare(settings: Settings, demo_password: str | None) -> tuple[bool, int]:
-    """Migrate, and seed demo data into an empty database when asked; (seeded now, users in the database)."""
-    from hub.store import seed
+def _on_database(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run ``work`` on an engine of the settings' database, in an event loop of its own.
+
+    Connecting waits CARTSNITCH_DATABASE_TIMEOUT_SECONDS (a server that accepts and never answers would otherwise
+    hold the command for 30 s). A database that cannot be reached or opened, refuses the login or does not exist
+    ends the command with one line naming it, its password masked."""
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
     from hub.store.engine import build_engine
+
+    async def run() -> T:
+        engine = build_engine(settings.database_url, wait_seconds=settings.database_timeout_seconds)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (OSError, DBAPIError, PoolTimeout) as exc:
+        reason = _database_reason(exc, settings.database_timeout_seconds)
+        raise Failure(f"cannot use the database {_without_password(settings.database_url)}: {reason}") from None
+
+
+def _database_reason(exc: Exception, timeout: float) -> str:
+    from sqlalchemy.exc import DBAPIError
+
+    from hub.infra.logs import redact
+
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s (CARTSNITCH_DATABASE_TIMEOUT_SECONDS)"
+    if isinstance(exc, ConnectionError) and exc.errno:
+        return os.strerror(exc.errno)  # asyncio's own text repeats the address
+    if isinstance(exc, OSError):
+        text = exc.strerror or str(exc)
+        return f"{text}: {exc.filename}" if exc.filename else text
+    if isinstance(exc, DBAPIError):
+        # the driver's error alone: SQLAlchemy's message would add the statement and its parameters
+        return redact(str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__)
+    return redact(str(exc)) or type(exc).__name__
+
+
+async def _upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    from alembic.util.exc import CommandError
+
     from hub.store.migrate import upgrade
 
-    engine = build_engine(settings.database_url)
     try:
-        await upgrade(engine)
-        seeded = False
-        if settings.seed_demo_data and await seed.is_empty(engine):
-            await seed.seed(engine, seed.SeedSize.demo(), demo_email=DEMO_EMAIL, demo_password=demo_password)
-            seeded = True
-        return seeded, await seed.count_users(engine)
-    finally:
-        await engine.dispose()
+        await upgrade(engine, revision)
+    except CommandError as exc:
+        raise Failure(f"cannot migrate to {revision}: {exc}", 2) from None
+
+
+async def _prepare(engine: AsyncEngine, settings: Settings, demo_password: str | None) -> bool:
+    """Migrate, and seed demo data into an empty database when asked; whether it was seeded now."""
+    from hub.store import seed
+
+    await _upgrade(engine)
+    if settings.seed_demo_data and await seed.is_empty(engine):
+        await seed.seed(engine, seed.SeedSize.demo(), demo_email=DEMO_EMAIL, demo_password=demo_password)
+        return True
+    return False
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail before migrating when the port is taken or the address is not this host's (the bind itself is checked
+    again when serving)."""
+    from hub import workers
+
+    try:
+        workers.check_port_free(host, port)
+    except OSError as exc:
+        raise Failure(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -92,29 +207,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    _check_can_listen(host, port)
     stored: dict[str, str] = {}
     if settings.dev_mode:
-        settings, stored = devsecrets.load_or_create(settings)
+        settings, stored = _dev_secrets(settings, create=True)
         log.warning(
             "dev mode: secrets come from %s (never use dev mode in production)", devsecrets.secrets_path(settings)
         )
-    host = args.host or settings.host
-    port = args.port or settings.port
     settings = settings.with_overrides(host=host, port=port)
-    if args.workers > 1:
-        from hub import workers
-
-        try:
-            workers.check_port_free(host, port)
-        except OSError as exc:
-            print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
     _install_uvloop()
-    seeded, _ = asyncio.run(_prepare(settings, stored.get("demo_password")))
+    seeded = _on_database(settings, lambda engine: _prepare(engine, settings, stored.get("demo_password")))
     if settings.demo_sync:
         log.warning("demo sync mode: no ReceiptWitness is configured, store syncs are simulated with demo data")
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    lines = [f"CartSnitch Hub listening on http://{shown_host}:{port}  (docs: http://{shown_host}:{port}/docs)"]
+    url = _local_url(host, port)
+    lines = [f"CartSnitch Hub listening on {url}  (docs: {url}/docs)"]
     if settings.seed_demo_data and stored.get("demo_password"):
         lines.append(
             f"demo login: {DEMO_EMAIL} / {stored['demo_password']}" + ("  (demo data loaded)" if seeded else "")
@@ -122,7 +230,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     live = (
         f"  (a simulated price change every {settings.demo_ticker_seconds:g} s)" if settings.demo_ticker_seconds else ""
     )
-    lines.append(f"dashboard: http://{shown_host}:{port}/{live}")
+    lines.append(f"dashboard: {url}/{live}")
     if args.workers == 1:
         _serve(settings, lines)
         return 0
@@ -134,7 +242,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, lines: Sequence[str] = (), *, worker: bool = False) -> None:
-    """Run one hub process until SIGTERM or SIGINT (a worker of ``--workers`` shares the port with the others)."""
+    """Run one hub process until SIGTERM or SIGINT (a worker of ``--workers`` shares the port with the others);
+    ``lines`` are printed once the port is bound."""
     from hub import server
     from hub.app import create_app
 
@@ -149,17 +258,24 @@ def _serve(settings: Settings, lines: Sequence[str] = (), *, worker: bool = Fals
         from hub import workers
 
         app.on_startup.append(workers.stop_with_parent)
-    for line in lines:
-        print(line, flush=True)
-    asyncio.run(
-        server.serve(
-            app,
-            host=settings.host,
-            port=settings.port,
-            reuse_port=worker,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+
+    def announce() -> None:
+        for line in lines:
+            print(line, flush=True)
+
+    try:
+        asyncio.run(
+            server.serve(
+                app,
+                host=settings.host,
+                port=settings.port,
+                reuse_port=worker,
+                shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+                listening=announce,
+            )
         )
-    )
+    except server.CannotListen as exc:
+        raise Failure(str(exc)) from None
 
 
 def _serve_worker(settings: Settings) -> None:
@@ -169,32 +285,29 @@ def _serve_worker(settings: Settings) -> None:
     workers.detach_from_terminal()
     _configure_logging(settings.log_level, settings.log_lines_per_second)
     _install_uvloop()
-    _serve(settings, worker=True)
+    try:
+        _serve(settings, worker=True)
+    except Failure as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(exc.code) from None
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from hub.store.engine import build_engine
-    from hub.store.migrate import current_revision, upgrade
+    from hub.store.migrate import current_revision
 
     settings = _settings()
     _configure_logging(settings.log_level)
 
-    async def run() -> str | None:
-        engine = build_engine(settings.database_url)
-        try:
-            await upgrade(engine, args.revision)
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine) -> str | None:
+        await _upgrade(engine, args.revision)
+        return await current_revision(engine)
 
-    print(f"database at revision {asyncio.run(run())}")
+    print(f"database at revision {_on_database(settings, run)}")
     return 0
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
     from hub.store import seed
-    from hub.store.engine import build_engine
-    from hub.store.migrate import upgrade
 
     settings = _settings()
     _configure_logging(settings.log_level)
@@ -202,16 +315,12 @@ def cmd_seed(args: argparse.Namespace) -> int:
         users=args.users, products=args.products, price_rows=args.price_rows, purchases=args.purchases, seed=args.seed
     )
 
-    async def run() -> Any:
-        engine = build_engine(settings.database_url)
-        try:
-            await upgrade(engine)
-            return await seed.seed(engine, size, demo_email=DEMO_EMAIL, demo_password=args.demo_password)
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine) -> Any:
+        await _upgrade(engine)
+        return await seed.seed(engine, size, demo_email=DEMO_EMAIL, demo_password=args.demo_password)
 
     try:
-        report = asyncio.run(run())
+        report = _on_database(settings, run)
     except (seed.SeedError, ValueError) as exc:
         print(f"cannot seed: {exc}", file=sys.stderr)
         return 2
@@ -222,7 +331,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from channels.payloads import InvalidPayload, validate_payload
 
-    settings = _settings()
+    settings = _settings(needs=())
     try:
         payload = orjson.loads(args.payload)
     except orjson.JSONDecodeError as exc:
@@ -240,6 +349,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 async def _publish_redis(settings: Settings, args: argparse.Namespace, payload: Any) -> int:
+    from redis.exceptions import RedisClusterException, RedisError
+
     from channels.publish import IdempotencyConflict, publish
     from hub.realtime.fanout import redis_client
 
@@ -259,6 +370,8 @@ async def _publish_redis(settings: Settings, args: argparse.Namespace, payload: 
     except IdempotencyConflict as exc:
         print(f"the idempotency key recorded a different event ({exc.first_id})", file=sys.stderr)
         return 2
+    except (RedisError, RedisClusterException, OSError) as exc:
+        raise Failure(f"cannot publish through Redis at {_without_password(settings.redis_url)}: {exc}") from None
     finally:
         await client.aclose()
     print(event_id)
@@ -272,11 +385,15 @@ async def _publish_http(settings: Settings, args: argparse.Namespace, payload: A
     from hub.infra import devsecrets
 
     if settings.dev_mode:
-        settings, _ = devsecrets.load_or_create(settings)
+        settings, _ = _dev_secrets(settings, create=False)
     if not settings.service_key:
-        print("CARTSNITCH_SERVICE_KEY is needed to publish through the hub's internal API", file=sys.stderr)
-        return 2
-    url = args.url.rstrip("/") + "/internal/events"
+        where = f" (or the dev-mode secrets {devsecrets.secrets_path(settings)} of a hub started here)"
+        raise Failure(
+            "no service key to publish through the hub's internal API: set CARTSNITCH_SERVICE_KEY"
+            + (where if settings.dev_mode else ""),
+            2,
+        )
+    base = (args.url or _local_url(settings.host, settings.port)).rstrip("/")
     body = {"event_type": args.event_type, "payload": payload, "service": args.service}
     headers = {"X-Service-Key": settings.service_key}
     if args.idempotency_key:
@@ -284,12 +401,18 @@ async def _publish_http(settings: Settings, args: argparse.Namespace, payload: A
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-            session.post(url, json=body, headers=headers) as response,
+            session.post(base + "/internal/events", json=body, headers=headers) as response,
         ):
-            data = await response.json(content_type=None)
+            raw = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        print(f"cannot reach the hub at {args.url}: {exc}", file=sys.stderr)
+        print(f"cannot reach the hub at {base}: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 1
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise Failure(f"the server at {base} answered {response.status} without a JSON object: is it the hub?")
     if response.status != 202:
         print(f"refused ({response.status}): {data.get('detail') or data}", file=sys.stderr)
         for error in data.get("errors", []):
@@ -299,41 +422,65 @@ async def _publish_http(settings: Settings, args: argparse.Namespace, payload: A
     return 0
 
 
+def _existing_database(settings: Settings) -> None:
+    """Refuse a SQLite file that does not exist: opening it would create an empty one."""
+    if not settings.is_sqlite:
+        return
+    path = settings.database_url.split("///", 1)[-1].split("?", 1)[0]
+    if path and path != ":memory:" and not Path(path).exists():
+        raise Failure(
+            f"no database at {Path(path).absolute()}: run `cartsnitch-hub migrate` first "
+            "(or start `cartsnitch-hub serve`)"
+        )
+
+
+async def _has_tables(engine: AsyncEngine, names: Sequence[str]) -> bool:
+    from sqlalchemy import inspect
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(lambda sync: all(inspect(sync).has_table(name) for name in names))
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from hub.infra import devsecrets
     from hub.infra.security import TokenCodec, random_id
     from hub.store import tokens, users
-    from hub.store.engine import build_engine, build_sessionmaker
+    from hub.store.engine import build_sessionmaker
 
-    settings = _settings()
+    settings = _settings(needs=("jwt_secret_key",))
+    _existing_database(settings)
     if settings.dev_mode:
-        settings, _ = devsecrets.load_or_create(settings)
+        settings, _ = _dev_secrets(settings, create=False)
+    if not settings.jwt_secret_key:
+        raise Failure(
+            "no JWT secret to sign with: set CARTSNITCH_JWT_SECRET_KEY, or start `cartsnitch-hub serve` here once "
+            f"(dev mode keeps it in {devsecrets.secrets_path(settings)})",
+            2,
+        )
 
-    async def run() -> list[str] | set[str]:
-        engine = build_engine(settings.database_url)
-        try:
-            maker = build_sessionmaker(engine)
-            async with maker.begin() as session:
-                found = await users.existing_user_ids(session, user_ids=list(args.user_ids))
-                missing = {uid for uid in args.user_ids if uid not in found}
-                if missing:
-                    return missing
-                codec = TokenCodec(
-                    settings.jwt_secret_key,
-                    settings.jwt_algorithm,
-                    settings.jwt_access_token_expire_minutes * 60,
-                    86400,
-                )
-                out = []
-                for user_id in args.user_ids:
-                    family_id = random_id(16)
-                    await tokens.insert_family(session, family_id=family_id, user_id=user_id)
-                    out.append(codec.issue("access", user_id=user_id, family_id=family_id, ttl_seconds=args.ttl).token)
-                return out
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine) -> list[str] | set[str]:
+        if not await _has_tables(engine, TOKEN_TABLES):
+            raise Failure("the database has no CartSnitch Hub schema: run `cartsnitch-hub migrate` first")
+        maker = build_sessionmaker(engine)
+        async with maker.begin() as session:
+            found = await users.existing_user_ids(session, user_ids=list(args.user_ids))
+            missing = {uid for uid in args.user_ids if uid not in found}
+            if missing:
+                return missing
+            codec = TokenCodec(
+                settings.jwt_secret_key,
+                settings.jwt_algorithm,
+                settings.jwt_access_token_expire_minutes * 60,
+                86400,
+            )
+            out = []
+            for user_id in args.user_ids:
+                family_id = random_id(16)
+                await tokens.insert_family(session, family_id=family_id, user_id=user_id)
+                out.append(codec.issue("access", user_id=user_id, family_id=family_id, ttl_seconds=args.ttl).token)
+            return out
 
-    result = asyncio.run(run())
+    result = _on_database(settings, run)
     if isinstance(result, set):
         print("unknown user id(s): " + ", ".join(sorted(result)), file=sys.stderr)
         return 2
@@ -341,30 +488,40 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def _whole_number(least: int, most: int | None = None, name: str = "number") -> Callable[[str], int]:
+    """An argparse type: a whole number from ``least`` (to ``most``). Its errors are sentences (argparse would
+    otherwise print the function's name: ``invalid _positive value``)."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+        if most is not None and not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be between {least} and {most}")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def _at_least_one(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+_count = _whole_number(0, name="count")
+_positive = _whole_number(1, name="positive number")
+_port = _whole_number(1, 65535, name="port")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cartsnitch-hub", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cartsnitch-hub", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the REST API and Socket.IO hub")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1, or CARTSNITCH_HOST)")
-    serve.add_argument("--port", type=int, help="port (default 8000, or CARTSNITCH_PORT)")
+    serve.add_argument("--port", type=_port, help="port, 1-65535 (default 8000, or CARTSNITCH_PORT)")
     serve.add_argument(
         "--workers",
-        type=_at_least_one,
+        type=_positive,
         default=1,
         help="processes sharing the port (SO_REUSEPORT), each with its own event loop; more than 1 needs Redis "
         "(default 1: one process)",
@@ -372,17 +529,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
-    migrate.add_argument("--revision", default="head")
+    migrate.add_argument(
+        "--revision", default="head", help="the Alembic revision to upgrade to (default head: the newest)"
+    )
     migrate.set_defaults(func=cmd_migrate)
 
     from hub.store.seed import SeedSize
 
     default = SeedSize.demo()
     seed = sub.add_parser("seed", help="fill the database with deterministic demo data")
-    seed.add_argument("--users", type=_positive, default=default.users)
-    seed.add_argument("--products", type=_positive, default=default.products)
-    seed.add_argument("--price-rows", type=_positive, default=default.price_rows)
-    seed.add_argument("--purchases", type=_positive, default=default.purchases)
+    seed.add_argument("--users", type=_count, default=default.users)
+    seed.add_argument("--products", type=_count, default=default.products)
+    seed.add_argument("--price-rows", type=_count, default=default.price_rows)
+    seed.add_argument("--purchases", type=_count, default=default.purchases)
     seed.add_argument("--seed", type=int, default=default.seed, help="random seed (same seed, same data)")
     seed.add_argument("--demo-password", help="password of the demo user (default: random, printed)")
     seed.set_defaults(func=cmd_seed)
@@ -397,7 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
         "first event's id",
     )
     publish.add_argument(
-        "--url", default="http://127.0.0.1:8000", help="the hub to hand the event to when no Redis is configured"
+        "--url",
+        help="the hub to hand the event to when no Redis is configured (default: the address serve listens on, "
+        "from CARTSNITCH_HOST and CARTSNITCH_PORT: http://127.0.0.1:8000)",
     )
     publish.set_defaults(func=cmd_publish)
 
@@ -407,14 +568,22 @@ def build_parser() -> argparse.ArgumentParser:
         "after -- when one starts with a dash",
     )
     token.add_argument("user_ids", nargs="+", metavar="USER_ID")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--ttl", type=_positive, default=3600, help="lifetime in seconds (default 3600)")
     token.set_defaults(func=cmd_token)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except Failure as exc:
+        print(exc, file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        # asyncio.run has cancelled what was running (a migration, the demo data): nothing to add to it
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -83,21 +85,40 @@ async def drain(app: web.Application) -> None:
     await app[keys.sio].shutdown()
 
 
+class CannotListen(Exception):
+    """The listening socket could not be bound: the port is taken, or the address is not one of this host's."""
+
+
 async def serve(
-    app: web.Application, *, host: str, port: int, reuse_port: bool = False, shutdown_timeout: float = 10.0
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    shutdown_timeout: float = 10.0,
+    listening: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain and stop; ``shutdown_timeout`` bounds what in-flight requests
-    get once every stream has ended. ``reuse_port`` lets ``--workers`` processes share the port."""
+    get once every stream has ended. ``reuse_port`` lets ``--workers`` processes share the port. ``listening`` is
+    called once the socket is bound (whoever announces the URL must not announce one nothing listens on); a bind
+    that fails raises CannotListen after the app has been cleaned up."""
     runner = HubRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
-    # a deep accept queue: a reconnect storm after a failover brings thousands of sockets within seconds
-    site = web.TCPSite(runner, host, port, backlog=4096, reuse_port=reuse_port or None)
-    await site.start()
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
     try:
+        # a deep accept queue: a reconnect storm after a failover brings thousands of sockets within seconds
+        site = web.TCPSite(runner, host, port, backlog=4096, reuse_port=reuse_port or None)
+        try:
+            await site.start()
+        except OSError as exc:
+            # asyncio's message repeats the address; the errno's own text is the reason
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise CannotListen(f"cannot listen on {host}:{port}: {reason}") from None
+        if listening is not None:
+            listening()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
         await stopping.wait()
         log.info("draining: streams and sockets are told to reconnect elsewhere")
         await drain(app)

@@ -6,7 +6,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +19,12 @@ DEMO_TICKER_SECONDS = 5.0
 _PLACEHOLDER_WORDS = ("change", "placeholder", "secret", "example", "your", "dev", "test", "default", "xxx")
 _JWT_ALGORITHMS = ("HS256", "HS384", "HS512")
 MIN_SECRET_LENGTH = 32
+SECRETS = {
+    "jwt_secret_key": "CARTSNITCH_JWT_SECRET_KEY",
+    "service_key": "CARTSNITCH_SERVICE_KEY",
+    "fernet_key": "CARTSNITCH_FERNET_KEY",
+}
+"""The secrets required outside dev mode, by setting: serving uses all three, the other commands fewer."""
 _RANDOM_BITS_PER_CHAR = 4.5
 
 
@@ -104,9 +110,11 @@ class Settings:
         return replace(self, **changes)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read ``CARTSNITCH_*`` (and ``DATABASE_URL``/``REDIS_URL``); raise SettingsError listing every problem."""
-        return _read(os.environ if env is None else env)
+    def from_env(cls, env: Mapping[str, str] | None = None, *, needs: Collection[str] = tuple(SECRETS)) -> Settings:
+        """Read ``CARTSNITCH_*`` (and ``DATABASE_URL``/``REDIS_URL``); raise SettingsError listing every problem.
+        ``needs``: the secrets (``SECRETS`` keys) required outside dev mode; a command that uses fewer than the
+        server (publishing through Redis uses none) is not asked for the others."""
+        return _read(os.environ if env is None else env, frozenset(needs))
 
 
 def normalize_database_url(url: str) -> str:
@@ -313,7 +321,7 @@ _SOURCES: dict[str, tuple[tuple[str, ...], _Parser]] = {
 }
 
 
-def _read(env: Mapping[str, str]) -> Settings:
+def _read(env: Mapping[str, str], needs: frozenset[str]) -> Settings:
     values: dict[str, Any] = {}
     problems: list[str] = []
     for name, (env_names, parse) in _SOURCES.items():
@@ -347,19 +355,16 @@ def _read(env: Mapping[str, str]) -> Settings:
             "or redis+cluster://host:port,host:port/ for a Redis Cluster"
         )
     if not dev_mode:
-        for name, env_name in (
-            ("jwt_secret_key", "CARTSNITCH_JWT_SECRET_KEY"),
-            ("service_key", "CARTSNITCH_SERVICE_KEY"),
-        ):
+        for name in ("jwt_secret_key", "service_key"):
             secret = values.get(name)
-            if not secret:
-                problems.append(f"{env_name}: required outside dev mode")
-            elif is_placeholder(secret):
+            if not secret and name in needs:
+                problems.append(f"{SECRETS[name]}: required outside dev mode")
+            elif secret and is_placeholder(secret):
                 problems.append(
-                    f"{env_name}: looks like a placeholder (at least {MIN_SECRET_LENGTH} random "
+                    f"{SECRETS[name]}: looks like a placeholder (at least {MIN_SECRET_LENGTH} random "
                     "characters are required outside dev mode)"
                 )
-        if not values.get("fernet_key"):
+        if not values.get("fernet_key") and "fernet_key" in needs:
             problems.append("CARTSNITCH_FERNET_KEY: required outside dev mode")
     if values.get("demo_ticker_seconds") and not dev_mode:
         problems.append("CARTSNITCH_DEMO_TICKER_SECONDS: only in dev mode (the ticker writes simulated prices)")

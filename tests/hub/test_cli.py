@@ -120,10 +120,45 @@ def test_invalid_settings_are_listed_and_refused(tmp_path: Path) -> None:
         assert name in result.stderr
 
 
-@pytest.mark.parametrize("args", [["seed", "--users", "-1"], ["nope"], []])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["seed", "--users", "-1"],
+        ["nope"],
+        [],
+        ["serve", "--port", "-1"],
+        ["serve", "--port", "65536"],
+        ["token", "--ttl", "-60", "u1"],
+    ],
+)
 def test_bad_arguments_exit_2(args: list[str], tmp_path: Path) -> None:
-    result = run(args, {"CARTSNITCH_DEV_MODE": "true"}, cwd=tmp_path)
+    result = run(args, {"CARTSNITCH_DEV_MODE": "true"}, cwd=tmp_path, timeout=20)
     assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--port", "0"], "argument --port: must be between 1 and 65535"),
+        (["serve", "--port", "http"], "argument --port: 'http' is not a whole number"),
+        (["seed", "--users", "abc"], "argument --users: 'abc' is not a whole number"),
+        (["token", "--ttl", "0", "u1"], "argument --ttl: must be at least 1"),
+    ],
+)
+def test_argument_errors_read_as_sentences(args: list[str], message: str, tmp_path: Path) -> None:
+    result = run(args, {}, cwd=tmp_path, timeout=20)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(message)
+
+
+def test_help_is_plain_text_and_covers_every_option(tmp_path: Path) -> None:
+    top = run(["--help"], {}, cwd=tmp_path)
+    assert top.returncode == 0
+    assert "``" not in top.stdout and "CartSnitch Hub" in top.stdout
+    migrate = run(["migrate", "--help"], {}, cwd=tmp_path)
+    assert "--revision REVISION  the Alembic revision to upgrade to" in migrate.stdout
 
 
 def test_seed_refuses_a_database_with_data(tmp_path: Path) -> None:

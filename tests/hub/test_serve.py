@@ -1,18 +1,25 @@
-"""The README's first command: `cartsnitch-hub serve` with no settings and no services."""
+"""The README's first command: `cartsnitch-hub serve` (and `scripts/serve`) with no settings and no services."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import shutil
 import signal
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import psutil
+import pytest
 
+from hub import server
+from hub.app import create_app
+from tests.conftest import make_settings
 from tests.services import free_port
 
 
@@ -97,3 +104,91 @@ async def test_serve_with_no_settings_runs_the_embedded_default(tmp_path: Path) 
     finally:
         again.send_signal(signal.SIGTERM)
         await asyncio.wait_for(again.wait(), 20)
+
+
+async def test_a_port_that_cannot_be_bound_is_refused_before_anything_is_announced(sqlite_url: str) -> None:
+    announced: list[bool] = []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        with pytest.raises(server.CannotListen, match=f"^cannot listen on 127.0.0.1:{port}: Address already in use$"):
+            await server.serve(
+                create_app(make_settings(sqlite_url)),
+                host="127.0.0.1",
+                port=port,
+                listening=lambda: announced.append(True),
+            )
+    assert announced == []
+
+
+async def test_ctrl_c_during_the_first_start_exits_130_quietly(tmp_path: Path) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "serve",
+        "--port",
+        str(free_port()),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    while b"Running upgrade" not in (line := await asyncio.wait_for(process.stderr.readline(), 30)):
+        assert line, "serve ended before migrating"
+    process.send_signal(signal.SIGINT)  # the migration and the demo data take a second or more
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 130
+    assert stdout == b""
+    assert b"Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == b"interrupted"
+
+
+def _fake_command(path: Path, calls: Path, name: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\necho "{name} $*" >> "{calls}"\n')
+    path.chmod(0o755)
+
+
+def test_scripts_serve_installs_only_when_the_venv_or_pyproject_is_new(tmp_path: Path) -> None:
+    """The script on a copy of the repository whose Python and hub are stand-ins that log their calls."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy2(Path(__file__).parents[2] / "scripts" / "serve", repo / "scripts" / "serve")
+    (repo / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    calls = tmp_path / "calls"
+    _fake_command(tmp_path / "stand-ins" / "python", calls, "python")
+    _fake_command(tmp_path / "stand-ins" / "cartsnitch-hub", calls, "hub")
+    # the system Python the script creates .venv with: it copies the stand-ins in
+    make_venv = tmp_path / "python3"
+    make_venv.write_text(f'#!/bin/sh\nmkdir -p .venv/bin && cp "{tmp_path}"/stand-ins/* .venv/bin/\n')
+    make_venv.chmod(0o755)
+
+    def serve() -> list[str]:
+        calls.unlink(missing_ok=True)
+        subprocess.run(
+            [str(repo / "scripts" / "serve"), "--port", "9"],
+            env={**os.environ, "PYTHON": str(make_venv)},
+            check=True,
+            timeout=30,
+        )
+        return calls.read_text().splitlines()
+
+    installs = [
+        "python -m pip install -q --disable-pip-version-check --upgrade pip",
+        "python -m pip install -q --disable-pip-version-check -e .",
+    ]
+    assert serve() == [*installs, "hub serve --port 9"]
+    assert serve() == ["hub serve --port 9"]
+    (repo / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '2'\n")
+    assert serve() == [*installs, "hub serve --port 9"]
+    assert serve() == ["hub serve --port 9"]
+    shutil.rmtree(repo / ".venv")
+    assert serve() == [*installs, "hub serve --port 9"]

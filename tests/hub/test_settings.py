@@ -233,3 +233,14 @@ def test_origins_and_store_lists_are_read_as_json_or_commas() -> None:
     settings = Settings.from_env(env)
     assert settings.cors_origins == ("https://app.example", "http://localhost:5173/")
     assert settings.supported_stores == ("kroger", "meijer")
+
+
+def test_a_command_is_asked_only_for_the_secrets_it_uses() -> None:
+    """Publishing through Redis signs nothing and encrypts nothing; serving needs every secret."""
+    env = {"CARTSNITCH_REDIS_URL": "redis://cache:6379/0"}
+    assert Settings.from_env(env, needs=()).jwt_secret_key == ""
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env, needs=("jwt_secret_key",))
+    assert caught.value.problems == ["CARTSNITCH_JWT_SECRET_KEY: required outside dev mode"]
+    with pytest.raises(SettingsError, match="placeholder"):
+        Settings.from_env({**env, "CARTSNITCH_SERVICE_KEY": "change-me"}, needs=())
