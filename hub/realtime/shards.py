@@ -116,6 +116,9 @@ class ShardedSubscriptions:
     def unsubscribe(self, channel: str) -> None:
         self.wanted.discard(channel)
         self._confirmed.discard(channel)
+        for waiter in self._waiters.pop(channel, ()):  # a subscribe still under way has nothing left to wait for
+            if not waiter.done():
+                waiter.set_result(None)
         node = self._holder.pop(channel, None)
         protocol = self._connections.get(node) if node is not None else None
         if node is not None and protocol is not None:
@@ -125,6 +128,10 @@ class ShardedSubscriptions:
     async def _send_subscribe(self, channel: str) -> None:
         node = self.cluster.nodes_manager.get_node_from_slot(key_slot(channel.encode())).name
         protocol = await self._connection(node)
+        if channel not in self.wanted or channel in self._holder:
+            # unsubscribed while the connection opened (a subscription sent now would be one nobody wants, and
+            # the channel, marked as carried, would never be asked for again), or routed by another caller
+            return
         self._holder[channel] = node
         protocol.send("SSUBSCRIBE", channel)
 
