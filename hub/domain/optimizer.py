@@ -23,8 +23,6 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_array
 
 SOLVE_SECONDS = 4.0
 """The time one request's plans may take together (three of them, each one or two MILP solves): HiGHS stops at the
@@ -243,6 +241,10 @@ class _Program:
     def minimise(
         self, cost: Sequence[float], extra: Iterable[tuple[dict[int, float], float, float]] = ()
     ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        # half a second to import: a process pays for it with its first plan (in a worker thread), not at every start
+        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.sparse import coo_array
+
         rows = [*self.rows, *extra]
         left = SOLVE_SECONDS if self.deadline is None else self.deadline - time.monotonic()
         options = {"disp": False, "mip_rel_gap": 0.0, "time_limit": max(MIN_SOLVE_SECONDS, left)}
