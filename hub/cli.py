@@ -37,6 +37,8 @@ GC_PAUSE_LOGGED = 0.05
 SHUTDOWN_TIMEOUT_SECONDS = 10
 """How long ``serve`` waits for open requests and connections after SIGTERM (the Kubernetes grace period covers it)."""
 TOKEN_TABLES = ("users", "refresh_token_families")
+SEED_SIZES = ("users", "products", "price_rows", "purchases", "seed")
+"""The ``seed`` options, named as ``SeedSize``'s fields."""
 
 
 class Failure(Exception):
@@ -311,8 +313,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _configure_logging(settings.log_level)
+    demo = seed.SeedSize.demo()
     size = seed.SeedSize(
-        users=args.users, products=args.products, price_rows=args.price_rows, purchases=args.purchases, seed=args.seed
+        **{name: getattr(demo, name) if getattr(args, name) is None else getattr(args, name) for name in SEED_SIZES}
     )
 
     async def run(engine: AsyncEngine) -> Any:
@@ -534,15 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=cmd_migrate)
 
-    from hub.store.seed import SeedSize
-
-    default = SeedSize.demo()
+    # the demo size fills what is not given: importing the data layer for the defaults would cost every command
+    # (an argument error among them) a second of start-up
     seed = sub.add_parser("seed", help="fill the database with deterministic demo data")
-    seed.add_argument("--users", type=_count, default=default.users)
-    seed.add_argument("--products", type=_count, default=default.products)
-    seed.add_argument("--price-rows", type=_count, default=default.price_rows)
-    seed.add_argument("--purchases", type=_count, default=default.purchases)
-    seed.add_argument("--seed", type=int, default=default.seed, help="random seed (same seed, same data)")
+    seed.add_argument("--users", type=_count, help="(default: the demo size, 25)")
+    seed.add_argument("--products", type=_count, help="(default 300)")
+    seed.add_argument("--price-rows", type=_count, help="(default 30000)")
+    seed.add_argument("--purchases", type=_count, help="(default 600)")
+    seed.add_argument("--seed", type=int, help="random seed (same seed, same data; default 42)")
     seed.add_argument("--demo-password", help="password of the demo user (default: random, printed)")
     seed.set_defaults(func=cmd_seed)
 

@@ -169,3 +169,24 @@ def test_seed_refuses_a_database_with_data(tmp_path: Path) -> None:
     again = run(["seed", *sizes], settings_env(settings))
     assert again.returncode == 2
     assert "cannot seed" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_the_seed_help_states_the_demo_size_it_falls_back_to() -> None:
+    """The parser does not import the data layer for its defaults (a second off every command): the help says
+    them, and says what ``SeedSize.demo()`` holds."""
+    from hub.cli import build_parser
+    from hub.store.seed import SeedSize
+
+    parser = build_parser()
+    [seed] = [action.choices["seed"] for action in parser._subparsers._group_actions]  # type: ignore[union-attr]
+    text = " ".join(seed.format_help().split())
+    demo = SeedSize.demo()
+    for option, value in (
+        ("--users", demo.users),
+        ("--products", demo.products),
+        ("--price-rows", demo.price_rows),
+        ("--purchases", demo.purchases),
+    ):
+        assert f"{option} {option.lstrip('-').replace('-', '_').upper()} (default" in text
+        assert f"{value})" in text
+    assert f"default {demo.seed})" in text
