@@ -560,10 +560,16 @@ async def test_a_session_that_joins_no_namespace_is_closed_after_the_connect_tim
     assert asyncio.get_running_loop().time() - started >= CONNECT_TIMEOUT * 0.9
 
 
-async def test_binary_event_with_attachment_is_handled(server: TestServer, http: Any) -> None:
+async def _public_websocket(server: TestServer, http: Any) -> WebSocket:
+    """A websocket session that has joined /public (for packets a Session would not send: raw bytes)."""
     ws = await WebSocket.open(http, base(server))
     await ws.send("40/public,")
     await ws.receive_skipping_pings()
+    return ws
+
+
+async def test_binary_event_with_attachment_is_handled(server: TestServer, http: Any) -> None:
+    ws = await _public_websocket(server, http)
     await ws.send('451-/public,9["subscribe",{"_placeholder":true,"num":0}]')
     await ws.send(b"\x01\x02\x03")
     ack = await ws.receive_skipping_pings()
@@ -572,9 +578,7 @@ async def test_binary_event_with_attachment_is_handled(server: TestServer, http:
 
 
 async def test_a_binary_event_announcing_no_attachment_is_handled_at_once(server: TestServer, http: Any) -> None:
-    ws = await WebSocket.open(http, base(server))
-    await ws.send("40/public,")
-    await ws.receive_skipping_pings()
+    ws = await _public_websocket(server, http)
     await ws.send('450-/public,9["subscribe",{"room":"nope"}]')
     ack = await ws.receive_skipping_pings()
     assert isinstance(ack, str) and ack.startswith('43/public,9[{"ok":false')
@@ -583,9 +587,7 @@ async def test_a_binary_event_announcing_no_attachment_is_handled_at_once(server
 
 async def test_text_where_an_attachment_is_due_closes_the_connection(server: TestServer, http: Any) -> None:
     # python-socketio would take the text for the attachment (and the event in it would be lost)
-    ws = await WebSocket.open(http, base(server))
-    await ws.send("40/public,")
-    await ws.receive_skipping_pings()
+    ws = await _public_websocket(server, http)
     await ws.send('452-/public,1["subscribe",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
     await ws.send(b"\x01")
     await ws.send('42/public,2["subscribe",{"room":"nope"}]')
@@ -601,9 +603,7 @@ async def test_text_where_an_attachment_is_due_closes_the_connection(server: Tes
     ids=["announces-too-many", "attachments-over-the-payload-limit"],
 )
 async def test_binary_attachments_are_bounded(server: TestServer, http: Any, frames: list[Any]) -> None:
-    ws = await WebSocket.open(http, base(server))
-    await ws.send("40/public,")
-    await ws.receive_skipping_pings()
+    ws = await _public_websocket(server, http)
     for frame in frames:
         await ws.send(frame)
     assert await ws.closed(2.0)

@@ -23,13 +23,14 @@ from tests.conftest import make_settings
 from tests.services import free_port
 
 
-async def _start(cwd: Path, port: int) -> tuple[asyncio.subprocess.Process, list[str]]:
+async def _serve(cwd: Path, port: int, stderr: int) -> asyncio.subprocess.Process:
+    """``cartsnitch-hub serve`` in ``cwd`` with no settings of the environment's: the embedded default."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL", "REDIS_URL")
     }
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "hub.cli",
@@ -39,8 +40,12 @@ async def _start(cwd: Path, port: int) -> tuple[asyncio.subprocess.Process, list
         cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
     )
+
+
+async def _start(cwd: Path, port: int) -> tuple[asyncio.subprocess.Process, list[str]]:
+    process = await _serve(cwd, port, asyncio.subprocess.DEVNULL)
     lines: list[str] = []
     assert process.stdout is not None
     while len(lines) < 3:
@@ -123,23 +128,7 @@ async def test_a_port_that_cannot_be_bound_is_refused_before_anything_is_announc
 
 
 async def test_ctrl_c_during_the_first_start_exits_130_quietly(tmp_path: Path) -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CARTSNITCH_") and k not in ("DATABASE_URL", "REDIS_URL")
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub.cli",
-        "serve",
-        "--port",
-        str(free_port()),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await _serve(tmp_path, free_port(), asyncio.subprocess.PIPE)
     assert process.stderr is not None
     while b"Running upgrade" not in (line := await asyncio.wait_for(process.stderr.readline(), 30)):
         assert line, "serve ended before migrating"
