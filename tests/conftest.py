@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 import redis as redis_sync
@@ -210,6 +211,13 @@ def sessionmaker(client: TestClient[Any, Any]) -> Sessionmaker:
     from hub import keys
 
     return client.app[keys.sessionmaker]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for tests that speak HTTP or the protocols by hand."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

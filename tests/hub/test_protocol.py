@@ -45,14 +45,38 @@ async def calm_server(aiohttp_server: Callable[..., Awaitable[TestServer]], sqli
     return await aiohttp_server(create_app(make_settings(sqlite_url)))
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def base(server: TestServer) -> str:
     return str(server.make_url("/")).rstrip("/")
+
+
+class HandWrittenPost:
+    """A polling POST written on a connection of its own: its headers as given (none added, Content-Type
+    included), its body sent in as many pieces as the test chooses."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, polling: Polling, headers: str, first: bytes) -> HandWrittenPost:
+        parts = urlsplit(polling.base)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        post = cls(reader, writer)
+        head = f"POST {PATH}?EIO=4&transport=polling&sid={polling.sid} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        await post.send(f"{head}{headers}\r\n\r\n".encode() + first)
+        return post
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def answer_head(self) -> bytes:
+        """The status line and headers of the answer; the connection is closed after them."""
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+        return head
 
 
 class Session:
@@ -239,22 +263,13 @@ async def test_polling_post_in_two_slow_pieces_is_read_whole(calm_server: TestSe
     server = calm_server
     polling = await Polling(http, base(server)).open()
     body = b'40/public,\x1e42/public,1["subscribe",{"room":"nope"}]'
-    parts = urlsplit(base(server))
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    writer.write(
-        f"POST {PATH}?EIO=4&transport=polling&sid={polling.sid} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body[:20]
+    post = await HandWrittenPost.open(
+        polling, f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {len(body)}", body[:20]
     )
-    await writer.drain()
     await asyncio.sleep(0.5)
-    writer.write(body[20:])
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
+    await post.send(body[20:])
+    head = await post.answer_head()
     assert head.startswith(b"HTTP/1.1 200"), head
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
     packets = [p for p in await polling.packets() if p != "2"]
     packets += [] if len(packets) == 2 else [p for p in await polling.packets() if p != "2"]
     assert packets[0].startswith("40/public,{")
@@ -306,21 +321,11 @@ async def test_overlapping_posts_close_the_session(calm_server: TestServer, http
     """v4 "Sending data": one POST at a time; a second one is answered 400 and the session closes (a POST whose
     body arrives slowly is still pending when the second one comes)."""
     polling = await Polling(http, base(calm_server)).open()
-    parts = urlsplit(base(calm_server))
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    writer.write(
-        f"POST {PATH}?EIO=4&transport=polling&sid={polling.sid} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 10\r\n\r\n40/p".encode()
-    )
-    await writer.drain()
+    post = await HandWrittenPost.open(polling, "Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 10", b"40/p")
     await asyncio.sleep(0.2)
     assert await polling.post("6") == (400, '{"code":3,"message":"Overlapping post"}')
-    writer.write(b"ublic,")
-    await writer.drain()
-    await reader.readuntil(b"\r\n\r\n")
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
+    await post.send(b"ublic,")
+    await post.answer_head()
     assert (await polling.get())[0] == 400
 
 
@@ -328,17 +333,8 @@ async def test_a_binary_polling_body_closes_the_session(server: TestServer, http
     """v4 polling carries binary as base64 text; an ``application/octet-stream`` body is v3's and refused (a body
     sent with no Content-Type at all is read as text, as the reference server reads it)."""
     polling = await Polling(http, base(server)).open()
-    parts = urlsplit(base(server))
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    writer.write(
-        f"POST {PATH}?EIO=4&transport=polling&sid={polling.sid} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Content-Length: 10\r\n\r\n40/public,".encode()
-    )
-    await writer.drain()
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
+    post = await HandWrittenPost.open(polling, "Content-Length: 10", b"40/public,")
+    assert (await post.answer_head()).startswith(b"HTTP/1.1 200")
     assert any(packet.startswith("40/public,{") for packet in await polling.packets())
     async with http.post(
         polling.url, data=b"40/public,", headers={"Content-Type": "application/octet-stream"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -31,12 +31,6 @@ UNSUBSCRIBE = json.dumps(["unsubscribe", {"room": ROOM}])
 @pytest.fixture
 async def server(aiohttp_server: Callable[..., Awaitable[TestServer]], sqlite_url: str) -> TestServer:
     return await aiohttp_server(create_app(make_settings(sqlite_url)))
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _hub(server: TestServer) -> Hub:
