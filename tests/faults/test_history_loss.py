@@ -50,16 +50,23 @@ async def test_after_a_history_loss_the_new_history_is_replayed_from_its_start(
         await offline.close()
         await redis.aclose()
 
-        redis_process.stop(signal.SIGKILL)
-        await asyncio.sleep(2.5)  # the processes' reconnect back-off grows to its cap (1 s)
-        redis_process.start()
-        redis = Redis.from_url(redis_process.url)
-        everyone = (on_first, on_second, quiet, offline)
-        channels = [bus.live_channel(bus.user_audience(f.user_id)) for f in everyone]
-        assert all(n == 0 for _, n in await redis.pubsub_numsub(*channels))  # no process subscribed yet
-        for n in range(BEFORE, BEFORE + IN_GAP):
-            for follower in everyone:
-                await publish(redis, "cartsnitch.sync.progress", sync_payload(follower.user_id, n), service="test")
+        # the processes are held still from the restart until the gap's events are in: with a reconnect every
+        # second, one could otherwise subscribe again before them, and the gap would not be one
+        for hub in (first_hub, second_hub):
+            hub.process.send_signal(signal.SIGSTOP)
+        try:
+            redis_process.stop(signal.SIGKILL)
+            redis_process.start()
+            redis = Redis.from_url(redis_process.url)
+            everyone = (on_first, on_second, quiet, offline)
+            channels = [bus.live_channel(bus.user_audience(f.user_id)) for f in everyone]
+            assert all(n == 0 for _, n in await redis.pubsub_numsub(*channels))  # no process subscribed yet
+            for n in range(BEFORE, BEFORE + IN_GAP):
+                for follower in everyone:
+                    await publish(redis, "cartsnitch.sync.progress", sync_payload(follower.user_id, n), service="test")
+        finally:
+            for hub in (first_hub, second_hub):
+                hub.process.send_signal(signal.SIGCONT)
         for follower in (on_first, on_second):
             await follower.wait(lambda f: f.resyncs() != [], timeout=10)
         for n in range(BEFORE + IN_GAP, BEFORE + IN_GAP + AFTER):
