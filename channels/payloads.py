@@ -50,6 +50,30 @@ class InvalidPayload(ValueError):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
 
+def nul_fields(data: Any, path: str = "") -> list[str]:
+    """Where ``data`` holds a NUL character, as dotted paths (PostgreSQL cannot store one in text, so the hub's HTTP
+    routes refuse it anywhere in a body; every publish path refuses it the same way)."""
+    if isinstance(data, str):
+        return [path] if "\x00" in data else []
+    if isinstance(data, dict):
+        return [f for key, value in data.items() for f in nul_fields(value, f"{path}.{key}" if path else str(key))]
+    if isinstance(data, list):
+        return [f for i, value in enumerate(data) for f in nul_fields(value, f"{path}.{i}" if path else str(i))]
+    return []
+
+
+def refuse_nul(encoded: str | bytes, data: Any, path: str = "") -> None:
+    """Raise InvalidPayload naming every field of ``data`` that holds a NUL. ``encoded`` is its JSON text: JSON
+    carries a NUL only escaped, so text without the escape is passed over without walking ``data``."""
+    if "\\u0000" not in encoded if isinstance(encoded, str) else b"\\u0000" not in encoded:
+        return
+    fields = nul_fields(data, path)
+    if fields:
+        raise InvalidPayload(
+            [{"field": field, "message": "must not contain NUL characters", "type": "string_nul"} for field in fields]
+        )
+
+
 _USER = Field("user_id", Kind.ID)
 _OPTIONAL_USER = Field("user_id", Kind.ID, required=False, nullable=True)
 

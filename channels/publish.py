@@ -16,7 +16,7 @@ import orjson
 
 from channels import bus
 from channels.events import EventType, is_direct, parse_event_type
-from channels.payloads import InvalidPayload, build_envelope, validate_payload
+from channels.payloads import InvalidPayload, build_envelope, refuse_nul, validate_payload
 
 DEFAULT_MAX_EVENTS = 1000
 DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
@@ -160,6 +160,7 @@ async def publish(
         raise InvalidPayload([{"field": "event_type", "message": f"unknown event type {event_type!r}", "type": "enum"}])
     checked = validate_payload(kind, payload)
     envelope_json = encode_envelope(build_envelope(kind, checked, service=service, timestamp=timestamp))
+    refuse_nul(envelope_json, checked, "payload")
     signature = fingerprint(kind.value, checked)  # the payload encoded within the envelope: it encodes alone too
     if is_direct(kind, checked):
         audience = bus.user_audience(checked["user_id"])

@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from channels.errors import ProblemType
+from channels.payloads import nul_fields
 from hub import keys
 from hub.errors import AppError, validation_error
 
@@ -47,17 +48,6 @@ def _is_list(annotation: Any) -> bool:
     return False
 
 
-def _nul_fields(data: Any, path: str) -> list[str]:
-    """Where ``data`` holds a NUL character (PostgreSQL cannot store one in text; no field of ours needs it)."""
-    if isinstance(data, str):
-        return [path] if "\x00" in data else []
-    if isinstance(data, dict):
-        return [f for key, value in data.items() for f in _nul_fields(value, f"{path}.{key}" if path else str(key))]
-    if isinstance(data, list):
-        return [f for i, value in enumerate(data) for f in _nul_fields(value, f"{path}.{i}" if path else str(i))]
-    return []
-
-
 def _deeper_than(data: Any, limit: int) -> bool:
     """Whether ``data`` nests containers more than ``limit`` levels deep (iteratively: no recursion on its depth)."""
     stack: list[tuple[Any, int]] = [(data, 1)]
@@ -84,7 +74,7 @@ def _refuse_deep(raw: bytes, data: Any) -> None:
 
 
 def _refuse_nul(data: Any, where: str) -> None:
-    fields = _nul_fields(data, "")
+    fields = nul_fields(data)
     if fields:
         raise validation_error(
             [{"field": field, "message": "must not contain NUL characters", "type": "string_nul"} for field in fields],

@@ -18,7 +18,14 @@ import orjson
 
 from channels import bus, rooms
 from channels.events import AUDIENCE, Audience, EventType, is_direct, parse_event_type
-from channels.payloads import InvalidPayload, build_envelope, utc_form, utc_timestamp, validate_payload
+from channels.payloads import (
+    InvalidPayload,
+    build_envelope,
+    refuse_nul,
+    utc_form,
+    utc_timestamp,
+    validate_payload,
+)
 from channels.publish import IdempotencyConflict, encode_envelope, fingerprint
 from hub.errors import unavailable_dependency
 from hub.infra import cache as cache_scopes
@@ -176,6 +183,7 @@ class Ingest:
             try:
                 data = orjson.loads(raw)
                 kind, payload, service, timestamp = check_envelope(data)
+                refuse_nul(raw, data)
                 envelope_json = encode_envelope(build_envelope(kind, payload, service=service, timestamp=timestamp))
             except (orjson.JSONDecodeError, InvalidPayload) as exc:
                 self.metrics.events_invalid.labels("redis").inc()

@@ -129,6 +129,20 @@ async def test_invalid_payload_records_nothing(redis_url: str) -> None:
         await redis.aclose()
 
 
+async def test_a_nul_anywhere_in_the_payload_is_invalid_and_records_nothing(redis_url: str) -> None:
+    """As every HTTP route refuses it (PostgreSQL cannot store a NUL in text); a JSON escape alone is no NUL."""
+    redis = Redis.from_url(redis_url)
+    try:
+        nul = {**PAYLOAD, "store_slug": "kro\x00ger", "extra": {"notes": ["ok", "a\x00b"]}}
+        with pytest.raises(InvalidPayload) as refused:
+            await publish(redis, "cartsnitch.sync.progress", nul, service="s")
+        assert [e["field"] for e in refused.value.errors] == ["payload.store_slug", "payload.extra.notes.1"]
+        assert await redis.exists(bus.history_key(bus.user_audience("u1"))) == 0
+        assert await publish(redis, "cartsnitch.sync.progress", {**PAYLOAD, "extra": "\\u0000"}, service="s")
+    finally:
+        await redis.aclose()
+
+
 def _nested(depth: int) -> dict[str, Any]:
     top: dict[str, Any] = {}
     inner = top

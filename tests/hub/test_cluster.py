@@ -159,6 +159,9 @@ async def test_legacy_publish_gets_one_history_entry_with_two_processes(
             "payload": sync_payload(user_id, 7),
         }
         assert await pattern_subscribers(redis) >= 2  # both processes consume the platform's channels
+        # refused as the HTTP routes refuse it: a NUL anywhere in the envelope (PostgreSQL cannot store one)
+        nul = {**envelope, "payload": {**envelope["payload"], "note": "a\u0000b"}}  # type: ignore[dict-item]
+        await redis.publish("cartsnitch.sync.progress", json.dumps(nul))
         await redis.publish("cartsnitch.sync.progress", json.dumps(envelope))
         await follower.wait_for(1)
         await asyncio.sleep(0.5)
@@ -171,6 +174,7 @@ async def test_legacy_publish_gets_one_history_entry_with_two_processes(
         for hub in hubs
     ]
     assert sum(ingested) == 1
+    assert [await hub.metric("hub_events_invalid_total", source="redis") for hub in hubs] == [1, 1]
     await follower.close()
 
 
