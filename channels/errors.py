@@ -29,12 +29,14 @@ class ProblemType(Enum):
     REQUEST_TIMEOUT = _Kind("request-timeout", "Request timeout", 408, "BAD_REQUEST")
     CONFLICT = _Kind("conflict", "Conflict", 409, "CONFLICT")
     PAYLOAD_TOO_LARGE = _Kind("payload-too-large", "Payload too large", 413, "BAD_REQUEST")
+    URI_TOO_LONG = _Kind("uri-too-long", "URI too long", 414, "BAD_REQUEST")
     UNSUPPORTED_MEDIA_TYPE = _Kind("unsupported-media-type", "Unsupported media type", 415, "BAD_REQUEST")
     VALIDATION = _Kind("validation", "Validation failed", 422, "VALIDATION_ERROR")
     INVALID_PAYLOAD = _Kind("invalid-payload", "Event payload fails its schema", 422, "VALIDATION_ERROR")
     IDEMPOTENCY_KEY_REUSED = _Kind(
         "idempotency-key-reused", "Idempotency-Key used for a different event", 422, "VALIDATION_ERROR"
     )
+    HEADERS_TOO_LARGE = _Kind("headers-too-large", "Request header fields too large", 431, "BAD_REQUEST")
     RATE_LIMITED = _Kind("rate-limited", "Too many requests", 429, "RATE_LIMITED")
     INTERNAL = _Kind("internal", "Internal server error", 500, "INTERNAL_ERROR")
     BAD_GATEWAY = _Kind("bad-gateway", "Upstream service failed", 502, "BAD_GATEWAY")

@@ -37,6 +37,13 @@ def _not_for_sockets(wrapped: Middleware) -> Middleware:
 
 SERVER = "cartsnitch-hub"
 AUTH_PREFIX = "/auth/"
+MAX_REQUEST_TARGET = 8192
+"""Bytes of a request's target (path and query) the hub parses; a longer one is a 414 (RFC 9112 §3)."""
+MAX_HEADER_FIELD = 8190
+"""Bytes of one header field (name and value); a longer one is a 431 (RFC 6585 §5). Unequal to the target's
+limit, so that the parser's error tells which was exceeded."""
+MAX_HEADERS = 128
+"""Header fields in one request (aiohttp's default); more is a 431."""
 """Login, registration, refresh, password change: responses that carry credentials."""
 
 
@@ -64,7 +71,12 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=1 << 20,
         # a connection that has not sent a whole request head this long after it opened (or after its last
         # response) is closed: slow-header clients cannot hold connections open
-        handler_args={"keepalive_timeout": settings.http_header_timeout_seconds},
+        handler_args={
+            "keepalive_timeout": settings.http_header_timeout_seconds,
+            "max_line_size": MAX_REQUEST_TARGET,
+            "max_field_size": MAX_HEADER_FIELD,
+            "max_headers": MAX_HEADERS,
+        },
     )
     app[keys.settings] = settings
     app[keys.metrics] = Metrics()

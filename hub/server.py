@@ -1,7 +1,8 @@
 """Running the app: aiohttp's runner with the hub's request handler, and a drain on SIGTERM.
 
-The request handler answers what aiohttp rejects before any route runs (a malformed request line, an oversized
-header) with a problem+json 400 like every other error, and logs one line without the request's content (an
+The request handler answers what aiohttp rejects before any route runs with a problem+json like every other error
+(414 for an over-long request target, 431 for an oversized header field or too many of them, 501 for an unknown
+method, 400 for anything else malformed), and logs one line without the request's content (an
 oversized Cookie header would otherwise put the start of a session token in the log).
 
 The drain, in order: readiness turns 503 and new requests get 503; SSE streams get ``cartsnitch.reconnect`` and
@@ -18,12 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMethod
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from channels.errors import Problem, ProblemType
 from hub import keys
-from hub.app import SERVER
+from hub.app import MAX_HEADER_FIELD, MAX_HEADERS, MAX_REQUEST_TARGET, SERVER
 
 log = logging.getLogger("hub.server")
 
@@ -47,11 +48,19 @@ class HubRequestHandler(RequestHandler):
             body = {"type": "about:blank", "title": "Not Implemented", "status": 501, "code": "BAD_REQUEST"}
             body["detail"] = "the request method is not one this server implements"
             status = 501
+        elif isinstance(exc, LineTooLong) and exc.args[1:2] == (MAX_REQUEST_TARGET,):
+            detail = f"the request target is limited to {MAX_REQUEST_TARGET} bytes"
+            body = Problem(ProblemType.URI_TOO_LONG, detail).to_dict()
+            status = 414
+        elif isinstance(exc, LineTooLong) or (isinstance(exc, BadHttpMessage) and "Too many headers" in str(exc)):
+            detail = f"a header field is limited to {MAX_HEADER_FIELD} bytes, the header to {MAX_HEADERS} fields"
+            body = Problem(ProblemType.HEADERS_TOO_LARGE, detail).to_dict()
+            status = 431
         else:
             kind = ProblemType.INTERNAL if status >= 500 else ProblemType.BAD_REQUEST
             # the parser's message quotes the offending bytes (a cookie, say): none of it goes back or into the log
-            detail = None if status >= 500 else "the request line or a header is malformed or too long"
-            body = Problem(kind, detail).to_dict()
+            malformed = None if status >= 500 else "the request line or a header is malformed"
+            body = Problem(kind, malformed).to_dict()
             body["status"] = status
         response = web.json_response(body, status=status, content_type="application/problem+json")
         response.headers["Server"] = SERVER

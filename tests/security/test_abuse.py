@@ -20,7 +20,7 @@ import socketio
 from aiohttp.test_utils import TestServer
 
 from hub import keys
-from hub.app import create_app
+from hub.app import MAX_HEADERS, MAX_REQUEST_TARGET, create_app
 from hub.settings import Settings
 from tests import factories
 from tests.cluster import start_hub, stop_hubs
@@ -240,10 +240,32 @@ async def test_a_real_process_answers_malformed_http_with_problems_and_logs_no_c
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
-        assert response.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), response[:200]
+        # RFC 6585 §5: a header field over the limit is a 431
+        assert response.split(b"\r\n", 1)[0].split(b" ")[1] == b"431", response[:200]
         assert b"Server: cartsnitch-hub" in response
         assert b"application/problem+json" in response
         assert token.encode() not in response
+        assert orjson.loads(response.partition(b"\r\n\r\n")[2])["status"] == 431
+
+        async def raw(request: bytes) -> tuple[int, dict[str, Any]]:
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+            writer.write(request)
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            assert status == 200 or b"application/problem+json" in head, head
+            return status, orjson.loads(body)
+
+        # RFC 9112 §3: a request target longer than the server parses is a 414; one at the limit is served
+        longest = b"/health?" + b"a" * (MAX_REQUEST_TARGET - len(b"/health?"))
+        close = b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        status, problem = await raw(b"GET " + longest + b"a" + close)
+        assert (status, problem["status"], problem["title"]) == (414, 414, "URI too long")
+        assert (await raw(b"GET " + longest + close))[0] == 200
+        many = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1))
+        status, problem = await raw(b"GET /health HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+        assert (status, problem["status"], problem["title"]) == (431, 431, "Request header fields too large")
         # RFC 9110 §9.1: a method the server does not implement is 501
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         writer.write(b"FOO /health HTTP/1.1\r\nHost: x\r\n\r\n")
