@@ -78,8 +78,9 @@ def _local_url(host: str, port: int) -> str:
 
 
 def _dev_secrets(settings: Settings, *, create: bool) -> tuple[Settings, dict[str, str]]:
-    """The settings with dev mode's generated secrets filled in; ``create`` only for ``serve``: the commands that
-    talk to a hub someone started must not make up keys that hub would not know."""
+    """The settings with dev mode's generated secrets filled in; ``create`` only for ``serve`` and ``seed`` (whose
+    demo password ``serve`` shows): the commands that talk to a hub someone started must not make up keys that hub
+    would not know."""
     from hub.infra import devsecrets
 
     try:
@@ -175,15 +176,28 @@ async def _upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         raise Failure(f"cannot migrate to {revision}: {exc}", 2) from None
 
 
-async def _prepare(engine: AsyncEngine, settings: Settings, demo_password: str | None) -> bool:
-    """Migrate, and seed demo data into an empty database when asked; whether it was seeded now."""
+async def _prepare(engine: AsyncEngine, settings: Settings, demo_password: str | None) -> tuple[bool, bool]:
+    """Migrate, and seed demo data into an empty database when asked: whether it was seeded now, and whether
+    ``demo_password`` signs the demo user in (a database seeded by hand may have another password)."""
     from hub.store import seed
 
     await _upgrade(engine)
     if settings.seed_demo_data and await seed.is_empty(engine):
         await seed.seed(engine, seed.SeedSize.demo(), demo_email=DEMO_EMAIL, demo_password=demo_password)
-        return True
-    return False
+        return True, demo_password is not None
+    return False, demo_password is not None and await _signs_in(engine, DEMO_EMAIL, demo_password)
+
+
+async def _signs_in(engine: AsyncEngine, email: str, password: str) -> bool:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from hub.infra.security import verify_password
+    from hub.store import users
+
+    async with AsyncSession(engine) as session:
+        user = await users.get_user_by_email(session, email=email)
+        hashed = await users.get_credential_hash(session, user_id=user.id) if user is not None else None
+    return hashed is not None and await verify_password(password, hashed)
 
 
 def _check_can_listen(host: str, port: int) -> None:
@@ -220,12 +234,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     settings = settings.with_overrides(host=host, port=port)
     _install_uvloop()
-    seeded = _on_database(settings, lambda engine: _prepare(engine, settings, stored.get("demo_password")))
+    seeded, demo_signs_in = _on_database(
+        settings, lambda engine: _prepare(engine, settings, stored.get("demo_password"))
+    )
     if settings.demo_sync:
         log.warning("demo sync mode: no ReceiptWitness is configured, store syncs are simulated with demo data")
     url = _local_url(host, port)
     lines = [f"CartSnitch Hub listening on {url}  (docs: {url}/docs)"]
-    if settings.seed_demo_data and stored.get("demo_password"):
+    if settings.seed_demo_data and demo_signs_in:
         lines.append(
             f"demo login: {DEMO_EMAIL} / {stored['demo_password']}" + ("  (demo data loaded)" if seeded else "")
         )
@@ -318,9 +334,15 @@ def cmd_seed(args: argparse.Namespace) -> int:
         **{name: getattr(demo, name) if getattr(args, name) is None else getattr(args, name) for name in SEED_SIZES}
     )
 
+    password = args.demo_password
+    if password is None and settings.dev_mode:
+        # the embedded default: the password ``serve`` shows, from the secrets file beside the database
+        settings, stored = _dev_secrets(settings, create=True)
+        password = stored["demo_password"]
+
     async def run(engine: AsyncEngine) -> Any:
         await _upgrade(engine)
-        return await seed.seed(engine, size, demo_email=DEMO_EMAIL, demo_password=args.demo_password)
+        return await seed.seed(engine, size, demo_email=DEMO_EMAIL, demo_password=password)
 
     try:
         report = _on_database(settings, run)
@@ -328,6 +350,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
         print(f"cannot seed: {exc}", file=sys.stderr)
         return 2
     print(report.summary())
+    if password is not None and args.demo_password is None:
+        print(f"demo login: {DEMO_EMAIL} / {password}")
     return 0
 
 

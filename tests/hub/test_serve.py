@@ -181,3 +181,48 @@ def test_scripts_serve_installs_only_when_the_venv_or_pyproject_is_new(tmp_path:
     assert serve() == ["hub serve --port 9"]
     shutil.rmtree(repo / ".venv")
     assert serve() == [*installs, "hub serve --port 9"]
+
+
+async def _lines_until_dashboard(process: asyncio.subprocess.Process) -> list[str]:
+    lines: list[str] = []
+    assert process.stdout is not None
+    while not lines or not lines[-1].startswith("dashboard: "):
+        raw = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert raw, f"serve ended after {lines}"
+        lines.append(raw.decode().strip())
+    return lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("own_password", [False, True])
+async def test_serve_shows_the_demo_login_of_a_database_seeded_by_hand_only_when_it_signs_in(
+    tmp_path: Path, own_password: bool
+) -> None:
+    """`seed` then `serve` on the embedded default: one demo password (the secrets file's), or, when `seed` was
+    given its own, no demo login line at all rather than one that would be refused."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARTSNITCH_")}
+    sizes = ["--users", "2", "--products", "10", "--price-rows", "50", "--purchases", "3"]
+    extra = ["--demo-password", "a-password-of-my-own"] if own_password else []
+    seeded = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "seed", *sizes, *extra], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    shown = re.findall(r"demo login: (\S+) / (\S+)", seeded.stdout)
+    assert shown == ([] if own_password else [shown[0]])
+    port = free_port()
+    process = await _serve(tmp_path, port, asyncio.subprocess.DEVNULL)
+    try:
+        lines = await _lines_until_dashboard(process)
+        login = [re.search(r"demo login: (\S+) / (\S+)", line) for line in lines]
+        found = [(m.group(1), m.group(2)) for m in login if m]
+        assert found == ([] if own_password else shown), lines
+        email, password = ("demo@cartsnitch.local", "a-password-of-my-own") if own_password else shown[0]
+        await _health_within(f"http://127.0.0.1:{port}", 30)
+        async with aiohttp.ClientSession() as http:
+            response = await http.post(
+                f"http://127.0.0.1:{port}/auth/login", json={"email": email, "password": password}
+            )
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
