@@ -209,6 +209,23 @@ async def create_target_alert(request: web.Request) -> web.Response:
     return responses.created(_target_out(target), location=f"{API}/alerts/targets/{target.id}")
 
 
+@routes.get(
+    f"{API}/alerts/targets/{{target_id}}",
+    summary="One target-price alert (where a new one's Location points)",
+    response=TargetOut,
+    errors=(404,),
+    path_params={"target_id": "the target alert id"},
+)
+async def get_target_alert(request: web.Request) -> web.Response:
+    principal = await require_user(request)
+    target_id = path_uuid(request, "target_id", "target alert")
+    async with request.app[keys.sessionmaker]() as session:
+        target = await alerts.get_target(session, user_id=principal.user_id, target_id=target_id)
+    if target is None:
+        raise AppError(ProblemType.NOT_FOUND, f"no target alert {target_id}")
+    return responses.json(_target_out(target))
+
+
 @routes.delete(
     f"{API}/alerts/targets/{{target_id}}",
     summary="Delete a target-price alert",

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.store.engine import locking
 from hub.store.keyset import newest_first
 from hub.store.models import (
     AlertRead,
@@ -44,6 +45,7 @@ from hub.store.models import (
     PurchaseItem,
     ShrinkflationEvent,
     Store,
+    User,
     UTCDateTime,
 )
 from hub.store.prices import effective_price
@@ -487,6 +489,9 @@ async def product_exists(session: AsyncSession, *, product_id: uuid.UUID) -> boo
 
 
 async def has_pending_target(session: AsyncSession, *, user_id: str, product_id: uuid.UUID) -> bool:
+    """Whether the user has a target on the product that has not fired. It locks the user's row until the
+    transaction ends: two requests that check, then insert, run one after the other (one target, one 409)."""
+    await locking(session, select(User.id).where(User.id == user_id))
     found = await session.execute(
         select(PriceTargetAlert.id)
         .where(

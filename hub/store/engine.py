@@ -12,7 +12,7 @@ import weakref
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import Engine, event, exc
+from sqlalchemy import Engine, Result, Select, Table, delete, event, exc, false
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger("hub.database")
@@ -83,6 +83,23 @@ def build_engine(
     engine = pool.execution_options(isolation_level=TRANSACTIONS)
     _AUTOCOMMIT[engine.sync_engine] = pool
     return engine
+
+
+async def locking(session: AsyncSession, query: Select[Any]) -> Result[Any]:
+    """Run ``query`` holding what it reads until the transaction ends, so that two transactions that read, then
+    write what they read (replace a list, insert unless one exists), run one after the other.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has no row locks, and its driver begins a transaction only at the
+    first write, so a read alone holds nothing: a write that changes nothing (a ``DELETE`` of no row of the query's
+    table) first takes the database's write lock, which the next writer waits for (the busy timeout)."""
+    if session.get_bind().dialect.name == "sqlite":
+        table = query.get_final_froms()[0]
+        assert isinstance(table, Table)
+        await session.execute(delete(table).where(false()))
+    else:
+        query = query.with_for_update()
+    result: Result[Any] = await session.execute(query)
+    return result
 
 
 def _lower(value: Any) -> Any:

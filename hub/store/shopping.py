@@ -14,6 +14,7 @@ from sqlalchemy import case, delete, exists, func, literal, or_, select, union_a
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.domain.optimizer import CouponOffer, Line, Problem, StoreRef
+from hub.store.engine import locking
 from hub.store.keyset import newest_first
 from hub.store.models import Coupon, NormalizedProduct, PriceHistory, ShoppingList, ShoppingListItem, Store
 from hub.store.prices import latest_prices
@@ -83,10 +84,13 @@ async def list_shopping_lists(
     return await _with_items(session, list((await session.execute(stmt)).scalars()))
 
 
-async def _own_list(session: AsyncSession, *, user_id: str, list_id: uuid.UUID) -> ShoppingList | None:
-    result = await session.execute(
-        select(ShoppingList).where(ShoppingList.id == list_id, ShoppingList.user_id == user_id)
-    )
+async def _own_list(
+    session: AsyncSession, *, user_id: str, list_id: uuid.UUID, lock: bool = False
+) -> ShoppingList | None:
+    """The user's list; ``lock`` holds its row until the transaction ends, so that two replacements (or a
+    replacement and a deletion) of one list run one after the other: the second sees the first's result."""
+    query = select(ShoppingList).where(ShoppingList.id == list_id, ShoppingList.user_id == user_id)
+    result = await (locking(session, query) if lock else session.execute(query))
     return result.scalar_one_or_none()
 
 
@@ -124,7 +128,7 @@ async def insert_shopping_list(
 async def replace_shopping_list(
     session: AsyncSession, *, user_id: str, list_id: uuid.UUID, name: str, items: Sequence[NewItem], now: datetime
 ) -> SavedList | None:
-    row = await _own_list(session, user_id=user_id, list_id=list_id)
+    row = await _own_list(session, user_id=user_id, list_id=list_id, lock=True)
     if row is None:
         return None
     await session.execute(delete(ShoppingListItem).where(ShoppingListItem.list_id == list_id))
@@ -140,7 +144,7 @@ async def replace_shopping_list(
 
 
 async def delete_shopping_list(session: AsyncSession, *, user_id: str, list_id: uuid.UUID) -> bool:
-    if await _own_list(session, user_id=user_id, list_id=list_id) is None:
+    if await _own_list(session, user_id=user_id, list_id=list_id, lock=True) is None:
         return False
     await session.execute(delete(ShoppingListItem).where(ShoppingListItem.list_id == list_id))
     await session.execute(delete(ShoppingList).where(ShoppingList.id == list_id))

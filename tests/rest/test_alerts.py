@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -120,6 +121,7 @@ async def test_alert_routes_require_auth(client: Client) -> None:
         ("PUT", "/alerts/settings", settings),
         ("GET", "/alerts/targets", None),
         ("POST", "/alerts/targets", {"product_id": str(some), "target_price": 1}),
+        ("GET", f"/alerts/targets/{some}", None),
         ("DELETE", f"/alerts/targets/{some}", None),
     ):
         response = await client.request(method, API + path, json=body)
@@ -345,6 +347,10 @@ async def test_create_list_delete_target_alert(client: Client) -> None:
     assert created["target_price"] == 3.05
     assert created["current_price"] == 3.10  # Meijer's latest beats Kroger's 4.49 sale price
     assert created["triggered"] is False and created["triggered_at"] is None
+    located = await client.get(response.headers["Location"], headers=w.ann_headers)
+    assert located.status == 200 and await located.json() == created
+    foreign = await client.get(response.headers["Location"], headers=w.bob_headers)
+    check_problem(foreign, await foreign.json(), 404, "not-found")
 
     unseen = await client.post(
         f"{API}/alerts/targets", headers=w.ann_headers, json={"product_id": str(w.soda.id), "target_price": 1}
@@ -485,3 +491,14 @@ async def test_a_shrinkflation_alert_cannot_be_marked_while_shrinkflation_alerts
     response = await client.put(f"{API}/alerts/shr:{event.id}/read", json={"read": True}, headers=headers)
     assert response.status == 404
     assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_the_same_target_created_twice_at_once_is_one_target_and_one_conflict(client: Client) -> None:
+    w = await _world(client)
+    body = {"product_id": str(w.cheerios.id), "target_price": 3.05}
+    raced = await asyncio.gather(
+        *(client.post(f"{API}/alerts/targets", headers=w.ann_headers, json=body) for _ in range(4))
+    )
+    assert sorted(response.status for response in raced) == [201, 409, 409, 409]
+    listed = await (await client.get(f"{API}/alerts/targets", headers=w.ann_headers)).json()
+    assert [t["product_id"] for t in listed] == [str(w.cheerios.id)]

@@ -438,3 +438,31 @@ async def test_optimize_falls_back_when_clipartist_fails(clipartist: tuple[Clien
     assert plan["optimizer"] == "local"
     assert [t["store_name"] for t in plan["trips"]] == ["Local Mart"] and plan["total_cost"] == 6.0
     assert asyncio.get_running_loop().time() - started < 3  # the 0.5 s upstream timeout, not the 4 s answer
+
+
+async def test_replacements_and_deletions_of_one_list_at_once_run_one_after_the_other(client: Client) -> None:
+    """A double-tapped Save, or a save racing a delete: each replacement is whole (never two merged), and a save
+    that comes after the delete is a 404, never a 500."""
+    w = await _world(client)
+    url = f"{API}/shopping/lists"
+    created = await (await client.post(url, headers=w.headers, json={"name": "L", "items": []})).json()
+    bodies = [{"name": f"save {n}", "items": [{"name": f"item {n}.{i}"} for i in range(3)]} for n in range(8)]
+    saves = await asyncio.gather(
+        *(client.put(f"{url}/{created['id']}", headers=w.headers, json=body) for body in bodies)
+    )
+    assert [response.status for response in saves] == [200] * 8
+    stored = await (await client.get(f"{url}/{created['id']}", headers=w.headers)).json()
+    saved = next(body for body in bodies if body["name"] == stored["name"])
+    assert [item["name"] for item in stored["items"]] == [item["name"] for item in saved["items"]]
+
+    for _ in range(5):
+        doomed = await (await client.post(url, headers=w.headers, json=bodies[0])).json()
+        raced = await asyncio.gather(
+            client.put(f"{url}/{doomed['id']}", headers=w.headers, json=bodies[1]),
+            client.delete(f"{url}/{doomed['id']}", headers=w.headers),
+            client.put(f"{url}/{doomed['id']}", headers=w.headers, json=bodies[2]),
+        )
+        statuses = [response.status for response in raced]
+        assert statuses[0] in (200, 404) and statuses[2] in (200, 404) and statuses[1] == 204, statuses
+        gone = await client.get(f"{url}/{doomed['id']}", headers=w.headers)
+        assert gone.status == 404
