@@ -846,10 +846,18 @@ class LocalBus:
                 deleted = mark.max_deleted_id if mark is not None else 0
                 newest = await session.scalar(select(func.max(HubEvent.id)).where(HubEvent.audience == audience))
                 issued = max(newest or 0, deleted)
-                # older than what trimming left, or past the newest id this audience was given (the ids are one
-                # sequence for every audience: a later one is another audience's, or forged; an audience that was
-                # given none has no position to resume from)
-                if after.ms < deleted or issued < after.ms:
+                # older than what trimming left, or not an id this audience was given (the ids are one sequence
+                # for every audience: another audience's id, or a forged one, would skip events; an audience that
+                # was given none has no position to resume from)
+                never_issued = issued < after.ms or (
+                    # between what trimming left and the newest: one of this audience's ids, or another's
+                    after.ms > deleted
+                    and await session.scalar(
+                        select(HubEvent.id).where(HubEvent.audience == audience, HubEvent.id == after.ms)
+                    )
+                    is None
+                )
+                if after.ms < deleted or never_issued:
                     head = EventId(newest or deleted, 0, epoch) if issued else None
                     return History(resync="history_trimmed", head=head)
             stmt = select(HubEvent.id, HubEvent.envelope).where(HubEvent.audience == audience)

@@ -402,7 +402,8 @@ class HubEvent(Base):
     """Event history when running without Redis (the embedded default)."""
 
     __tablename__ = "hub_events"
-    __table_args__ = (Index("ix_hub_events_audience_id", "audience", "id"),)
+    # SQLite: an id is never given twice, even after the table was emptied (see migration 0006)
+    __table_args__ = (Index("ix_hub_events_audience_id", "audience", "id"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     audience: Mapped[str] = mapped_column(String(200), nullable=False)
     envelope: Mapped[str] = mapped_column(Text, nullable=False)

@@ -112,10 +112,27 @@ async def test_an_id_the_history_never_issued_resyncs(aiohttp_server: Any, setti
         stream = await SseStream.open(http, str(server.make_url(STREAM)), {**headers, "Last-Event-ID": frame["id"]})
         try:
             later = await _publish(server, user.id, 1, first=2)
-            print("DBG", later, ids, frame)
             assert [(await stream.next(5) or {}).get("id")] == later
         finally:
             stream.close()
+
+
+async def test_another_users_id_resyncs_rather_than_skipping_events(aiohttp_server: Any, settings: Settings) -> None:
+    """A PWA that kept the last id of whoever used the device before: in the embedded history every audience shares
+    one sequence, so bob's id falls between ann's. Resuming from it would silently skip ann's events before it."""
+    server, ann, ann_headers = await _serve(aiohttp_server, settings)
+    async with server.app[keys.sessionmaker].begin() as session:
+        bob = await factories.create_user(session)
+    unseen = await _publish(server, ann.id, 1)
+    [bobs] = await _publish(server, bob.id, 1)
+    later = await _publish(server, ann.id, 1, first=1)
+    async with aiohttp.ClientSession() as http:
+        page = await (await http.get(server.make_url(EVENTS), params={"after": bobs}, headers=ann_headers)).json()
+        assert page["events"] == [] and page["resync"] in ("history_trimmed", "history_lost"), (page, unseen)
+        frame = await _first_frame(http, str(server.make_url(STREAM)), {**ann_headers, "Last-Event-ID": bobs})
+        assert frame["data"]["payload"]["reason"] == page["resync"]
+        whole = await (await http.get(server.make_url(EVENTS), headers=ann_headers)).json()
+        assert [event["id"] for event in whole["events"]] == unseen + later
 
 
 async def test_a_subscriber_that_replaces_the_last_one_in_the_same_loop_turn_still_gets_live_events(
@@ -290,3 +307,18 @@ async def test_an_abandoned_stream_or_long_poll_frees_its_slot_at_once(process: 
             response.close()
             assert time.monotonic() - started < 5, "the abandoned channels still hold the user's slots"
             await asyncio.sleep(0.25)
+
+
+async def test_an_embedded_history_emptied_by_age_never_gives_an_id_twice(aiohttp_server: Any, sqlite_url: str) -> None:
+    """After a quiet stretch longer than the max age, trimming empties the embedded history: the next events must
+    not take ids from 1 again (a client caught up to the old newest id would get none of them)."""
+    server, user, headers = await _serve(aiohttp_server, make_settings(sqlite_url))
+    before = await _publish(server, user.id, 3)
+    history = server.app[keys.bus]
+    history.max_age_seconds = -1  # type: ignore[attr-defined]
+    await history.trim_by_age()  # type: ignore[attr-defined]
+    after = await _publish(server, user.id, 2, first=3)
+    assert not set(before) & set(after)
+    async with aiohttp.ClientSession() as http:
+        page = await (await http.get(server.make_url(EVENTS), params={"after": before[-1]}, headers=headers)).json()
+        assert [event["id"] for event in page["events"]] == after and page["resync"] is None
