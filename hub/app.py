@@ -130,3 +130,16 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Access-Control-Expose-Headers"] = ",".join(routes.EXPOSED_HEADERS)
+    elif origin is not None and response.status in (307, 308) and await _redirects_to_public_read(request, response):
+        # the trailing slash's redirect from a public read: any origin may follow it, as it may read the target
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = ",".join(routes.EXPOSED_HEADERS)
+
+
+async def _redirects_to_public_read(request: web.Request, response: web.StreamResponse) -> bool:
+    location = response.headers.get("Location")
+    if "Access-Control-Allow-Origin" in response.headers or not location or not location.startswith("/"):
+        return False
+    match = await request.app.router.resolve(request.clone(rel_url=location))
+    op = request.app[keys.operations].get(match.route.handler) if match.route.resource is not None else None
+    return op is not None and routes.is_public_read(op)

@@ -203,7 +203,8 @@ async def _stream(
 ) -> web.StreamResponse:
     """Stream ``subscriber``'s events: ``first``, then what ``prelude()`` gives once the stream is subscribed (a
     snapshot taken after subscribing misses no change: a later one arrives as an event), then events.
-    ``admitted()`` runs once the stream has its slot (it may still refuse it by raising)."""
+    ``admitted()`` runs once the stream has its slot (it may still refuse it by raising). A subscriber that resumes
+    gets its replay before the prelude: a snapshot is never followed by events older than itself."""
     hub = request.app[keys.hub]
     _open(hub, subscriber)
     # a user's events are kept out of every cache (as the user's REST reads are); a public room's may be revalidated
@@ -222,9 +223,14 @@ async def _stream(
             raise AppError(
                 ProblemType.SERVICE_UNAVAILABLE, "the event bus is unavailable; retry", headers={"Retry-After": "1"}
             ) from None
-        if prelude is not None:
-            first = [*first, await prelude()]
-        hub.spawn(hub.catch_up(subscriber))
+        if prelude is not None and subscriber.last_id is not None:
+            await hub.catch_up(subscriber)
+            replayed = subscriber.take()
+            first = [*first, *(_sse(kind, data, event_id) for kind, data, event_id in replayed), await prelude()]
+        else:
+            if prelude is not None:
+                first = [*first, await prelude()]
+            hub.spawn(hub.catch_up(subscriber))
         await response.prepare(request)
         await _write(request, response, b"retry: 3000\n\n" + b"".join(first))
         while True:
@@ -289,15 +295,15 @@ async def stream_my_events(request: web.Request) -> web.StreamResponse:
     raw = request.headers.get("Last-Event-ID") or query.last_event_id
     after = parse_event_id(raw) if raw else None
     subscriber = StreamSubscriber(bus.user_audience(principal.user_id), after, STREAM_QUEUE_BYTES, principal=principal)
-    first = []
-    if raw and after is None:
-        first.append(
-            _sse(
-                ControlEvent.RESYNC.value,
-                dumps(control_envelope(ControlEvent.RESYNC, {"reason": "invalid_last_event_id"})).decode(),
-            )
-        )
-    return await _stream(request, subscriber, first, admitted=admitted)
+    return await _stream(request, subscriber, _invalid_id(raw, after), admitted=admitted)
+
+
+def _invalid_id(raw: str | None, after: EventId | None) -> list[bytes]:
+    """The resync a stream opens with when its Last-Event-ID is not an event id at all: none otherwise."""
+    if not raw or after is not None:
+        return []
+    resync = control_envelope(ControlEvent.RESYNC, {"reason": "invalid_last_event_id"})
+    return [_sse(ControlEvent.RESYNC.value, dumps(resync).decode())]
 
 
 @routes.get(
@@ -327,15 +333,11 @@ async def stream_public_room(request: web.Request) -> web.StreamResponse:
     if snapshotter is None or await snapshotter(room) is None:
         raise AppError(ProblemType.NOT_FOUND, f"no data for room {room!r}")
     raw = request.headers.get("Last-Event-ID") or query.last_event_id
-    subscriber = StreamSubscriber(
-        bus.room_audience(room),
-        parse_event_id(raw) if raw else None,
-        STREAM_QUEUE_BYTES,
-        address=client_ip(request),
-    )
+    after = parse_event_id(raw) if raw else None
+    subscriber = StreamSubscriber(bus.room_audience(room), after, STREAM_QUEUE_BYTES, address=client_ip(request))
 
     async def snapshot() -> bytes:
         # taken again once subscribed (normally from the cache): a change in between arrives as an event too
         return _sse("snapshot", dumps({"room": room, "snapshot": await snapshotter(room)}).decode())
 
-    return await _stream(request, subscriber, [], snapshot)
+    return await _stream(request, subscriber, _invalid_id(raw, after), snapshot)

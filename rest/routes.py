@@ -80,6 +80,7 @@ EXPOSED_HEADERS = (
 )
 _ALLOWED_HEADERS = (
     "Authorization",
+    "Cache-Control",  # EventSource polyfills send ``Cache-Control: no-cache`` with Last-Event-ID
     "Content-Type",
     "If-None-Match",
     "Last-Event-ID",

@@ -29,6 +29,7 @@ from hub.realtime.ingest import Ingest
 from hub.store import alerts
 from hub.store.models import AlertSettings, HubAlertOutbox, PriceTargetAlert
 from tests import factories
+from tests.sse import SseStream
 
 TODAY = date.today()
 
@@ -512,6 +513,55 @@ async def test_aggregate_rooms_answer_with_the_rest_snapshot(server: TestServer,
     assert comparison["snapshot"] == await _get(server, "/api/v1/public/store-comparison")
     assert unknown_product["ok"] is False and unknown_product["problem"]["status"] == 404
     assert left == {"ok": True, "room": "inflation"}
+
+
+async def test_a_public_stream_that_resumes_replays_before_its_snapshot(
+    server: TestServer, world: dict[str, Any]
+) -> None:
+    """A reconnecting EventSource (Last-Event-ID): the events it missed, then the snapshot, which is newer than
+    every one of them (a chart never goes back to an older state); an id that is no event id says so first."""
+    cereal, kroger = world["cereal"], world["kroger"]
+    room = f"trend:{cereal.id}"
+
+    def update(price: float) -> dict[str, Any]:
+        return {
+            "product_id": str(cereal.id),
+            "store_id": str(kroger.id),
+            "store_slug": "kroger",
+            "observed_date": TODAY.isoformat(),
+            "regular_price": price,
+            "sale_price": None,
+        }
+
+    url = str(server.make_url("/api/v1/public/stream").with_query(room=room))
+    async with aiohttp.ClientSession() as http:
+        stream = await SseStream.open(http, url)
+        try:
+            assert (await stream.next(5) or {}).get("event") == "snapshot"
+            await _publish(server, "cartsnitch.prices.updated", update(4.59))
+            seen = (await stream.next(5) or {})["id"]
+        finally:
+            stream.close()
+        for price in (4.69, 4.79):
+            await _publish(server, "cartsnitch.prices.updated", update(price))
+        await asyncio.sleep(0.5)  # expanded into the room's history
+        stream = await SseStream.open(http, url, {"Last-Event-ID": seen})
+        try:
+            frames = [await stream.next(5) for _ in range(3)]
+        finally:
+            stream.close()
+        assert [(f or {}).get("event") for f in frames] == ["cartsnitch.prices.updated"] * 2 + ["snapshot"]
+        assert [f["data"]["payload"]["regular_price"] for f in frames[:2]] == [4.69, 4.79]  # type: ignore[index]
+        trend = await _get(server, f"/api/v1/public/trends/{cereal.id}")
+        assert frames[2] is not None and frames[2]["data"] == {"room": room, "snapshot": trend}
+        stream = await SseStream.open(http, url, {"Last-Event-ID": "not-an-id"})
+        try:
+            first, second = await stream.next(5), await stream.next(5)
+        finally:
+            stream.close()
+        assert first is not None and first["event"] == "cartsnitch.resync"
+        assert first["data"]["payload"] == {"reason": "invalid_last_event_id"}
+        assert second is not None and second["event"] == "snapshot"
 
 
 async def test_public_stream_starts_with_the_snapshot_then_streams_the_room(

@@ -45,6 +45,22 @@ async def test_every_method_of_every_path_passes_its_preflight_from_an_allowed_o
     assert checked > 50
 
 
+async def test_event_streams_pass_the_preflight_an_eventsource_polyfill_sends(client: Client) -> None:
+    """A polyfill (for headers a native EventSource cannot send) asks for Last-Event-ID and Cache-Control."""
+    for path, origin in (("/api/v1/me/events/stream", ALLOWED), ("/api/v1/public/stream", FOREIGN)):
+        response = await client.options(
+            path,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization,cache-control,last-event-id",
+            },
+        )
+        assert response.status == 200, (path, await response.text())
+        allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
+        assert {"authorization", "cache-control", "last-event-id"} <= allowed
+
+
 async def test_public_reads_answer_any_origin_without_credentials(client: Client) -> None:
     public = [op for op in all_operations() if is_public_read(op)]
     assert {"/api/v1/public/inflation", "/api/v1/stores", "/health"} <= {op.path for op in public}

@@ -221,6 +221,13 @@ async def test_a_trailing_slash_is_redirected_to_the_path_without_it_as_the_old_
     assert moved.headers["Access-Control-Allow-Origin"] == origin
     followed = await client.get("/api/v1/stores/", headers=headers)
     await expect_json(followed, 200)
+    # a public read's redirect is readable from any origin (without credentials), a user's read's is not
+    foreign = "https://dashboard.elsewhere.example"
+    public = await client.get("/api/v1/public/products/?q=milk", headers={"Origin": foreign}, allow_redirects=False)
+    assert public.status == 307 and public.headers["Access-Control-Allow-Origin"] == foreign
+    assert "Access-Control-Allow-Credentials" not in public.headers
+    private = await client.get("/api/v1/purchases/", headers={"Origin": foreign}, allow_redirects=False)
+    assert private.status == 307 and "Access-Control-Allow-Origin" not in private.headers
     created = await client.post("/api/v1/shopping/lists/", json={"name": "Weekly"}, headers=headers)
     assert (await expect_json(created, 201))["name"] == "Weekly"
     assert [r.status for r in created.history] == [307]
