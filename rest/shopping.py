@@ -75,7 +75,7 @@ class ShoppingListOut(BaseModel):
 class OptimizeIn(_Strict):
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
     preferred_stores: list[Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]] | None = Field(
-        None, max_length=50, description="shop only at these stores (slugs or ids)"
+        None, max_length=50, description="shop only at these stores (slugs or ids); empty or absent: any store"
     )
     max_stores: int | None = Field(None, ge=1, le=50, description="visit at most this many stores")
 
@@ -267,7 +267,7 @@ async def _ask_clipartist(request: web.Request, user_id: str, body: OptimizeIn) 
             }
             for item in body.items
         ],
-        "preferred_stores": body.preferred_stores,
+        "preferred_stores": body.preferred_stores or None,
         "max_stores": body.max_stores,
     }
     try:
@@ -368,7 +368,7 @@ async def optimize_shopping_list(request: web.Request) -> web.Response:
     async with request.app[keys.sessionmaker]() as session:
         await _checked_items(session, body.items)
         store_ids = None
-        if body.preferred_stores is not None:
+        if body.preferred_stores:  # an empty list is no preference, as the old gateway took it
             found = await shopping.resolve_stores(session, refs=body.preferred_stores)
             unknown = [
                 {"field": f"preferred_stores.{i}", "message": f"no store {ref!r}", "type": "not_found"}

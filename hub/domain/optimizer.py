@@ -6,9 +6,11 @@ percentage discounts are rounded down to the cent, so the objective is an intege
 
 Rules: an item is bought at one store; a product coupon applies to a line of its product at its store, at most one
 coupon per line; every coupon applies at most once; ``min_purchase`` is a threshold on the trip subtotal (before
-coupons); store-wide coupons (no product) take a percentage of, or a fixed amount off, the trip subtotal; a trip's
-savings never exceed its subtotal. With ``max_stores`` the plan buys as many items as the limit allows, then
-minimises the cost; among equally cheap plans it takes the one with the fewest stores.
+coupons); store-wide coupons (no product) take a percentage of, or a fixed amount off, the trip subtotal, and a trip
+takes one of them at most (a register takes one order-level coupon per transaction: stacked, a store's 15 % and
+10 % and $5 offers made whole baskets free); a trip's savings never exceed its subtotal. With ``max_stores`` the
+plan buys as many items as the limit allows, then minimises the cost; among equally cheap plans it takes the one
+with the fewest stores.
 """
 
 from __future__ import annotations
@@ -339,6 +341,7 @@ class _Model:
         line_coupons: dict[int, dict[int, float]] = defaultdict(dict)
         product_z: list[tuple[int, CouponOffer, int, int]] = []
         store_w: list[tuple[int, CouponOffer, int]] = []
+        store_wide: dict[int, dict[int, float]] = defaultdict(dict)
         for coupon in self.problem.coupons:
             found = self.store_index.get(coupon.store_id)
             if found is None or found not in allowed or coupon.discount_value <= 0:
@@ -369,6 +372,7 @@ class _Model:
                 if ceiling <= 0:
                     continue
                 z = prog.var()
+                store_wide[s][z] = 1.0
                 prog.constrain({z: 1.0, y[s]: -1.0}, hi=0.0)
                 if minimum > 0:
                     prog.constrain({**subtotal[s], z: -float(minimum)}, lo=0.0)
@@ -387,7 +391,7 @@ class _Model:
                     prog.constrain({w: 1.0, z: -float(cap)}, hi=0.0)
                 trip_savings[s][w] = 1.0
                 store_w.append((w, coupon, s))
-        for row in line_coupons.values():
+        for row in [*line_coupons.values(), *store_wide.values()]:
             prog.constrain(row, hi=1.0)
         for s in stores:
             prog.constrain({**trip_savings[s], **{v: -t for v, t in subtotal[s].items()}}, hi=0.0)

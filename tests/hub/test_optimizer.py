@@ -130,6 +130,24 @@ def test_each_coupon_applies_once_and_one_coupon_per_line() -> None:
     assert [applied.coupon for applied in single_line.trips[0].coupons] == [once]
 
 
+def test_a_trip_takes_one_store_wide_coupon_the_best_one() -> None:
+    """Stacked, a store's order-level offers (15 %, 10 %, $5, $7.50) made a $30 basket free; a register takes one
+    per transaction. Product coupons still apply beside it."""
+    a = _store("A")
+    lines = _lines(3)
+    prices = {(line.product_id, a.id): D("10.00") for line in lines}
+    offers = [_coupon(a, "percent", "15"), _coupon(a, "percent", "10"), _coupon(a, "fixed", "5.00")]
+    best = _coupon(a, "fixed", "7.50")
+    product = _coupon(a, "fixed", "1.00", product=lines[0].product_id)
+
+    plan = optimize(Problem(lines, [a], prices, [*offers, best, product]))
+
+    [trip] = plan.trips
+    assert {applied.coupon.id for applied in trip.coupons} == {best.id, product.id}
+    assert trip.savings == D("8.50") and plan.total_cost == D("21.50")
+    assert greedy(Problem(lines, [a], prices, [*offers, best, product])).total_cost == D("21.50")
+
+
 def test_discount_types() -> None:
     a = _store("A")
     lines = [
@@ -285,6 +303,9 @@ def _brute_force(problem: Problem) -> tuple[int, int]:
             lines_used = [u for u in use if isinstance(u, int)]
             if len(lines_used) != len(set(lines_used)):
                 continue
+            trips = [coupon.store_id for coupon, u in zip(problem.coupons, use, strict=True) if u == "trip"]
+            if len(trips) != len(set(trips)):
+                continue  # one store-wide coupon per trip
             product_savings: dict[uuid.UUID, int] = dict.fromkeys(used, 0)
             store_caps: dict[uuid.UUID, int] = dict.fromkeys(used, 0)
             feasible = True

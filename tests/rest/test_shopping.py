@@ -320,6 +320,12 @@ async def test_optimize_honours_preferred_stores_and_max_stores(client: Client) 
     assert plan["total_cost"] == 25.0  # 12 + 10 + 4 - 1
     assert plan["unpriced_items"] == []
 
+    # an empty list is no preference (the old gateway's reading), not "no store at all"
+    anywhere = {"items": items}
+    unset = await (await client.post(f"{API}/shopping/optimize", headers=w.headers, json=anywhere)).json()
+    empty = await client.post(f"{API}/shopping/optimize", headers=w.headers, json={**anywhere, "preferred_stores": []})
+    assert empty.status == 200 and await empty.json() == unset and unset["unpriced_items"] == []
+
 
 async def test_optimize_validates_its_body(client: Client) -> None:
     w = await _world(client)
