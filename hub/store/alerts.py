@@ -48,7 +48,7 @@ from hub.store.models import (
     User,
     UTCDateTime,
 )
-from hub.store.prices import effective_price
+from hub.store.prices import effective_price, in_observed_order
 
 PRICE_INCREASE_WINDOW_DAYS = 90
 PRICE_INCREASE = "price_increase"
@@ -220,10 +220,10 @@ def _increases(
         PriceHistory.observed_date.label("observed_date"),
         price.label("new_price"),
         func.lag(price)
-        .over(partition_by=partition, order_by=(PriceHistory.observed_date, PriceHistory.id))
+        .over(partition_by=partition, order_by=in_observed_order())
         .label("old_price"),
         func.row_number()
-        .over(partition_by=partition, order_by=(PriceHistory.observed_date.desc(), PriceHistory.id.desc()))
+        .over(partition_by=partition, order_by=in_observed_order(newest_first=True))
         .label("rank"),
     ).where(PriceHistory.normalized_product_id.in_(_bought(user_id)))
     if only is not None:
@@ -434,7 +434,7 @@ def _lowest_prices(product_ids: Any) -> Any:
             func.row_number()
             .over(
                 partition_by=(PriceHistory.normalized_product_id, PriceHistory.store_id),
-                order_by=(PriceHistory.observed_date.desc(), PriceHistory.id.desc()),
+                order_by=in_observed_order(newest_first=True),
             )
             .label("rank"),
         )

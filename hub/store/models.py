@@ -254,8 +254,15 @@ class PurchaseItem(Timestamps, Base):
 class PriceHistory(Timestamps, Base):
     __tablename__ = "price_history"
     __table_args__ = (
-        # the newest observation of a product at a store (latest_prices) is one probe, id breaking date ties
-        Index("ix_price_history_product_store_date_id", "normalized_product_id", "store_id", "observed_date", "id"),
+        # the newest observation of a product at a store (latest_prices) is one probe, in observation order
+        Index(
+            "ix_price_history_product_store_date_created_id",
+            "normalized_product_id",
+            "store_id",
+            "observed_date",
+            "created_at",
+            "id",
+        ),
         Index("ix_price_history_observed_date", "observed_date"),
     )
     id: Mapped[uuid.UUID] = _uuid_pk()

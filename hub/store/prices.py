@@ -48,6 +48,14 @@ PRICES = PriceHistory.__table__.c
 STORES = Store.__table__.c
 
 
+def in_observed_order(prices: Any = PriceHistory, *, newest_first: bool = False) -> tuple[ColumnElement[Any], ...]:
+    """Observations in the order they were made: by date, then (several on one day: a price changed, or a receipt
+    and a scrape) by when each was recorded, the id breaking a tie of both. The last is a product's current price at
+    its store; an id alone is random and once made an older price of the day the current one."""
+    columns = (prices.observed_date, prices.created_at, prices.id)
+    return tuple(column.desc() for column in columns) if newest_first else columns
+
+
 @dataclass(frozen=True, slots=True)
 class LatestPrice:
     product_id: uuid.UUID
@@ -62,14 +70,15 @@ class LatestPrice:
 @functools.cache
 def _latest_statement(at_stores: bool) -> Select[*tuple[Any, ...]]:
     """For each asked product at each store, the id of its newest observation (one probe of the (product, store,
-    observed_date, id) index, where ranking all its observations read and sorted each of them), then that row.
-    Built once per shape, as a Core statement with bound parameters: building it costs more than running it."""
+    observed_date, created_at, id) index, where ranking all its observations read and sorted each of them), then
+    that row. Built once per shape, as a Core statement with bound parameters: building it costs more than running
+    it."""
     products = NormalizedProduct.__table__
     newest = PriceHistory.__table__.alias("newest")
     newest_id = (
         select(newest.c.id)
         .where(newest.c.normalized_product_id == products.c.id, newest.c.store_id == STORES.id)
-        .order_by(newest.c.observed_date.desc(), newest.c.id.desc())
+        .order_by(*in_observed_order(newest.c, newest_first=True))
         .limit(1)
         .correlate(products, Store.__table__)
         .scalar_subquery()
@@ -146,7 +155,7 @@ def latest_price_rows(product_ids: Sequence[uuid.UUID]) -> Select[*tuple[Any, ..
             func.row_number()
             .over(
                 partition_by=(PriceHistory.normalized_product_id, PriceHistory.store_id),
-                order_by=(PriceHistory.observed_date.desc(), PriceHistory.id.desc()),
+                order_by=in_observed_order(newest_first=True),
             )
             .label("rank"),
         )
@@ -350,7 +359,7 @@ async def product_observations(
             func.row_number()
             .over(
                 partition_by=PriceHistory.normalized_product_id,
-                order_by=(PriceHistory.observed_date.desc(), PriceHistory.id.desc()),
+                order_by=in_observed_order(newest_first=True),
             )
             .label("rank"),
         )
@@ -465,10 +474,10 @@ async def price_increases(
             PriceHistory.observed_date.label("observed_date"),
             price.label("new_price"),
             func.lag(price)
-            .over(partition_by=pair, order_by=(PriceHistory.observed_date, PriceHistory.id))
+            .over(partition_by=pair, order_by=in_observed_order())
             .label("old_price"),
             func.row_number()
-            .over(partition_by=pair, order_by=(PriceHistory.observed_date.desc(), PriceHistory.id.desc()))
+            .over(partition_by=pair, order_by=in_observed_order(newest_first=True))
             .label("rank"),
         )
         .where(seen_recently)

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.store.keyset import instant
 from hub.store.models import PRODUCT_SEARCH_TEXT, NormalizedProduct, PriceHistory, Store, UTCDateTime
-from hub.store.prices import effective_price
+from hub.store.prices import effective_price, in_observed_order
 
 LIKE_ESCAPE = "\\"
 _PRODUCTS = NormalizedProduct.__table__.c
@@ -221,6 +221,7 @@ async def list_price_points(
     newest = (
         select(
             PriceHistory.id,
+            PriceHistory.created_at,
             PriceHistory.observed_date,
             effective_price().label("price"),
             PriceHistory.store_id,
@@ -231,8 +232,8 @@ async def list_price_points(
     )
     if store_id is not None:
         newest = newest.where(PriceHistory.store_id == store_id)
-    sub = newest.order_by(PriceHistory.observed_date.desc(), PriceHistory.id.desc()).limit(limit).subquery()
+    sub = newest.order_by(*in_observed_order(newest_first=True)).limit(limit).subquery()
     stmt = select(sub.c.observed_date, sub.c.price, sub.c.store_id, sub.c.store_name).order_by(
-        sub.c.observed_date, sub.c.id
+        *in_observed_order(sub.c)
     )
     return [PricePoint(*row) for row in (await session.execute(stmt)).all()]

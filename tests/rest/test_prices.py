@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -316,3 +316,39 @@ async def test_bad_input_is_422(client: Client) -> None:
         body = await expect_problem(await client.get(url, headers=headers), 422)
         assert body["code"] == "VALIDATION_ERROR"
         assert field in [error["field"] for error in body["errors"]], (url, body)
+
+
+async def test_the_price_recorded_last_on_the_newest_day_is_the_current_one(client: Client) -> None:
+    """Two observations on one day at one store (the price changed that afternoon): the later one is current on
+    every route that shows a current price, whichever of the two random ids sorts higher."""
+    async with client.app[keys.sessionmaker].begin() as session:
+        shop = await factories.create_store(session, name="Shop")
+        jam = await factories.create_product(session, canonical_name="Jam")
+        morning = datetime(2026, 1, 1, 9, tzinfo=UTC)
+        await factories.create_price(
+            session,
+            product=jam,
+            store=shop,
+            observed=ago(1),
+            regular="10.49",
+            id=uuid.UUID(int=2**128 - 1),
+            created_at=morning,
+        )
+        await factories.create_price(
+            session,
+            product=jam,
+            store=shop,
+            observed=ago(1),
+            regular="7.77",
+            id=uuid.UUID(int=1),
+            created_at=morning + timedelta(hours=6),
+        )
+    headers = await _headers(client)
+    comparison = await expect_json(await client.get(f"/api/v1/prices/comparison?product_ids={jam.id}", headers=headers))
+    assert [p["price"] for p in comparison[0]["prices"]] == [7.77]
+    product = await expect_json(await client.get(f"/api/v1/products/{jam.id}", headers=headers))
+    assert [p["current_price"] for p in product["prices_by_store"]] == [7.77]
+    pwa = await expect_json(await client.get(f"/pwa/api/v1/products/{jam.id}", headers=headers))
+    assert [p["price"] for p in pwa["prices"]] == [7.77]
+    history = await expect_json(await client.get(f"/pwa/api/v1/products/{jam.id}/prices", headers=headers))
+    assert [p["price"] for p in history] == [10.49, 7.77]
