@@ -48,12 +48,19 @@ class _Strict(BaseModel):
 class ItemIn(_Strict):
     product_id: uuid.UUID | None = None
     name: str = Field(min_length=1, max_length=255, pattern=NO_NUL)
-    quantity: QuantityIn = Decimal(1)
+    quantity: QuantityIn = Field(Decimal(1), json_schema_extra={"default": 1})
 
 
 class ShoppingListIn(_Strict):
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     items: list[ItemIn] = Field(default_factory=list, max_length=MAX_ITEMS)
+
+
+class ShoppingListReplacement(ShoppingListIn):
+    """A PUT replaces the whole list: its items are required (``[]`` empties it), so that a body that forgot them
+    does not delete them."""
+
+    items: list[ItemIn] = Field(max_length=MAX_ITEMS)
 
 
 class ListItemOut(BaseModel):
@@ -216,7 +223,7 @@ async def get_shopping_list(request: web.Request) -> web.Response:
 @routes.put(
     f"{API}/shopping/lists/{{list_id}}",
     summary="Replace a saved shopping list's name and items",
-    body=ShoppingListIn,
+    body=ShoppingListReplacement,
     response=ShoppingListOut,
     errors=(404,),
     path_params={"list_id": "the shopping list id"},
@@ -224,7 +231,7 @@ async def get_shopping_list(request: web.Request) -> web.Response:
 async def replace_shopping_list(request: web.Request) -> web.Response:
     principal = await require_user(request)
     list_id = path_uuid(request, "list_id", "shopping list")
-    body = await parse_body(request, ShoppingListIn)
+    body = await parse_body(request, ShoppingListReplacement)
     async with request.app[keys.sessionmaker].begin() as session:
         items = await _checked_items(session, body.items)
         saved = await shopping.replace_shopping_list(

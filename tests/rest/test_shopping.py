@@ -208,6 +208,11 @@ async def test_shopping_list_bodies_are_validated(client: Client) -> None:
     ).json()
     response = await client.put(f"{API}/shopping/lists/{created['id']}", headers=w.headers, json=cases[0][0])
     check_problem(response, await response.json(), 422, "validation")
+    # a replacement names its items (an empty list empties it): one that forgot them deletes nothing
+    forgot = await client.put(f"{API}/shopping/lists/{created['id']}", headers=w.headers, json={"name": "y"})
+    problem = await forgot.json()
+    check_problem(forgot, problem, 422, "validation")
+    assert [e["field"] for e in problem["errors"]] == ["items"]
     full = await client.post(
         f"{API}/shopping/lists", headers=w.headers, json={"name": "full", "items": [{"name": "a", "quantity": 1}] * 200}
     )
