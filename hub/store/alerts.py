@@ -219,12 +219,8 @@ def _increases(
         PriceHistory.store_id.label("store_id"),
         PriceHistory.observed_date.label("observed_date"),
         price.label("new_price"),
-        func.lag(price)
-        .over(partition_by=partition, order_by=in_observed_order())
-        .label("old_price"),
-        func.row_number()
-        .over(partition_by=partition, order_by=in_observed_order(newest_first=True))
-        .label("rank"),
+        func.lag(price).over(partition_by=partition, order_by=in_observed_order()).label("old_price"),
+        func.row_number().over(partition_by=partition, order_by=in_observed_order(newest_first=True)).label("rank"),
     ).where(PriceHistory.normalized_product_id.in_(_bought(user_id)))
     if only is not None:
         inner = inner.where(PriceHistory.normalized_product_id == only.ids[0], PriceHistory.store_id == only.ids[1])

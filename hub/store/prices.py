@@ -473,12 +473,8 @@ async def price_increases(
             PriceHistory.store_id.label("store_id"),
             PriceHistory.observed_date.label("observed_date"),
             price.label("new_price"),
-            func.lag(price)
-            .over(partition_by=pair, order_by=in_observed_order())
-            .label("old_price"),
-            func.row_number()
-            .over(partition_by=pair, order_by=in_observed_order(newest_first=True))
-            .label("rank"),
+            func.lag(price).over(partition_by=pair, order_by=in_observed_order()).label("old_price"),
+            func.row_number().over(partition_by=pair, order_by=in_observed_order(newest_first=True)).label("rank"),
         )
         .where(seen_recently)
         .subquery()
