@@ -155,7 +155,8 @@ def _json(data: dict[str, Any]) -> web.Response:
 
 
 def _sse(event: str, data: str, event_id: str | None = None) -> bytes:
-    head = f"id: {event_id}\n" if event_id else ""
+    """One frame; an ``event_id`` of "" clears the EventSource's last event id (it then sends no Last-Event-ID)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
 
 
@@ -303,7 +304,7 @@ def _invalid_id(raw: str | None, after: EventId | None) -> list[bytes]:
     if not raw or after is not None:
         return []
     resync = control_envelope(ControlEvent.RESYNC, {"reason": "invalid_last_event_id"})
-    return [_sse(ControlEvent.RESYNC.value, dumps(resync).decode())]
+    return [_sse(ControlEvent.RESYNC.value, dumps(resync).decode(), "")]
 
 
 @routes.get(

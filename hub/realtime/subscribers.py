@@ -138,8 +138,13 @@ class StreamSubscriber(Subscriber):
 
     def send_control(self, event: ControlEvent, payload: dict[str, Any]) -> None:
         # a resync's ``next`` is the stream's position from then on (the SSE frame's id: a reconnecting EventSource
-        # sends it back rather than the id that needed the resync)
-        self.queue.append((event.value, dumps(control_envelope(event, payload)), payload.get("next")))
+        # sends it back rather than the id that needed the resync); a resync with nowhere to go on from clears the
+        # id (an empty ``id:``), so that a reconnect reads the history from its start instead of resyncing again.
+        # Only a history that could not be read leaves the position as it was
+        position = payload.get("next")
+        if position is None and event is ControlEvent.RESYNC and payload.get("reason") != "history_unavailable":
+            position = ""
+        self.queue.append((event.value, dumps(control_envelope(event, payload)), position))
         self.wake.set()
 
     def take(self) -> list[tuple[str, str, str | None]]:
