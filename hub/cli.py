@@ -2,7 +2,8 @@
 
 A command that cannot go on for a reason outside the code (a setting, a file, a service that is down) says why in
 one line on stderr and exits non-zero without a traceback: 2 for what the command line or the settings ask, 1 for
-what it found (a port taken, a database that does not answer), 130 after Ctrl-C."""
+what it found (a port taken, a database that does not answer), 130 after Ctrl-C (a ``serve`` that already listens
+takes Ctrl-C as it takes SIGTERM: it drains and exits 0)."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -411,3 +412,128 @@ def test_overlays_use_their_own_namespace_and_host(rendered: dict[str, Objects])
         hosts = {r["host"] for o in rendered[overlay] if o["kind"] == "Ingress" for r in o["spec"]["rules"]}
         assert len(hosts) == 1 and "example" not in hosts.pop()
     assert namespaces["dev"] != namespaces["production"]
+
+
+def _ingress_hosts(objects: Objects) -> set[str]:
+    return {rule["host"] for o in objects if o["kind"] == "Ingress" for rule in o["spec"]["rules"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_hosts_origin_is_https_as_its_tls_and_secure_affinity_cookie_say(
+    rendered: dict[str, Objects], overlay: str
+) -> None:
+    """Every host is served over TLS (ingress-nginx then redirects http to https) and the affinity cookie is Secure:
+    a page on the host has an https origin, and that is the one to list (the dev overlay listed http://)."""
+    objects = rendered[overlay]
+    origins = json.loads(find(objects, "ConfigMap")["data"]["CARTSNITCH_CORS_ORIGINS"])
+    for ingress in (o for o in objects if o["kind"] == "Ingress"):
+        annotations = ingress["metadata"].get("annotations", {})
+        if annotations.get("nginx.ingress.kubernetes.io/session-cookie-secure") == "true":
+            assert ingress["spec"]["tls"], "a Secure cookie on a host without TLS is never sent back"
+    for host in _ingress_hosts(objects):
+        on_host = [origin for origin in origins if urlsplit(origin).hostname == host]
+        assert on_host == [f"https://{host}"], (host, origins)
+    assert all(urlsplit(origin).scheme == "https" for origin in origins if urlsplit(origin).hostname != "localhost")
+
+
+# --- what the README says about them ------------------------------------------------------------------------------
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def readme_paragraph(section: str, lead: str) -> str:
+    """From a bold lead (``**Routing.**``) to the next one, lists and code blocks included."""
+    start = section.index(f"**{lead}**")
+    end = section.find("\n\n**", start)
+    return section[start : end if end != -1 else None]
+
+
+def _prefix_matches(prefix: str, path: str) -> bool:
+    """Kubernetes' Prefix match: whole path elements (a trailing slash ignored)."""
+    prefix = prefix.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _unexposed(objects: Objects) -> set[str]:
+    routes = _routes(objects)
+    exposed = set()
+    for path in hub_routes():
+        for (route, kind), (service, _, _) in routes.items():
+            match = path == route if kind == "Exact" else _prefix_matches(route, path)
+            if match and service == "cartsnitch-hub":
+                exposed.add(path)
+    return set(hub_routes()) - exposed
+
+
+def test_the_readme_names_every_hub_route_the_ingress_leaves_out(rendered: dict[str, Objects]) -> None:
+    """The public dashboard (/) and the docs are not reachable through the Ingress, on purpose (the PWA owns / on
+    the platform's host); the README's Routing paragraph names each route the Ingress leaves in the cluster."""
+    left_out = {overlay: _unexposed(rendered[overlay]) for overlay in OVERLAYS}
+    assert left_out["dev"] == left_out["production"]
+    assert {"/", "/docs", "/openapi.json", "/metrics", "/ready", "/internal/events"} <= left_out["production"]
+    routing = readme_paragraph(readme_section("Deploying on Kubernetes"), "Routing.")
+    for path in sorted(left_out["production"]):
+        first = "/" + path.split("/")[1]
+        assert re.search(rf"`{re.escape(first)}/?`", routing), f"{path}: not named in README's Routing paragraph"
+    for prefix in PUBLIC_PREFIXES:
+        assert f"`{prefix}`" in routing
+
+
+def test_the_readme_creates_the_namespace_and_the_secret_the_production_pods_read(
+    rendered: dict[str, Objects],
+) -> None:
+    """The production overlay brings no Secret: the README must say what to create before applying it, by the
+    name, namespace and keys the pods read (it used to say the overlay contained a sealed Secret)."""
+    objects = rendered["production"]
+    [namespace] = {o["metadata"]["namespace"] for o in objects}
+    assert not [o for o in objects if o["kind"] in ("Secret", "SealedSecret")]
+    read = set()
+    for kind in ("Deployment", "Job"):
+        for container in pod_spec(find(objects, kind))["containers"]:
+            read |= {ref["secretRef"]["name"] for ref in container["envFrom"] if "secretRef" in ref}
+    assert read == {"cartsnitch-hub-secrets"}
+    section = readme_section("Deploying on Kubernetes")
+    overview = section[: section.index("```")]
+    production = re.search(r"`overlays/production` \(([^)]*)\)", overview)
+    assert production and not re.search(r"\ba (sealed )?Secret\b", production.group(1)), "says the overlay has one"
+    assert f"kubectl create namespace {namespace}" in section
+    assert f"kubectl -n {namespace} create secret generic cartsnitch-hub-secrets" in section
+    assert set(re.findall(r"--from-literal=(\w+)=", section)) == set(SECRET_KEYS)
+    for key in SECRET_KEYS:
+        assert f"`{key}`" in readme_paragraph(section, "Secrets.")
+    tls = {t["secretName"] for o in objects if o["kind"] == "Ingress" for t in o["spec"]["tls"]}
+    assert all(f"`{name}`" in readme_paragraph(section, "Before the first apply.") for name in tls)
+
+
+def test_the_sealed_secret_the_readme_writes_is_the_one_the_overlay_lists(tmp_path: Path) -> None:
+    """Following the README: kubeseal writes the file the production overlay names in a commented line; with that
+    line uncommented the overlay renders, the SealedSecret in the production namespace under the name pods read."""
+    section = readme_section("Deploying on Kubernetes")
+    [target] = re.findall(r"kubeseal -o yaml > (\S+)", section)
+    sealed = ROOT / target
+    production = KUBERNETES / "overlays" / "production"
+    assert sealed.parent == production
+    kustomization = (production / "kustomization.yaml").read_text()
+    commented = re.search(rf"^(\s*)# (- {re.escape(sealed.name)})\b.*$", kustomization, re.MULTILINE)
+    assert commented, f"overlays/production/kustomization.yaml names no {sealed.name} to uncomment"
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES, copy)
+    overlay = copy / "overlays" / "production"
+    uncommented = kustomization.replace(commented.group(0), commented.group(1) + commented.group(2))
+    (overlay / "kustomization.yaml").write_text(uncommented)
+    stub = {
+        "apiVersion": "bitnami.com/v1alpha1",
+        "kind": "SealedSecret",
+        "metadata": {"name": "cartsnitch-hub-secrets", "namespace": "cartsnitch"},
+        "spec": {"encryptedData": dict.fromkeys(SECRET_KEYS, "AgB=")},
+    }
+    (overlay / sealed.name).write_text(yaml.safe_dump(stub))
+    objects = render(overlay)
+    found = find(objects, "SealedSecret")
+    assert (found["metadata"]["name"], found["metadata"]["namespace"]) == ("cartsnitch-hub-secrets", "cartsnitch")
+    assert {o["metadata"]["namespace"] for o in objects} == {"cartsnitch"}
