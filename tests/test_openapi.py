@@ -136,7 +136,7 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
             "--checks",
             "not_a_server_error,response_schema_conformance",
             "--max-examples",
-            "30",
+            "20",
             "--phases",
             "examples,coverage,fuzzing",
             "--seed",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -107,8 +108,8 @@ async def test_serve_with_no_settings_runs_the_embedded_default(tmp_path: Path) 
         assert again_lines[1].split(" / ")[1].split()[0] == login.group(2)
         await _health_within(f"http://127.0.0.1:{port}", 30)
     finally:
-        again.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(again.wait(), 20)
+        again.send_signal(signal.SIGINT)  # Ctrl-C on a serve that listens: a drain, as SIGTERM (README)
+        assert await asyncio.wait_for(again.wait(), 20) == 0
 
 
 async def test_a_port_that_cannot_be_bound_is_refused_before_anything_is_announced(sqlite_url: str) -> None:
@@ -194,34 +195,35 @@ async def _lines_until_dashboard(process: asyncio.subprocess.Process) -> list[st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("own_password", [False, True])
-async def test_serve_shows_the_demo_login_of_a_database_seeded_by_hand_only_when_it_signs_in(
-    tmp_path: Path, own_password: bool
+async def test_seed_by_hand_uses_the_demo_password_serve_shows_and_serve_shows_none_that_would_be_refused(
+    tmp_path: Path,
 ) -> None:
-    """`seed` then `serve` on the embedded default: one demo password (the secrets file's), or, when `seed` was
-    given its own, no demo login line at all rather than one that would be refused."""
+    """`seed` on the embedded default takes the secrets file's demo password (the one `serve` shows); seeded with a
+    password of its own, `serve` shows no demo login line rather than one that would be refused."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARTSNITCH_")}
     sizes = ["--users", "2", "--products", "10", "--price-rows", "50", "--purchases", "3"]
-    extra = ["--demo-password", "a-password-of-my-own"] if own_password else []
-    seeded = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "seed", *sizes, *extra], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert seeded.returncode == 0, seeded.stderr
-    shown = re.findall(r"demo login: (\S+) / (\S+)", seeded.stdout)
-    assert shown == ([] if own_password else [shown[0]])
+
+    def seed(cwd: Path, *extra: str) -> str:
+        cwd.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "seed", *sizes, *extra], cwd=cwd, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    shown = re.findall(r"demo login: \S+ / (\S+)", seed(tmp_path / "stored"))
+    stored = json.loads((tmp_path / "stored" / "cartsnitch-hub.db.secrets.json").read_text())["demo_password"]
+    assert shown == [stored]
+    assert "demo login" not in seed(tmp_path / "own", "--demo-password", "a-password-of-my-own")
     port = free_port()
-    process = await _serve(tmp_path, port, asyncio.subprocess.DEVNULL)
+    process = await _serve(tmp_path / "own", port, asyncio.subprocess.DEVNULL)
     try:
         lines = await _lines_until_dashboard(process)
-        login = [re.search(r"demo login: (\S+) / (\S+)", line) for line in lines]
-        found = [(m.group(1), m.group(2)) for m in login if m]
-        assert found == ([] if own_password else shown), lines
-        email, password = ("demo@cartsnitch.local", "a-password-of-my-own") if own_password else shown[0]
+        assert not [line for line in lines if "demo login" in line], lines
         await _health_within(f"http://127.0.0.1:{port}", 30)
         async with aiohttp.ClientSession() as http:
-            response = await http.post(
-                f"http://127.0.0.1:{port}/auth/login", json={"email": email, "password": password}
-            )
+            login = {"email": "demo@cartsnitch.local", "password": "a-password-of-my-own"}
+            response = await http.post(f"http://127.0.0.1:{port}/auth/login", json=login)
             assert response.status == 200
     finally:
         process.send_signal(signal.SIGTERM)

@@ -325,24 +325,17 @@ async def test_the_price_recorded_last_on_the_newest_day_is_the_current_one(clie
         shop = await factories.create_store(session, name="Shop")
         jam = await factories.create_product(session, canonical_name="Jam")
         morning = datetime(2026, 1, 1, 9, tzinfo=UTC)
-        await factories.create_price(
-            session,
-            product=jam,
-            store=shop,
-            observed=ago(1),
-            regular="10.49",
-            id=uuid.UUID(int=2**128 - 1),
-            created_at=morning,
-        )
-        await factories.create_price(
-            session,
-            product=jam,
-            store=shop,
-            observed=ago(1),
-            regular="7.77",
-            id=uuid.UUID(int=1),
-            created_at=morning + timedelta(hours=6),
-        )
+        # the morning's price has the higher id: ordered by id, it would be the current one
+        for price, row_id, recorded in (("10.49", 2**128 - 1, morning), ("7.77", 1, morning + timedelta(hours=6))):
+            await factories.create_price(
+                session,
+                product=jam,
+                store=shop,
+                observed=ago(1),
+                regular=price,
+                id=uuid.UUID(int=row_id),
+                created_at=recorded,
+            )
     headers = await _headers(client)
     comparison = await expect_json(await client.get(f"/api/v1/prices/comparison?product_ids={jam.id}", headers=headers))
     assert [p["price"] for p in comparison[0]["prices"]] == [7.77]
