@@ -18,7 +18,7 @@ from rest.openapi import Operation
 def client_ip(request: web.Request) -> str:
     """The TCP peer, or, behind a trusted proxy (CARTSNITCH_TRUSTED_PROXIES), the rightmost untrusted
     ``X-Forwarded-For`` hop."""
-    return request.app[keys.client_address].of(request.remote, request.headers.get("X-Forwarded-For"))
+    return request.app[keys.client_address].of_request(request.remote, request.headers)
 
 
 def operation_of(request: web.Request) -> Operation | None:

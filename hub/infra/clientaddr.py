@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from multidict import CIMultiDictProxy
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -32,6 +34,12 @@ class ClientAddress:
         except ValueError:
             return False
         return any(ip in network for network in self.trusted)
+
+    def of_request(self, peer: str | None, headers: CIMultiDictProxy[str]) -> str:
+        """The client address of a request from ``peer`` with ``headers``: every X-Forwarded-For line, in order, as
+        one list (RFC 9110 §5.3; a proxy that adds a line of its own, HAProxy's ``option forwardfor``, would
+        otherwise leave the client's own line the one read)."""
+        return self.of(peer, ",".join(headers.getall("X-Forwarded-For", [])))
 
     def of(self, peer: str | None, forwarded_for: str | None) -> str:
         """The client address of a request from ``peer`` carrying ``forwarded_for`` (X-Forwarded-For)."""

@@ -495,12 +495,12 @@ class LeanEngine:
             "HTTP_COOKIE": headers.get("Cookie", ""),
             "HTTP_AUTHORIZATION": headers.get("Authorization", ""),
             "HTTP_ORIGIN": headers.get("Origin", ""),
-            "HTTP_X_FORWARDED_FOR": headers.get("X-Forwarded-For", ""),
+            "HTTP_X_FORWARDED_FOR": ",".join(headers.getall("X-Forwarded-For", [])),
         }
         return {key: value for key, value in environ.items() if value}
 
     def _address(self, request: web.Request) -> str:
-        return self.client_address.of(request.remote, request.headers.get("X-Forwarded-For"))
+        return self.client_address.of_request(request.remote, request.headers)
 
     def _new_socket(self, request: web.Request) -> EngineSocket:
         sid = self.generate_id()

@@ -10,6 +10,7 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict
 from sqlalchemy import select, text
 
 from hub import keys
@@ -307,6 +308,15 @@ async def test_login_is_rate_limited_per_client(aiohttp_client: Any, settings: A
         headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9, 10.0.0.1"},
     )
     assert spoofed.status == 429
+    # nor by a line of its own that a proxy adding another line (HAProxy's option forwardfor) leaves first: the
+    # lines are one list (RFC 9110 §5.3), whose rightmost untrusted hop is the client
+    for n in range(3):
+        split = await limited.post(
+            "/auth/login",
+            json={"email": "x@example.com", "password": "whatever"},
+            headers=CIMultiDict([("X-Forwarded-For", f"192.0.2.{n}"), ("X-Forwarded-For", "203.0.113.9, 10.0.0.1")]),
+        )
+        assert split.status == 429
 
 
 async def test_forwarded_for_from_an_untrusted_peer_changes_nothing(aiohttp_client: Any, settings: Any) -> None:
