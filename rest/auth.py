@@ -168,7 +168,7 @@ async def register(request: web.Request) -> web.Response:
     password_hash = await hash_password(body.password)
     try:
         async with request.app[keys.sessionmaker].begin() as session:
-            if await users.get_user_by_email(session, email=body.email):
+            if await users.email_holder(session, email=body.email):
                 raise AppError(ProblemType.CONFLICT, "an account with this email exists")
             user = await users.insert_user(
                 session, email=body.email, password_hash=password_hash, display_name=body.display_name
@@ -313,7 +313,7 @@ async def update_me(request: web.Request) -> web.Response:
             if user is None:
                 raise unauthorized("the account no longer exists")
             if body.email is not None:
-                holder = await users.get_user_by_email(session, email=body.email)
+                holder = await users.email_holder(session, email=body.email)
                 if holder is not None and holder.id != user.id:
                     raise AppError(ProblemType.CONFLICT, "an account with this email exists")
             await users.update_profile(

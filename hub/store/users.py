@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, delete, func, literal, select, update
+from sqlalchemy import ColumnElement, delete, false, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.infra.security import random_id
@@ -42,8 +42,27 @@ async def get_user(session: AsyncSession, *, user_id: str) -> User | None:
 
 
 async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None:
-    result = await session.execute(select(User).where(func.lower(User.email) == email.lower()))
-    return result.scalar_one_or_none()
+    """The user with this email, in any case. Should a database hold two that differ in case only (written before
+    the hub held emails while claiming them, or by another service), the one spelled exactly so, else the oldest."""
+    result = await session.execute(
+        select(User)
+        .where(func.lower(User.email) == email.lower())
+        .order_by(User.email != email, User.created_at, User.id)
+        .limit(1)
+    )
+    return result.scalars().first()
+
+
+async def email_holder(session: AsyncSession, *, email: str) -> User | None:
+    """The user who has this email (any case), read while holding the email until the transaction ends: two
+    registrations (or email changes) of one address, on any process, cannot both find it free."""
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite begins a transaction only at a write: one that changes nothing takes the database's write lock
+        await session.execute(delete(User).where(false()))
+    else:
+        key = func.hashtextextended(literal("users.email:") + email.lower(), 0)
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
+    return await get_user_by_email(session, email=email)
 
 
 async def get_credential_hash(session: AsyncSession, *, user_id: str) -> str | None:

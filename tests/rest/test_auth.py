@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -37,6 +38,38 @@ async def _register(client: Client, email: str = "ann@example.com", password: st
     response = await client.post("/auth/register", json={"email": email, "password": password, "display_name": "Ann"})
     assert response.status == 201, await response.text()
     return await response.json()
+
+
+async def test_one_email_registered_at_once_in_several_cases_is_one_account(client: Client) -> None:
+    """Emails are one account whatever their case: registrations that race (on one process or several) cannot both
+    find the address free (two accounts, then every login a 500)."""
+    spellings = ["race@example.com", "RACE@example.com", "Race@Example.com", "rAcE@example.COM"]
+    raced = await asyncio.gather(
+        *(
+            client.post("/auth/register", json={"email": email, "password": "s3cret-password", "display_name": "R"})
+            for email in spellings
+        )
+    )
+    assert sorted(response.status for response in raced) == [201, 409, 409, 409]
+    login = await client.post("/auth/login", json={"email": "RACE@example.com", "password": "s3cret-password"})
+    assert login.status == 200
+
+
+async def test_emails_that_differ_in_case_only_from_before_still_sign_in(client: Client) -> None:
+    """Written by another service, or before the hub held emails while claiming them: the exact spelling's account,
+    else the oldest, never a 500."""
+    async with client.app[keys.sessionmaker].begin() as session:
+        older = await factories.create_user(session, email="twice@example.com")
+        newer = await factories.create_user(session, email="TWICE@example.com")
+    for typed, expected in (("TWICE@example.com", newer.id), ("twice@example.com", older.id), ("Twice@x", None)):
+        response = await client.post("/auth/login", json={"email": typed, "password": factories.PASSWORD})
+        if expected is None:
+            assert response.status == 401
+            continue
+        assert response.status == 200, await response.text()
+        token = (await response.json())["access_token"]
+        me = await client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert (await me.json())["id"] == expected
 
 
 async def test_register_login_me_refresh(client: Client) -> None:
