@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from channels.errors import ProblemType
@@ -19,6 +20,8 @@ from hub.infra.security import InvalidToken, hash_password, password_fits, rando
 from hub.realtime.identity import Principal, session_token_from_cookies, unauthorized
 from hub.realtime.socket import end_user_connections
 from hub.store import tokens, users
+from hub.store.engine import locking
+from hub.store.models import User
 from rest import responses
 from rest.openapi import RouteTable
 from rest.validation import parse_body
@@ -146,9 +149,16 @@ async def _issue_pair(request: web.Request, *, user_id: str, family_id: str) -> 
     return TokenPair(access_token=access.token, refresh_token=refresh.token, expires_in=codec.access_ttl)
 
 
-async def _new_family(request: web.Request, user_id: str) -> TokenPair:
+async def _new_family(request: web.Request, user_id: str, signed_in_with: str | None = None) -> TokenPair:
+    """A new refresh family for the user. ``signed_in_with``: the credential hash a login verified. The family is
+    written holding the user's row, after the hash is read again: a password change (which holds the row while it
+    revokes every family) that came first refuses the login; one that comes after revokes its family."""
     family_id = random_id(16)
     async with request.app[keys.sessionmaker].begin() as session:
+        if (await locking(session, select(User.id).where(User.id == user_id))).first() is None:
+            raise unauthorized("the account no longer exists")
+        if signed_in_with is not None and await users.get_credential_hash(session, user_id=user_id) != signed_in_with:
+            raise unauthorized(_SIGNED_OUT)
         await tokens.insert_family(session, family_id=family_id, user_id=user_id)
     return await _issue_pair(request, user_id=user_id, family_id=family_id)
 
@@ -197,7 +207,7 @@ async def login(request: web.Request) -> web.Response:
     # no user) and the same problem.
     if not await verify_password(body.password, password_hash) or user is None:
         raise unauthorized(_SIGNED_OUT)
-    return responses.json(await _new_family(request, user.id))
+    return responses.json(await _new_family(request, user.id, signed_in_with=password_hash))
 
 
 @routes.post(
@@ -264,6 +274,8 @@ async def change_password(request: web.Request) -> web.Response:
         raise AppError(ProblemType.FORBIDDEN, "the current password is wrong")
     new_hash = await hash_password(body.new_password)
     async with request.app[keys.sessionmaker].begin() as session:
+        # held until every family is revoked: a login that verified the old password waits, then is refused
+        await locking(session, select(User.id).where(User.id == principal.user_id))
         await users.set_credential_hash(session, user_id=principal.user_id, password_hash=new_hash)
         await tokens.revoke_user_families(session, user_id=principal.user_id, reason="password_change")
         await users.delete_user_sessions(session, user_id=principal.user_id)

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy.exc import IntegrityError
 
 from channels.errors import PROBLEM_BASE, ProblemType
 from hub import keys
@@ -71,6 +72,12 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
                 ProblemType.SERVICE_UNAVAILABLE, f"the {dependency} is unavailable; retry in a few seconds"
             )
             return problem_response(unavailable.to_dict(request.path), {"Retry-After": RETRY_AFTER})
+        if isinstance(exc, IntegrityError):
+            # a write that a concurrent one made impossible (the account it belongs to was deleted meanwhile, a
+            # row it refers to removed): the request conflicts with the resource's current state (RFC 9110 §15.5.10)
+            log.info("%s %s conflicted with a concurrent change: %s", request.method, request.path, type(exc.orig))
+            conflict = AppError(ProblemType.CONFLICT, "a change made at the same time conflicts with this request")
+            return problem_response(conflict.to_dict(request.path))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(AppError(ProblemType.INTERNAL).to_dict(request.path))
 

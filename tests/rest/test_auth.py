@@ -277,6 +277,41 @@ async def test_password_change_signs_out_every_session(client: Client) -> None:
     assert new_login.status == 200
 
 
+async def test_a_login_that_verified_the_old_password_while_it_changed_gets_no_live_session(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bcrypt takes a quarter of a second: a login that checked the old password, then found the change committed
+    before it wrote its session, must not sign in with it (the change said every session ends)."""
+    from rest import auth as auth_routes
+
+    registered = await _register(client)
+    verified, resume = asyncio.Event(), asyncio.Event()
+    real_verify = auth_routes.verify_password
+
+    async def slow_verify(password: str, hashed: str | None) -> bool:
+        ok = await real_verify(password, hashed)
+        if password == "s3cret-password" and not verified.is_set():
+            verified.set()
+            await resume.wait()  # the login is held here, its password checked against the old hash
+        return ok
+
+    monkeypatch.setattr(auth_routes, "verify_password", slow_verify)
+    login = asyncio.ensure_future(
+        client.post("/auth/login", json={"email": "ann@example.com", "password": "s3cret-password"})
+    )
+    await asyncio.wait_for(verified.wait(), 10)
+    monkeypatch.setattr(auth_routes, "verify_password", real_verify)
+    changed = await client.post(
+        "/auth/password",
+        headers={"Authorization": f"Bearer {registered['access_token']}"},
+        json={"current_password": "s3cret-password", "new_password": "brand-new-pass"},
+    )
+    assert changed.status == 200
+    resume.set()
+    response = await login
+    check_problem(response, await response.json(), 401, "unauthorized")
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -494,3 +529,24 @@ async def test_delete_me_removes_the_account_and_everything_that_is_its(client: 
     assert bob_me.status == 200
     again = await client.delete("/auth/me", headers=ann_headers)
     check_problem(again, await again.json(), 401, "unauthorized")
+
+
+async def test_writes_racing_the_deletion_of_their_account_are_refused_not_a_500(client: Client) -> None:
+    """A list saved (or a session started) while the account is deleted: the write finds its user gone (a foreign
+    key the deletion broke): a 401 or a 409 problem, never an internal error."""
+    statuses: list[int] = []
+    for n in range(4):
+        registered = await _register(client, email=f"gone{n}@example.com")
+        headers = {"Authorization": f"Bearer {registered['access_token']}"}
+        raced = await asyncio.gather(
+            client.post("/api/v1/shopping/lists", headers=headers, json={"name": "L", "items": [{"name": "a"}]}),
+            client.delete("/auth/me", headers=headers),
+            client.post("/auth/login", json={"email": f"gone{n}@example.com", "password": "s3cret-password"}),
+        )
+        assert raced[1].status == 204
+        for response in (raced[0], raced[2]):
+            statuses.append(response.status)
+            if response.status >= 400:
+                slug = "unauthorized" if response.status == 401 else "conflict"
+                check_problem(response, await response.json(), response.status, slug)
+    assert set(statuses) <= {200, 201, 401, 409}, statuses
