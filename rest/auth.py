@@ -3,6 +3,7 @@ and ``require_user`` for every user-scoped handler."""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -12,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from channels import bus
 from channels.errors import ProblemType
 from hub import keys
-from hub.errors import AppError
+from hub.errors import AppError, unavailable_dependency
 from hub.infra.origins import UNSAFE_METHODS
 from hub.infra.security import InvalidToken, hash_password, password_fits, random_id, verify_password
 from hub.realtime.identity import Principal, session_token_from_cookies, unauthorized
@@ -25,6 +27,8 @@ from hub.store.models import User
 from rest import responses
 from rest.openapi import RouteTable
 from rest.validation import parse_body
+
+log = logging.getLogger("hub.auth")
 
 routes = RouteTable("auth")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
@@ -348,4 +352,10 @@ async def delete_me(request: web.Request) -> web.Response:
     if not deleted:
         raise unauthorized("the account no longer exists")
     await end_user_connections(request.app, principal.user_id, reason="account_deleted")
+    try:
+        await request.app[keys.bus].forget(bus.user_audience(principal.user_id))
+    except Exception as exc:  # the account is gone; its history expires with its max age
+        if unavailable_dependency(exc) is None:
+            raise
+        log.warning("the deleted account's event history stays until it expires: %s", type(exc).__name__)
     return responses.no_content()

@@ -120,6 +120,10 @@ class EventBus(Protocol):
         current history's events after it, whatever its epoch."""
         ...
 
+    async def forget(self, audience: str) -> None:
+        """Delete the audience's history (a deleted account's): what it held is nobody's to read any more."""
+        ...
+
     async def subscribe(self, audience: str) -> None: ...
 
     async def unsubscribe(self, audience: str) -> None: ...
@@ -507,6 +511,9 @@ class RedisBus:
     async def enqueue(self, envelope_json: str, *, dedupe: Dedupe | None = None) -> Recorded:
         return (await self.pipeline_scripts([], [(envelope_json, dedupe)]))[0]
 
+    async def forget(self, audience: str) -> None:
+        await self.redis.delete(bus.history_key(audience), bus.epoch_key(audience))
+
     async def read(self, audience: str, after: EventId | None, limit: int) -> History:
         key = bus.history_key(audience)
         pipe = self.redis.pipeline(transaction=False)
@@ -835,6 +842,11 @@ class LocalBus:
         if dedupe is None:
             return Recorded((await put())[0])
         return await self._once(dedupe, put)
+
+    async def forget(self, audience: str) -> None:
+        async with self.sessionmaker.begin() as session:
+            await session.execute(delete(HubEvent).where(HubEvent.audience == audience))
+            await session.execute(delete(HubEventMark).where(HubEventMark.audience == audience))
 
     async def read(self, audience: str, after: EventId | None, limit: int) -> History:
         epoch = await self._current_epoch()

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 from sqlalchemy import select, text
 
+from channels import bus as channels_bus
 from hub import keys
 from hub.store.models import (
     Account,
@@ -497,8 +498,15 @@ async def test_delete_me_removes_the_account_and_everything_that_is_its(client: 
         else:
             assert (await client.post(path, headers=ann_headers, json=body)).status == 201
 
+    ingest, history = client.app[keys.ingest], client.app[keys.bus]
+    for who in (ann, bob):  # events in each one's history: ann's receipts and syncs go with her account
+        payload = {"user_id": who["user"]["id"], "store_slug": "kroger", "job_id": "j", "status": "running"}
+        await ingest.publish("cartsnitch.sync.progress", payload, service="test", source="test")
+
     response = await client.delete("/auth/me", headers=ann_headers)
     assert response.status == 204
+    assert (await history.read(channels_bus.user_audience(ann["user"]["id"]), None, 10)).events == []
+    assert len((await history.read(channels_bus.user_audience(bob["user"]["id"]), None, 10)).events) == 1
     response = await client.get("/auth/me", headers=ann_headers)
     check_problem(response, await response.json(), 401, "unauthorized")
     login = await client.post("/auth/login", json={"email": "ann@example.com", "password": "s3cret-password"})
