@@ -4,6 +4,7 @@ pub/sub. redis-py spends more time encoding and decoding each command than Redis
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+log = logging.getLogger("hub.redis")
 CONNECT_TIMEOUT = 5.0
 
 
@@ -154,14 +156,19 @@ class PubSubConnection(asyncio.Protocol):
         while (reply := reader.gets()) is not False:
             if type(reply) is list:
                 kind = reply[0]
-                if kind == b"message" or kind == b"smessage":
-                    on_message(reply[1], reply[2])
-                elif kind == b"pmessage":
-                    self.on_pmessage(reply[2], reply[3])
-                elif kind in (b"subscribe", b"psubscribe", b"ssubscribe"):
-                    self.on_subscribed(reply[1])
-                elif kind == b"sunsubscribe" and self.on_unsubscribed is not None:
-                    self.on_unsubscribed(reply[1])
+                try:
+                    if kind == b"message" or kind == b"smessage":
+                        on_message(reply[1], reply[2])
+                    elif kind == b"pmessage":
+                        self.on_pmessage(reply[2], reply[3])
+                    elif kind in (b"subscribe", b"psubscribe", b"ssubscribe"):
+                        self.on_subscribed(reply[1])
+                    elif kind == b"sunsubscribe" and self.on_unsubscribed is not None:
+                        self.on_unsubscribed(reply[1])
+                except Exception:
+                    # a handler's bug is the handler's: raised here, it would close the connection (the event loop
+                    # closes a transport whose protocol raises) and every later message of every channel with it
+                    log.exception("a pub/sub message on %r could not be handled", reply[1])
             elif isinstance(reply, hiredis.ReplyError):
                 if self.on_error is None:
                     raise RedisConnectionError(f"pub/sub error: {reply}")

@@ -755,6 +755,10 @@ class LeanEngine:
             socket.inbox_task = None
 
     def _ws_closed(self, socket: EngineSocket) -> None:
+        # the connection's sending side is shut already (the close frame answered): a write before the session's
+        # close runs, an event delivered in the same turn of the loop, would raise ("write() after write_eof()")
+        # into whoever delivers it, the Redis pub/sub connection included
+        socket.transport = None
         if not socket.closed:
             self.start_background_task(self.close_socket, socket, self.reason.TRANSPORT_CLOSE)
 

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from hub import keys
 from hub.app import create_app
+from hub.realtime.engine import Outbound
 from hub.realtime.websocket import LINGER_SECONDS
 from tests.conftest import make_settings
 from tests.eio import WebSocket
@@ -195,6 +196,28 @@ async def test_a_close_frame_is_answered_and_ends_the_session(raw: RawWs, server
     assert await _close_code(raw) == (int.from_bytes(body[:2], "big") if body else 1000)  # the code echoed
     await asyncio.sleep(0.1)
     assert not engine.sockets
+
+
+async def test_an_event_written_as_the_peer_closes_is_refused_not_raised(raw: RawWs, server: TestServer) -> None:
+    """A browser closing its tab: its close frame is answered (the sending side shut) and the session's close is
+    scheduled. An event delivered to the socket in between (the same turn of the loop, from the Redis pub/sub
+    connection's reader) is refused: raised, it closed that Redis connection and lost the platform's events."""
+    engine = server.app[keys.sio].eio
+    [socket] = engine.sockets.values()
+    assert socket.ws is not None
+    on_close, outcomes = socket.ws.on_close, []
+
+    def closing() -> None:
+        on_close()
+        try:
+            outcomes.append(socket.write(Outbound('42/public,["cartsnitch.prices.updated",{}]')))
+        except Exception as exc:
+            outcomes.append(exc)
+
+    socket.ws.on_close = closing
+    raw.send(client_frame((1001).to_bytes(2, "big"), 0x8))  # "going away", as a closing tab sends
+    assert await _close_code(raw) == 1001
+    assert outcomes == [False]
 
 
 async def test_an_idle_websocket_keeps_no_request_task_or_http_protocol(server: TestServer) -> None:
