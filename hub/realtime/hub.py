@@ -287,18 +287,26 @@ class Hub:
             for batch in batches:
                 await asyncio.sleep(pause)
                 try:
-                    live = await self.authenticator.still_live(batch)
+                    await self.revalidate(batch)
                 except Exception as exc:
                     if not failing:
                         log.warning("revalidating live sessions failed (%s); retrying", type(exc).__name__)
                     failing = True
                     continue
                 failing = False
-                for principal in batch:
-                    if principal.credential_id not in live:
-                        self.end_local(principal.user_id, principal.credential_id, "revoked")
             left = self.settings.session_revalidate_seconds - (asyncio.get_running_loop().time() - started)
             await asyncio.sleep(max(pause, left))
+
+    async def revalidate(self, principals: list[Principal]) -> None:
+        """End the live channels of the credentials that are no longer live."""
+        live = await self.authenticator.still_live(principals)
+        now = time.time()
+        for principal in principals:
+            if principal.credential_id not in live:
+                # an expiry the expiry check has not reached yet is an expiry: the client refreshes, rather than
+                # signing its user out as it would after a revocation
+                reason = "token_expired" if principal.expires_at <= now else "revoked"
+                self.end_local(principal.user_id, principal.credential_id, reason)
 
     # --- delivery ------------------------------------------------------------------------------------------
 

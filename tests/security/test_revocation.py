@@ -12,10 +12,11 @@ import aiohttp
 import pytest
 import socketio
 from aiohttp.test_utils import TestServer
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from hub import keys
 from hub.app import create_app
+from hub.realtime.identity import Principal
 from hub.settings import Settings
 from hub.store.models import Session as BetterAuthSession
 from tests import factories
@@ -171,6 +172,23 @@ async def test_a_better_auth_session_deleted_elsewhere_ends_its_channels(
         await asyncio.wait_for(gone.wait(), 5)
         assert time.monotonic() - started < 2.5
     await sock.disconnect()
+
+
+async def test_a_credential_found_expired_by_the_revalidation_ends_as_expired_not_revoked(
+    server: TestServer,
+) -> None:
+    """The revalidation can run in the second between a credential's expiry and the expiry check: what it finds
+    dead then is an expiry (the client refreshes), not a revocation (the client signs its user out)."""
+    async with server.app[keys.sessionmaker].begin() as session:
+        user = await factories.create_user(session)
+        token = await factories.create_session_token(session, user=user)
+        row = (await session.execute(select(BetterAuthSession).where(BetterAuthSession.token == token))).scalar_one()
+    async with aiohttp.ClientSession() as http:
+        stream = await SseStream.open(http, str(server.make_url(STREAM)), {"Authorization": f"Bearer {token}"})
+        await server.app[keys.hub].revalidate([Principal(user.id, "session", row.id, time.time() - 0.5)])
+        events = await stream.until_end(timeout=5)
+    assert events[-1]["event"] == "cartsnitch.session.ended"
+    assert events[-1]["data"]["payload"]["reason"] == "token_expired"
 
 
 @pytest.mark.postgres
