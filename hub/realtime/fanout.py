@@ -198,6 +198,15 @@ async def _noop_ingest(entry_id: str, envelope_json: str) -> None:
 # --- Redis -----------------------------------------------------------------------------------------------
 
 
+def _first(info: dict[str, Any]) -> tuple[int, int] | None:
+    """The oldest id a stream holds (``XINFO STREAM``'s ``first-entry``)."""
+    first = info.get("first-entry")
+    if not first:
+        return None
+    ms, _, seq = (first[0].decode() if isinstance(first[0], bytes) else str(first[0])).partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _newest(info: dict[str, Any]) -> tuple[int, int] | None:
     """The newest id a stream has issued (``XINFO STREAM``'s ``last-generated-id``), trimmed or not."""
     last = info.get("last-generated-id")
@@ -442,11 +451,14 @@ class RedisBus:
         on a cluster); one result per item (records first), ``repeated`` where a dedupe key had recorded it
         already. A dedupe key must carry the audience's tag (or the queue's)."""
         calls: list[tuple[bytes, tuple[bytes, ...], bool]] = []  # (slot key, command parts, idempotent)
-        epoch = new_epoch().encode()
+        # the epoch a history takes if this call creates it: one of its own (histories made in one batch sharing
+        # one would have ids that pass for each other's), consecutive from a random start (cheaper than a draw)
+        first_epoch = int(new_epoch(), 16)
         max_events = str(self.max_events).encode()
         max_age = str(self.max_age_seconds * 1000).encode()
         mode = self._publish_mode
-        for audience, envelope_json, dedupe in records:
+        for n, (audience, envelope_json, dedupe) in enumerate(records):
+            epoch = b"%012x" % ((first_epoch + n) & 0xFFFF_FFFF_FFFF)
             tag = b"{" + audience.encode() + b"}"
             history = HISTORY_PREFIX_B + tag
             keys: tuple[bytes, ...] = (EPOCH_PREFIX_B + tag, history)
@@ -523,7 +535,12 @@ class RedisBus:
         pipe.xinfo_stream(key)
         start = f"({after.ms}-{after.seq}" if after is not None else "-"
         pipe.xrange(key, min=start, max="+", count=limit)
-        epoch_raw, info, entries = await pipe.execute(raise_on_error=False)
+        positioned = after is not None and after.epoch != UNKNOWN_EPOCH
+        if after is not None and positioned:
+            # the entry itself: histories made in one batch (or renewed together after a restart) share an epoch,
+            # so another audience's id can carry this one's epoch and fall between its ids
+            pipe.xrange(key, min=f"{after.ms}-{after.seq}", max=f"{after.ms}-{after.seq}", count=1)
+        epoch_raw, info, entries, *itself = await pipe.execute(raise_on_error=False)
         if isinstance(epoch_raw, Exception):
             raise epoch_raw
         if isinstance(entries, Exception):
@@ -531,14 +548,19 @@ class RedisBus:
         state = epoch_raw.decode() if isinstance(epoch_raw, bytes) else str(epoch_raw or "")
         renewed = state.startswith("!")
         epoch = state.removeprefix("!")
-        if after is not None and after.epoch != UNKNOWN_EPOCH:
+        if after is not None and positioned:
             if not epoch or renewed or after.epoch != epoch:
                 return History(resync="history_lost")
             if not isinstance(info, Exception) and info:
                 head = _newest(info)
                 # past the newest id this history issued: not one of its ids (forged, or its events lost with a
-                # host that had not written them to disk); else older than what trimming left
-                if (head is not None and (after.ms, after.seq) > head) or self._trimmed_past(after, info):
+                # host that had not written them to disk); older than what trimming left; or, within the ids it
+                # holds, not one of them (another audience's, with the same epoch)
+                trimmed = self._trimmed_past(after, info)
+                never = (head is not None and (after.ms, after.seq) > head) or (
+                    not trimmed and self._among_kept(after, info) and itself == [[]]
+                )
+                if never or trimmed:
                     return History(resync="history_trimmed", head=EventId(*head, epoch) if head else None)
         if not epoch:
             return History()
@@ -551,15 +573,18 @@ class RedisBus:
         return History(out)
 
     @staticmethod
+    def _among_kept(after: EventId, info: dict[str, Any]) -> bool:
+        """Whether ``after`` falls among the ids the stream holds (from its first entry on)."""
+        first = _first(info)
+        return first is not None and (after.ms, after.seq) >= first
+
+    @staticmethod
     def _trimmed_past(after: EventId, info: dict[str, Any]) -> bool:
         """True when events after ``after`` may have been trimmed away. Trimming removes the oldest entries, so
         that is the case when ``after`` is older than the oldest entry left and entries were removed (Redis does
         not record trimmed ids: ``max-deleted-entry-id`` only follows XDEL)."""
-        first = info.get("first-entry")
-        if not first:
-            return False
-        first_ms, _, first_seq = (first[0].decode() if isinstance(first[0], bytes) else str(first[0])).partition("-")
-        if (after.ms, after.seq) >= (int(first_ms), int(first_seq or 0)):
+        first = _first(info)
+        if first is None or (after.ms, after.seq) >= first:
             return False
         added = info.get("entries-added")
         return added is None or int(added) > int(info.get("length", 0))

@@ -17,8 +17,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from channels import bus as channels_bus
+from channels.events import EventType
+from channels.payloads import build_envelope
+from channels.publish import encode_envelope
 from hub import keys
 from hub.app import create_app
+from hub.realtime.fanout import RedisBus
 from hub.realtime.subscribers import StreamSubscriber
 from hub.settings import Settings
 from hub.store.engine import build_engine, build_sessionmaker
@@ -322,3 +326,34 @@ async def test_an_embedded_history_emptied_by_age_never_gives_an_id_twice(aiohtt
     async with aiohttp.ClientSession() as http:
         page = await (await http.get(server.make_url(EVENTS), params={"after": before[-1]}, headers=headers)).json()
         assert [event["id"] for event in page["events"]] == after and page["resync"] is None
+
+
+async def test_ids_of_another_history_in_one_batch_or_forged_between_ones_own_resync(
+    aiohttp_server: Any, settings: Settings
+) -> None:
+    """Histories created by one batch (a fan-out to a product's buyers, a batch of the platform's PUBLISHes) each
+    get an epoch of their own: with one shared, bob's ids passed for ann's and resuming from one skipped her events
+    before it. And an id with ann's epoch that falls between her ids without being one resyncs too (Redis)."""
+    server, ann, ann_headers = await _serve(aiohttp_server, settings)
+    async with server.app[keys.sessionmaker].begin() as session:
+        bob = await factories.create_user(session)
+    history = server.app[keys.bus]
+
+    def envelope(user_id: str, n: int) -> str:
+        payload = sync_payload(user_id, n)
+        return encode_envelope(build_envelope(EventType.SYNC_PROGRESS, payload, service="test"))
+
+    ann_audience, bob_audience = channels_bus.user_audience(ann.id), channels_bus.user_audience(bob.id)
+    await history.record_many([(ann_audience, envelope(ann.id, 0)), (bob_audience, envelope(bob.id, 1))])
+    await asyncio.sleep(0.01)
+    await history.record_many([(ann_audience, envelope(ann.id, 2))])
+    [(bobs, _)] = (await history.read(bob_audience, None, 10)).events
+    anns = [event_id for event_id, _ in (await history.read(ann_audience, None, 10)).events]
+    forged = channels_bus.EventId(anns[0].ms, anns[0].seq + 1, anns[0].epoch)
+    positions = [bobs, forged] if isinstance(history, RedisBus) else [bobs]
+    async with aiohttp.ClientSession() as http:
+        for position in positions:
+            page = await (
+                await http.get(server.make_url(EVENTS), params={"after": str(position)}, headers=ann_headers)
+            ).json()
+            assert page["events"] == [] and page["resync"] in ("history_trimmed", "history_lost"), (position, page)
