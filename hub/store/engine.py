@@ -12,7 +12,7 @@ import weakref
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from sqlalchemy import Engine, Result, Select, Table, delete, event, exc, false
+from sqlalchemy import Engine, Result, Select, Table, delete, event, exc, false, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger("hub.database")
@@ -92,14 +92,29 @@ async def locking(session: AsyncSession, query: Select[Any]) -> Result[Any]:
     PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has no row locks, and its driver begins a transaction only at the
     first write, so a read alone holds nothing: a write that changes nothing (a ``DELETE`` of no row of the query's
     table) first takes the database's write lock, which the next writer waits for (the busy timeout)."""
-    if session.get_bind().dialect.name == "sqlite":
-        table = query.get_final_froms()[0]
-        assert isinstance(table, Table)
-        await session.execute(delete(table).where(false()))
-    else:
+    table = query.get_final_froms()[0]
+    assert isinstance(table, Table)
+    if not await take_sqlite_write_lock(session, table):
         query = query.with_for_update()
     result: Result[Any] = await session.execute(query)
     return result
+
+
+async def serialize(session: AsyncSession, key: str, table: Table | type[Any]) -> None:
+    """Until the transaction ends, no other transaction that serializes on ``key`` goes past this call: for
+    check-then-insert where there is no row to lock yet (a new account's email). PostgreSQL: a transaction-level
+    advisory lock on the key's hash; SQLite: the database's write lock (taken through ``table``)."""
+    if not await take_sqlite_write_lock(session, table):
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+
+async def take_sqlite_write_lock(session: AsyncSession, table: Table | type[Any]) -> bool:
+    """On SQLite, take the database's write lock for the rest of the transaction (True); elsewhere nothing (False).
+    Its driver begins a transaction only at the first write: a write that changes nothing (a ``DELETE`` of no row)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    await session.execute(delete(table).where(false()))
+    return True
 
 
 def _lower(value: Any) -> Any:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, delete, false, func, literal, select, update
+from sqlalchemy import ColumnElement, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.infra.security import random_id
+from hub.store.engine import serialize
 from hub.store.keyset import instant
 from hub.store.models import (
     Account,
@@ -56,12 +57,7 @@ async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None
 async def email_holder(session: AsyncSession, *, email: str) -> User | None:
     """The user who has this email (any case), read while holding the email until the transaction ends: two
     registrations (or email changes) of one address, on any process, cannot both find it free."""
-    if session.get_bind().dialect.name == "sqlite":
-        # SQLite begins a transaction only at a write: one that changes nothing takes the database's write lock
-        await session.execute(delete(User).where(false()))
-    else:
-        key = func.hashtextextended(literal("users.email:") + email.lower(), 0)
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
+    await serialize(session, "users.email:" + email.lower(), User)
     return await get_user_by_email(session, email=email)
 
 
