@@ -18,7 +18,8 @@ from pydantic import (
 from channels.errors import ProblemType
 from hub import keys
 from hub.errors import AppError
-from hub.store import alerts
+from hub.realtime.identity import unauthorized
+from hub.store import alerts, users
 from rest import responses
 from rest.api import API
 from rest.auth import require_user
@@ -194,6 +195,9 @@ async def create_target_alert(request: web.Request) -> web.Response:
     async with request.app[keys.sessionmaker].begin() as session:
         if not await alerts.product_exists(session, product_id=body.product_id):
             raise AppError(ProblemType.NOT_FOUND, f"no product {body.product_id}")
+        # held until the insert commits: two creations at once are one target and one 409
+        if not await users.hold_user(session, user_id=principal.user_id):
+            raise unauthorized("the account no longer exists")
         if await alerts.has_pending_target(session, user_id=principal.user_id, product_id=body.product_id):
             raise AppError(ProblemType.CONFLICT, "a target price for this product is already pending")
         target_id = await alerts.insert_target(

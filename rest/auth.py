@@ -10,7 +10,6 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from channels import bus
@@ -22,8 +21,6 @@ from hub.infra.security import InvalidToken, hash_password, password_fits, rando
 from hub.realtime.identity import Principal, session_token_from_cookies, unauthorized
 from hub.realtime.socket import end_user_connections
 from hub.store import tokens, users
-from hub.store.engine import locking
-from hub.store.models import User
 from rest import responses
 from rest.openapi import RouteTable
 from rest.validation import parse_body
@@ -159,7 +156,7 @@ async def _new_family(request: web.Request, user_id: str, signed_in_with: str | 
     revokes every family) that came first refuses the login; one that comes after revokes its family."""
     family_id = random_id(16)
     async with request.app[keys.sessionmaker].begin() as session:
-        if (await locking(session, select(User.id).where(User.id == user_id))).first() is None:
+        if not await users.hold_user(session, user_id=user_id):
             raise unauthorized("the account no longer exists")
         if signed_in_with is not None and await users.get_credential_hash(session, user_id=user_id) != signed_in_with:
             raise unauthorized(_SIGNED_OUT)
@@ -279,7 +276,7 @@ async def change_password(request: web.Request) -> web.Response:
     new_hash = await hash_password(body.new_password)
     async with request.app[keys.sessionmaker].begin() as session:
         # held until every family is revoked: a login that verified the old password waits, then is refused
-        await locking(session, select(User.id).where(User.id == principal.user_id))
+        await users.hold_user(session, user_id=principal.user_id)
         await users.set_credential_hash(session, user_id=principal.user_id, password_hash=new_hash)
         await tokens.revoke_user_families(session, user_id=principal.user_id, reason="password_change")
         await users.delete_user_sessions(session, user_id=principal.user_id)

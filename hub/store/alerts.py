@@ -32,7 +32,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.store.engine import locking
 from hub.store.keyset import newest_first
 from hub.store.models import (
     AlertRead,
@@ -45,7 +44,6 @@ from hub.store.models import (
     PurchaseItem,
     ShrinkflationEvent,
     Store,
-    User,
     UTCDateTime,
 )
 from hub.store.prices import effective_price, in_observed_order
@@ -485,9 +483,7 @@ async def product_exists(session: AsyncSession, *, product_id: uuid.UUID) -> boo
 
 
 async def has_pending_target(session: AsyncSession, *, user_id: str, product_id: uuid.UUID) -> bool:
-    """Whether the user has a target on the product that has not fired. It locks the user's row until the
-    transaction ends: two requests that check, then insert, run one after the other (one target, one 409)."""
-    await locking(session, select(User.id).where(User.id == user_id))
+    """Whether the user has a target on the product that has not fired."""
     found = await session.execute(
         select(PriceTargetAlert.id)
         .where(

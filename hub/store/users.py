@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.infra.security import random_id
-from hub.store.engine import serialize
+from hub.store.engine import locking, serialize
 from hub.store.keyset import instant
 from hub.store.models import (
     Account,
@@ -52,6 +52,13 @@ async def get_user_by_email(session: AsyncSession, *, email: str) -> User | None
         .limit(1)
     )
     return result.scalars().first()
+
+
+async def hold_user(session: AsyncSession, *, user_id: str) -> bool:
+    """Hold the user's row until the transaction ends (False: the account is gone), so that what reads a user's
+    state and then writes by it runs one after the other: a login's new session and a password change revoking
+    every session, two creations of one target."""
+    return (await locking(session, select(User.id).where(User.id == user_id))).first() is not None
 
 
 async def email_holder(session: AsyncSession, *, email: str) -> User | None:
