@@ -37,6 +37,7 @@ def _not_for_sockets(wrapped: Middleware) -> Middleware:
 
 SERVER = "cartsnitch-hub"
 AUTH_PREFIX = "/auth/"
+"""Login, registration, refresh, password change: responses that carry credentials."""
 MAX_REQUEST_TARGET = 8192
 """Bytes of a request's target (path and query) the hub parses; a longer one is a 414 (RFC 9112 §3)."""
 MAX_HEADER_FIELD = 8190
@@ -44,7 +45,6 @@ MAX_HEADER_FIELD = 8190
 limit, so that the parser's error tells which was exceeded."""
 MAX_HEADERS = 128
 """Header fields in one request (aiohttp's default); more is a 431."""
-"""Login, registration, refresh, password change: responses that carry credentials."""
 
 
 def create_app(settings: Settings) -> web.Application:
