@@ -198,22 +198,22 @@ async def _noop_ingest(entry_id: str, envelope_json: str) -> None:
 # --- Redis -----------------------------------------------------------------------------------------------
 
 
+def _stream_id(raw: bytes | str | None) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    ms, _, seq = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _first(info: dict[str, Any]) -> tuple[int, int] | None:
     """The oldest id a stream holds (``XINFO STREAM``'s ``first-entry``)."""
     first = info.get("first-entry")
-    if not first:
-        return None
-    ms, _, seq = (first[0].decode() if isinstance(first[0], bytes) else str(first[0])).partition("-")
-    return int(ms), int(seq or 0)
+    return _stream_id(first[0]) if first else None
 
 
 def _newest(info: dict[str, Any]) -> tuple[int, int] | None:
     """The newest id a stream has issued (``XINFO STREAM``'s ``last-generated-id``), trimmed or not."""
-    last = info.get("last-generated-id")
-    if not last:
-        return None
-    ms, _, seq = (last.decode() if isinstance(last, bytes) else str(last)).partition("-")
-    return int(ms), int(seq or 0)
+    return _stream_id(info.get("last-generated-id"))
 
 
 class RedisBus:
@@ -537,8 +537,8 @@ class RedisBus:
         pipe.xrange(key, min=start, max="+", count=limit)
         positioned = after is not None and after.epoch != UNKNOWN_EPOCH
         if after is not None and positioned:
-            # the entry itself: histories made in one batch (or renewed together after a restart) share an epoch,
-            # so another audience's id can carry this one's epoch and fall between its ids
+            # the entry itself: every history draws its own epoch, but one id shared by two (a chance, or a history
+            # written before epochs were drawn per history) would let another audience's id pass between its ids
             pipe.xrange(key, min=f"{after.ms}-{after.seq}", max=f"{after.ms}-{after.seq}", count=1)
         epoch_raw, info, entries, *itself = await pipe.execute(raise_on_error=False)
         if isinstance(epoch_raw, Exception):

@@ -8,7 +8,7 @@ import logging
 import pytest
 from redis.asyncio import Redis
 
-from hub.infra.resp import PubSubConnection, command, open_connection
+from hub.infra.resp import PubSubConnection, open_connection
 
 pytestmark = pytest.mark.redis
 
@@ -45,7 +45,6 @@ async def test_a_handler_that_raises_on_one_message_leaves_the_connection_and_th
         assert received == [b"one", b"two"]
         assert not connection.lost.done() and not connection.transport.is_closing()
         assert "could not be handled" in caplog.text
-        connection.transport.write(command("PING"))
     finally:
         await publisher.aclose()
         connection.transport.close()
