@@ -22,6 +22,8 @@ V1_LIVE_PATTERN = PREFIX + "live:[ru]*"
 """The live channels of hubs before hash tags (``hub:v1:live:user:<id>``, ``hub:v1:live:room:<room>``): what an
 older hub or an older copy of this package publishes there is re-recorded by the current hub (single Redis only)."""
 _INGEST_TAG = "{" + INGEST_STREAM + "}"
+INGEST_LEASE = PREFIX + "lease:" + _INGEST_TAG
+"""Names the one hub process that reads the ingest queue (see ``hub.realtime.fanout.LEASE_SECONDS``)."""
 
 
 def user_audience(user_id: str) -> str:

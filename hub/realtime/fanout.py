@@ -62,6 +62,30 @@ again every ``HELD_RETRY_SECONDS`` until it answers, for ``HELD_MAX_SECONDS`` at
 not waiting for an outage to end: it would hold up the entries kept behind it); any other failure is logged and the
 entry dropped."""
 HELD_RETRY_SECONDS = 2.0
+LEASE_SECONDS = 5.0
+LEASE_RENEW_SECONDS = 1.0
+"""The ingest queue has one reader at a time: the process holding a lease in Redis, renewed every second. One
+reader keeps the queue's order: with every process reading, entries handed out in turns were expanded side by side
+and a room recorded a product's price updates out of order (75 of 300 sequential publishes inverted across two
+processes). A process that stops renewing (killed, frozen, cut off from Redis) loses the lease after this long, and
+the next holder first handles what it left unfinished; a process that shuts down hands the lease over at once."""
+_LEASE_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+elseif not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
+"""
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 HELD_MAX_SECONDS = 3600.0
 EXPANSION_DEDUPE_SECONDS = int(HELD_MAX_SECONDS) + 600
 """How long what an entry's expansion recorded is remembered (``record_many(..., once=)``): longer than the entry
@@ -217,8 +241,8 @@ def _newest(info: dict[str, Any]) -> tuple[int, int] | None:
 
 
 class RedisBus:
-    """History in Redis streams, live routing on per-audience channels, the ingest queue as a consumer group; on a
-    single Redis or on a Redis Cluster."""
+    """History in Redis streams, live routing on per-audience channels, the ingest queue read by one process at a
+    time (``LEASE_SECONDS``); on a single Redis or on a Redis Cluster."""
 
     def __init__(
         self,
@@ -268,6 +292,12 @@ class RedisBus:
         self._legacy: list[tuple[bytes, bytes]] = []
         self._legacy_ready = asyncio.Event()
         self._held = Held()
+        self._lease_until = 0.0
+        """While ``time.monotonic()`` is under it this process holds the ingest lease (measured from before the
+        renewal was sent: it lapses here no later than in Redis)."""
+        self._leading = asyncio.Event()
+        self._take_over = False
+        """The lease was just taken: what earlier holders left unfinished is handled before anything new."""
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
@@ -591,6 +621,45 @@ class RedisBus:
 
     # ingest -------------------------------------------------------------------------------------------
 
+    async def _lease_loop(self) -> None:
+        """Take the ingest lease when nobody holds it and renew it while this process does (``LEASE_SECONDS``)."""
+        failing = False
+        while not self._closing:
+            asked = time.monotonic()
+            try:
+                held = await asyncio.wait_for(
+                    self.redis.eval(_LEASE_SCRIPT, 1, bus.INGEST_LEASE, self.consumer, int(LEASE_SECONDS * 1000)),
+                    self.timeout,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not failing:  # once per outage; the lease lapses here as it does in Redis
+                    log.warning("renewing the ingest lease failed (%s); retrying every second", exc)
+                failing = True
+            else:
+                failing = False
+                if held:
+                    if not self._leads():
+                        log.info("this process reads the ingest queue")
+                    self._take_over = self._take_over or held == 2
+                    self._lease_until = asked + LEASE_SECONDS
+                    self._leading.set()
+                elif self._leads():
+                    log.warning("another process took the ingest lease")
+                    self._lease_until = 0.0
+            await asyncio.sleep(LEASE_RENEW_SECONDS)
+
+    def _leads(self) -> bool:
+        return time.monotonic() < self._lease_until
+
+    async def _release_lease(self) -> None:
+        if self._lease_until:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.redis.eval(_RELEASE_SCRIPT, 1, bus.INGEST_LEASE, self.consumer), min(self.timeout, 1.0)
+                )
+
     async def _ingest_loop(self) -> None:
         with contextlib.suppress(Exception):
             await self.redis.xgroup_create(bus.INGEST_STREAM, bus.INGEST_GROUP, id="$", mkstream=True)
@@ -598,19 +667,26 @@ class RedisBus:
         failing = False
         held = False  # entries read but kept (a dependency did not answer): they wait in this consumer's pending list
         while not self._closing:
+            if not self._leads():
+                self._leading.clear()
+                await self._leading.wait()
+                continue
             try:
-                if time.monotonic() - last_claim > min(30.0, self.claim_seconds / 2):
+                if self._take_over:
                     last_claim = time.monotonic()
-                    held = await self._claim_abandoned() or held
+                    held = await self._claim(0) or held
+                    self._take_over = False
+                elif time.monotonic() - last_claim > min(30.0, self.claim_seconds / 2):
+                    last_claim = time.monotonic()
+                    held = await self._claim(int(self.claim_seconds * 1000)) or held
                 if held and time.monotonic() - last_retry >= HELD_RETRY_SECONDS:
                     last_retry = time.monotonic()
                     held = await self._retry_held()
+                block = min(HELD_RETRY_SECONDS if held else INGEST_BLOCK_SECONDS, self._lease_until - time.monotonic())
+                if block < 0.001:  # (0 would block for ever)
+                    continue
                 reply = await self._blocking.xreadgroup(
-                    bus.INGEST_GROUP,
-                    self.consumer,
-                    {bus.INGEST_STREAM: ">"},
-                    count=100,
-                    block=int((HELD_RETRY_SECONDS if held else INGEST_BLOCK_SECONDS) * 1000),
+                    bus.INGEST_GROUP, self.consumer, {bus.INGEST_STREAM: ">"}, count=100, block=int(block * 1000)
                 )
                 failing = False
                 for _stream, entries in cast(list[tuple[bytes, list[Any]]], reply or []):
@@ -628,18 +704,29 @@ class RedisBus:
                 failing = held = True  # what was read and not acknowledged is retried from the pending list
                 await asyncio.sleep(1)
 
-    async def _claim_abandoned(self) -> bool:
-        """Entries a crashed process read but never acknowledged are taken over after ``claim_seconds`` (a minute);
-        True when some of them are kept."""
-        reply = await self.redis.xautoclaim(
-            bus.INGEST_STREAM,
-            bus.INGEST_GROUP,
-            self.consumer,
-            min_idle_time=int(self.claim_seconds * 1000),
-            start_id="0-0",
-            count=100,
-        )
-        return bool(reply and reply[1]) and await self._handle_entries(reply[1])
+    async def _claim(self, min_idle_ms: int) -> bool:
+        """Take over and handle, oldest first, the entries another reader took and left unfinished ``min_idle_ms``
+        ago: all of them when the lease was just taken (their reader no longer holds it), those a minute old
+        otherwise (``claim_seconds``: a process of an older version, which read without the lease); True when some
+        of them are kept."""
+        held = False
+        start: Any = "0-0"
+        while True:
+            reply = await self.redis.xautoclaim(
+                bus.INGEST_STREAM,
+                bus.INGEST_GROUP,
+                self.consumer,
+                min_idle_time=min_idle_ms,
+                start_id=start,
+                count=100,
+            )
+            if not reply:
+                return held
+            if reply[1]:
+                held = await self._handle_entries(reply[1]) or held
+            start = reply[0]
+            if start in (b"0-0", "0-0"):
+                return held
 
     async def _retry_held(self) -> bool:
         """Handle this consumer's pending entries again, oldest first; True while some are still kept."""
@@ -675,7 +762,11 @@ class RedisBus:
     # lifecycle ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._tasks = [asyncio.ensure_future(self._ingest_loop()), asyncio.ensure_future(self._legacy_loop())]
+        self._tasks = [
+            asyncio.ensure_future(self._lease_loop()),
+            asyncio.ensure_future(self._ingest_loop()),
+            asyncio.ensure_future(self._legacy_loop()),
+        ]
         if self._shards is not None:
             self._shards.start()
         if self._shards is None or self.on_legacy is not None:
@@ -688,6 +779,7 @@ class RedisBus:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._release_lease()  # another process reads the queue at once (an entry cut short here: from its start)
         if self._shards is not None:
             await self._shards.close()
         if self._protocol is not None and self._protocol.transport is not None:

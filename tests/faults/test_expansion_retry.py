@@ -18,6 +18,7 @@ import redis as redis_sync
 from sqlalchemy import func, select, text
 
 from channels import bus, rooms
+from hub.realtime import fanout
 from hub.store.engine import build_engine, build_sessionmaker
 from hub.store.models import HubAlertOutbox, PriceTargetAlert
 from tests import factories
@@ -118,7 +119,8 @@ async def test_a_process_killed_between_firing_a_target_and_recording_its_alert_
     """The process handling a price update commits the target's firing, then is SIGKILLed before Redis runs the
     alert's record (writes paused). The process that takes the update over announces the alert from the outbox, once.
     (Kept in memory, the alert died with the process: the second one found the target fired and announced nothing.)
-    The target's row is locked while the update is published, so the first process is the one handling it."""
+    The target's row is locked while the update is published, so the first process is the one handling it; the
+    second takes the queue over when the first one's lease lapses (five seconds), and with it the update."""
     settings = make_settings(pg_url, redis_process.url)
     [user] = await create_users(settings, 1)
     engine = build_engine(settings.database_url)
@@ -126,8 +128,7 @@ async def test_a_process_killed_between_firing_a_target_and_recording_its_alert_
         store = await factories.create_store(session)
         product = await factories.create_product(session)
         session.add(PriceTargetAlert(user_id=user.id, normalized_product_id=product.id, target_price=Decimal("3.99")))
-    claim = {"CARTSNITCH_INGEST_CLAIM_SECONDS": "5"}
-    [first] = await hubs.start(settings, **claim)
+    [first] = await hubs.start(settings)
     body = _price_update(product, store)
     deadline = asyncio.get_running_loop().time() + 30
     redis = redis_sync.Redis.from_url(redis_process.url)
@@ -144,7 +145,7 @@ async def test_a_process_killed_between_firing_a_target_and_recording_its_alert_
                 while not (await probe.execute(waiting)).scalar():  # the first process waits to fire the target
                     assert asyncio.get_running_loop().time() < deadline
                     await asyncio.sleep(0.05)
-            [second] = await hubs.start(settings, **claim)
+            [second] = await hubs.start(settings)
             redis.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
             await locked.commit()
         async with engine.connect() as probe:
@@ -155,6 +156,7 @@ async def test_a_process_killed_between_firing_a_target_and_recording_its_alert_
         first.process.send_signal(signal.SIGKILL)
         await first.process.wait()
         redis.execute_command("CLIENT", "UNPAUSE")
+        killed = asyncio.get_running_loop().time()
         bearer = {"Authorization": f"Bearer {user.token}"}
 
         async def alerts() -> list[str]:
@@ -167,6 +169,7 @@ async def test_a_process_killed_between_firing_a_target_and_recording_its_alert_
             while not await alerts():
                 assert asyncio.get_running_loop().time() < deadline, "the alert was lost with its process"
                 await asyncio.sleep(0.2)
+            assert asyncio.get_running_loop().time() - killed < fanout.LEASE_SECONDS + 3
             while redis.xpending(bus.INGEST_STREAM, bus.INGEST_GROUP)["pending"]:
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(0.2)

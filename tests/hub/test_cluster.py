@@ -9,13 +9,16 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from channels import bus
+from channels import bus, rooms
 from channels.publish import publish
 from hub.realtime.fanout import AnyRedis, redis_client
 from hub.settings import Settings
+from hub.store.engine import build_engine, build_sessionmaker
+from tests import factories
 from tests.cluster import Follower, HubProcess, envelope_ids, start_hub, stop_hubs, sync_payload, users_with_tokens
 from tests.conftest import make_settings
 
@@ -207,6 +210,59 @@ async def test_what_an_older_hub_publishes_is_recorded_once_in_the_current_histo
     assert [e["payload"]["items_synced"] for e in received] == [0, 1, 2]
     assert all(not e["id"].endswith("ab12cd34") for e in received)  # ids of the current history
     await follower.close()
+
+
+async def test_queued_events_keep_their_order_and_the_queue_changes_hands_at_shutdown(
+    hubs: list[HubProcess], cluster_settings: Settings
+) -> None:
+    """A service publishes a product's price updates one after the other, through either process: its trend room
+    records them in that order (with both processes reading the queue in turns, 75 of 300 were recorded out of
+    order). One process reads the queue; when it shuts down, the other reads on within the lease's renewal period."""
+    engine = build_engine(cluster_settings.database_url)
+    async with build_sessionmaker(engine).begin() as session:
+        store = await factories.create_store(session)
+        product = await factories.create_product(session)
+    await engine.dispose()
+    history = bus.history_key(bus.room_audience(rooms.trend(str(product.id))))
+    headers = {"X-Service-Key": cluster_settings.service_key or ""}
+    redis = redis_for(cluster_settings)
+
+    async def publish_update(hub: HubProcess, cents: int) -> None:
+        update = {
+            "product_id": str(product.id),
+            "store_id": str(store.id),
+            "store_slug": store.slug,
+            "observed_date": "2026-12-01",
+            "regular_price": f"{cents / 100:.2f}",
+        }
+        body = {"event_type": "cartsnitch.prices.updated", "service": "test", "payload": update}
+        async with http.post(hub.url + "/internal/events", json=body, headers=headers) as response:
+            assert response.status == 202
+
+    async def recorded(count: int) -> list[int]:
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            entries = await redis.xrange(history)
+            if len(entries) >= count or asyncio.get_running_loop().time() > deadline:
+                return [round(float(json.loads(e[b"e"])["payload"]["regular_price"]) * 100) for _id, e in entries]
+            await asyncio.sleep(0.05)
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            for cents in range(100, 220):
+                await publish_update(hubs[cents % 2], cents)
+            assert await recorded(120) == list(range(100, 220))
+            holder = (await redis.get(bus.INGEST_LEASE)).decode()
+            [leader] = [hub for hub in hubs if f"-{hub.process.pid}-" in holder]
+            [other] = [hub for hub in hubs if hub is not leader]
+            await stop_hubs([leader])
+            started = asyncio.get_running_loop().time()
+            await publish_update(other, 220)
+            assert await recorded(121) == list(range(100, 221))
+            assert asyncio.get_running_loop().time() - started < 2.5  # the lease was handed over, not left to lapse
+            assert f"-{other.process.pid}-" in (await redis.get(bus.INGEST_LEASE)).decode()
+    finally:
+        await redis.aclose()
 
 
 @pytest.mark.parametrize("cluster_settings", ["redis"], indirect=True)
