@@ -1,9 +1,15 @@
 """Response cache for public and expensive reads: Redis when configured (shared by every process), in-process
-otherwise. Entries live in scopes (``prices``, ``coupons``, ``products``) that events invalidate wholesale."""
+otherwise. Entries live in scopes (``prices``, ``coupons``, ``products``) that events invalidate wholesale.
+
+On Redis each scope is one hash whose ``GENERATION`` field changes with every invalidation; an entry computed by
+one process is stored only if the generation it read before computing is still there, so an entry computed from
+what the database held before a change is not stored after another process handled the change's event (it was,
+for the cache's whole lifetime: the process that computed it only knew of its own invalidations)."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +22,22 @@ COUPONS = "coupons"
 PRODUCTS = "products"
 SCOPES = (PRICES, COUPONS, PRODUCTS)
 _LOCAL_LIMIT = 10_000
+GENERATION = "\x00generation"
+"""The field of a scope's hash that names its generation (no entry key starts with a NUL)."""
+_INVALIDATE = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+_STORE = """
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
 
 
 def _scope_key(scope: str) -> str:
@@ -31,6 +53,11 @@ class Cache:
         self._local: dict[str, dict[str, tuple[float, bytes]]] = {}
         self._inflight: dict[tuple[str, str, int], asyncio.Future[bytes]] = {}
         self._generations: dict[str, int] = {}
+        self._tokens: dict[str, str] = {}
+        """The shared generation this process's latest invalidation of each scope set (what ``refresh`` expects)."""
+        if redis is not None:
+            self._invalidate_script = redis.register_script(_INVALIDATE)
+            self._store_script = redis.register_script(_STORE)
 
     async def get_or_compute(self, scope: str, key: str, compute: Callable[[], Awaitable[bytes]]) -> bytes:
         """The cached bytes of ``key`` in ``scope``, computing and storing them on a miss. Concurrent requests for
@@ -50,11 +77,11 @@ class Cache:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._inflight[flight] = future
         try:
-            value = await self._get(scope, key)
+            value, shared = await self._get(scope, key)
             if value is None:
                 value = await compute()
-                if self._generations.get(scope, 0) == generation:  # not invalidated while it was computed
-                    await self._set(scope, key, value)
+                if self._generations.get(scope, 0) == generation:  # not invalidated here while it was computed
+                    await self._set(scope, key, value, shared)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -73,9 +100,12 @@ class Cache:
         """Compute ``key`` afresh (what is cached is not read: an event said it changed) and store the result unless
         the scope was invalidated while it was computed."""
         generation = self._generations.get(scope, 0)
+        shared = self._tokens.get(scope)
+        if shared is None and self._redis is not None:
+            shared = await self._shared_generation(scope)
         value = await compute()
         if self._generations.get(scope, 0) == generation:
-            await self._set(scope, key, value)
+            await self._set(scope, key, value, shared)
         return value
 
     def invalidate(self, *scopes: str) -> Awaitable[None]:
@@ -85,43 +115,66 @@ class Cache:
         for scope in scopes:
             self._local.pop(scope, None)
             self._generations[scope] = self._generations.get(scope, 0) + 1
-        return self._forget_shared(scopes)
+            self._tokens[scope] = secrets.token_hex(8)
+        return self._forget_shared({scope: self._tokens[scope] for scope in scopes})
 
-    async def _forget_shared(self, scopes: tuple[str, ...]) -> None:
-        if self._redis is not None and scopes:
-            try:
-                await self._redis.delete(*(_scope_key(s) for s in scopes))  # the full timeout: no stale entry
+    async def _forget_shared(self, tokens: dict[str, str]) -> None:
+        if self._redis is not None and tokens:
+            try:  # the full timeout: no stale entry
+                await asyncio.gather(
+                    *(
+                        self._invalidate_script(keys=[_scope_key(scope)], args=[GENERATION, token, self._ttl])
+                        for scope, token in tokens.items()
+                    )
+                )
             except Exception as exc:
                 self._skip.failed("cache", exc)
+
+    async def _shared_generation(self, scope: str) -> str | None:
+        """The scope's generation in Redis ("" when it has none), None when Redis does not answer."""
+        if self._redis is None or not self._skip.usable():
+            return None
+        try:
+            value = await asyncio.wait_for(self._redis.hget(_scope_key(scope), GENERATION), self._skip.wait_seconds)
+        except Exception as exc:
+            self._skip.failed("cache", exc)
+            return None
+        return bytes(value).decode() if value is not None else ""
 
     def _redis_usable(self) -> bool:
         return self._redis is not None and self._skip.usable()
 
-    async def _get(self, scope: str, key: str) -> bytes | None:
+    async def _get(self, scope: str, key: str) -> tuple[bytes | None, str | None]:
+        """The cached value (None on a miss) and, on Redis, the scope's generation ("" for none; None when Redis did
+        not answer: what is computed then is not stored)."""
         if self._redis is not None:
             if not self._redis_usable():
-                return None
+                return None, None
             try:
-                value = await asyncio.wait_for(self._redis.hget(_scope_key(scope), key), self._skip.wait_seconds)
+                value, generation = await asyncio.wait_for(
+                    self._redis.hmget(_scope_key(scope), [key, GENERATION]), self._skip.wait_seconds
+                )
             except Exception as exc:
                 self._skip.failed("cache", exc)
-                return None
+                return None, None
             self._skip.answered()
-            return bytes(value) if value is not None else None
+            return (bytes(value) if value is not None else None), bytes(generation or b"").decode()
         entry = self._local.get(scope, {}).get(key)
         if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
+            return None, ""
+        return entry[1], ""
 
-    async def _set(self, scope: str, key: str, value: bytes) -> None:
+    async def _set(self, scope: str, key: str, value: bytes, shared: str | None) -> None:
+        """Store ``value``; on Redis only while the scope is at generation ``shared`` (no process invalidated it
+        since the value's computation began)."""
         if self._redis is not None:
-            if not self._redis_usable():
+            if shared is None or not self._redis_usable():
                 return
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                pipe.hset(_scope_key(scope), key, value)
-                pipe.expire(_scope_key(scope), self._ttl)
-                await asyncio.wait_for(pipe.execute(), self._skip.wait_seconds)
+                await asyncio.wait_for(
+                    self._store_script(keys=[_scope_key(scope)], args=[GENERATION, shared, key, value, self._ttl]),
+                    self._skip.wait_seconds,
+                )
             except Exception as exc:
                 self._skip.failed("cache", exc)
             return

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from hub.infra.cache import PRICES, Cache
 from hub.infra.outages import RedisSkip
+from hub.realtime.fanout import redis_client
 
 
 @pytest.fixture(params=["in-process", "redis"])
@@ -95,6 +96,44 @@ async def test_invalidation_during_a_computation_is_not_overwritten_by_it(cache:
     assert await cache.get_or_compute(PRICES, "k", fresh) == b"new"  # does not join the stale computation
     assert await stale == b"old"
     assert await cache.get_or_compute(PRICES, "k", slow_old) == b"new"  # the stale result was not stored
+
+
+@pytest.mark.parametrize("refreshing", [False, True], ids=["miss", "refresh"])
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster"])
+async def test_an_invalidation_by_another_process_during_a_computation_is_not_overwritten_by_it(
+    request: pytest.FixtureRequest, backend: str, refreshing: bool
+) -> None:
+    """Process A computes an entry from what the database held before a change; process B handles the change's event
+    and forgets the scope while A computes: A's result is not stored (it was, and B and every process then served it
+    for the cache's whole lifetime)."""
+    url = request.getfixturevalue("redis_url" if backend == "redis" else "redis_cluster_url")
+    clients = [redis_client(url, timeout=5), redis_client(url, timeout=5)]
+    a, b = (Cache(client, ttl_seconds=60) for client in clients)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def before_the_change() -> bytes:
+        started.set()
+        await release.wait()
+        return b"old"
+
+    async def after_the_change() -> bytes:
+        return b"new"
+
+    try:
+        if refreshing:
+            await a.invalidate(PRICES)  # A's own event, whose fresh entry A is computing when B's event comes
+            stale = asyncio.ensure_future(a.refresh(PRICES, "k", before_the_change))
+        else:
+            stale = asyncio.ensure_future(a.get_or_compute(PRICES, "k", before_the_change))
+        await started.wait()
+        await b.invalidate(PRICES)
+        release.set()
+        assert await stale == b"old"
+        assert await b.get_or_compute(PRICES, "k", after_the_change) == b"new"
+        assert await a.get_or_compute(PRICES, "k", after_the_change) == b"new"
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def test_refresh_computes_past_the_cached_entry_and_stores_what_it_computed(cache: Cache) -> None:
