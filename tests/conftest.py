@@ -9,6 +9,7 @@ import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,17 @@ TEMPLATE_DB = "hub_template"
 
 def _asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@pytest.fixture(autouse=True)
+def _today_is_the_day_the_test_runs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test modules name the date ``TODAY``, computed when they are imported, at the start of the run: in a run that
+    crosses midnight each test gets the day it runs on (six tests failed after 00:00, comparing the day the run began
+    with the day the hub answered on). ``TODAY_IN_UTC`` modules test code that dates by UTC."""
+    module = request.module
+    if isinstance(getattr(module, "TODAY", None), date):
+        utc = getattr(module, "TODAY_IN_UTC", False)
+        monkeypatch.setattr(module, "TODAY", datetime.now(UTC).date() if utc else date.today())
 
 
 @pytest.fixture(scope="session")

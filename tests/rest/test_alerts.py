@@ -18,6 +18,7 @@ from tests.responses import check_problem, midnight
 Client = TestClient[Any, Any]
 API = "/api/v1"
 TODAY = datetime.now(UTC).date()
+TODAY_IN_UTC = True
 
 
 @dataclass
