@@ -212,12 +212,15 @@ async def test_what_an_older_hub_publishes_is_recorded_once_in_the_current_histo
     await follower.close()
 
 
+@pytest.mark.parametrize("cluster_settings", ["redis-cluster"], indirect=True)
 async def test_queued_events_keep_their_order_and_the_queue_changes_hands_at_shutdown(
     hubs: list[HubProcess], cluster_settings: Settings
 ) -> None:
     """A service publishes a product's price updates one after the other, through either process: its trend room
     records them in that order (with both processes reading the queue in turns, 75 of 300 were recorded out of
-    order). One process reads the queue; when it shuts down, the other reads on within the lease's renewal period."""
+    order). One process reads the queue; when it shuts down, the other reads on within the lease's renewal period.
+    On the cluster only: the lease is the same script on a single Redis, where test_expansion_retry takes it over
+    from a killed process."""
     engine = build_engine(cluster_settings.database_url)
     async with build_sessionmaker(engine).begin() as session:
         store = await factories.create_store(session)
