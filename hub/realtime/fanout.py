@@ -642,7 +642,8 @@ class RedisBus:
                 if held:
                     if not self._leads():
                         log.info("this process reads the ingest queue")
-                    self._take_over = self._take_over or held == 2
+                    # taken anew, or held again after it lapsed here (a renewal failed): what is pending first
+                    self._take_over = self._take_over or held == 2 or not self._leads()
                     self._lease_until = asked + LEASE_SECONDS
                     self._leading.set()
                 elif self._leads():
@@ -745,6 +746,8 @@ class RedisBus:
         answer (the others still go out: a trend room's event does not need the database, a buyers' one does)."""
         held = False
         for entry_id, fields in entries:
+            if not self._leads():  # the lease lapsed: its next holder takes the rest over, in order
+                return held
             raw_id = entry_id.decode()
             if fields and b"e" in fields:
                 try:

@@ -129,3 +129,47 @@ async def test_an_entry_that_fails_for_another_reason_is_dropped_at_once(
     assert calls == ["broken", "goes"]
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "failed; it is dropped" in record.getMessage() and record.exc_info is not None
+
+
+async def test_a_reader_that_loses_the_lease_stops_and_the_next_one_goes_on_in_order(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue's reader loses its lease in the middle of a batch (it was frozen past the lease, and another process
+    took it): it stops after the entry under way, and the new reader handles the rest of the batch from where it
+    stopped, in order (the old reader went on through its batch beside the new one)."""
+    monkeypatch.setattr(fanout, "LEASE_RENEW_SECONDS", 0.05)
+    with redis_sync.Redis.from_url(redis_url) as client:
+        client.xgroup_create(bus.INGEST_STREAM, bus.INGEST_GROUP, id="$", mkstream=True)
+    first = RedisBus(redis_url, max_events=100, max_age_seconds=3600, consumer="first")
+    second = RedisBus(redis_url, max_events=100, max_age_seconds=3600, consumer="second")
+    handled: list[tuple[str, int]] = []
+
+    def handler(reader: str) -> Callable[[str, str], Any]:
+        async def handle(entry_id: str, envelope_json: str) -> None:
+            await asyncio.sleep(0.1)
+            handled.append((reader, int(orjson.loads(envelope_json)["payload"]["name"])))
+
+        return handle
+
+    first.on_ingest, second.on_ingest = handler("first"), handler("second")
+    try:
+        await first.start()
+        await _until(lambda: first._leads())
+        for n in range(12):
+            await first.enqueue(_envelope(str(n)))
+        await _until(lambda: len(handled) >= 3)
+        await second.start()
+        with redis_sync.Redis.from_url(redis_url) as client:
+            client.set(bus.INGEST_LEASE, "second", px=5000)  # the lease lapsed and the second process took it
+        await _until(lambda: {n for _, n in handled} == set(range(12)))
+        await asyncio.sleep(0.3)
+    finally:
+        await first.close()
+        await second.close()
+    order = [n for _, n in handled]
+    assert order == sorted(order)  # in order, the entry under way at the handover at most twice
+    assert len(order) <= 13
+    readers = [reader for reader, _ in handled]
+    assert "second" in readers  # the rest of the batch was not left to the first reader
+    took_over = readers.index("second")
+    assert all(reader == "second" for reader, _ in handled[took_over:])
