@@ -87,6 +87,10 @@ end
 return 0
 """
 HELD_MAX_SECONDS = 3600.0
+INGEST_CONCURRENCY = 8
+"""Queued entries the reader handles at once, of different ordering keys (``RedisBus.ingest_key``). One at a time,
+a burst of 400 price updates over 20 products went out at 85-91 a second, the reader waiting on the database and
+Redis half the time."""
 EXPANSION_DEDUPE_SECONDS = int(HELD_MAX_SECONDS) + 600
 """How long what an entry's expansion recorded is remembered (``record_many(..., once=)``): longer than the entry
 is handed over again, so a retry records nothing twice."""
@@ -219,6 +223,10 @@ async def _noop_ingest(entry_id: str, envelope_json: str) -> None:
     return None
 
 
+def _one_key(envelope_json: bytes) -> str:
+    return ""
+
+
 # --- Redis -----------------------------------------------------------------------------------------------
 
 
@@ -269,6 +277,8 @@ class RedisBus:
         self._publish_mode = b"SPUBLISH" if self.clustered else b"PUBLISH"
         self.on_live: LiveHandler = _noop_live
         self.on_ingest: IngestHandler = _noop_ingest
+        self.ingest_key: Callable[[bytes], str] = _one_key
+        """The ordering key of a queued envelope: entries of one key are handled in queue order."""
         self.on_legacy: LegacyHandler | None = None
         self.on_reconnect: Callable[[], None] = lambda: None
         self._protocol: PubSubConnection | None = None
@@ -743,24 +753,60 @@ class RedisBus:
 
     async def _handle_entries(self, entries: list[Any], *, stop_when_held: bool = False) -> bool:
         """Handle and acknowledge each entry; True when some were kept for later because a dependency did not
-        answer (the others still go out: a trend room's event does not need the database, a buyers' one does)."""
-        held = False
+        answer (the others still go out: a trend room's event does not need the database, a buyers' one does).
+
+        Entries of one ordering key (``ingest_key``: a product, a user) are handled one after the other, in queue
+        order; up to ``INGEST_CONCURRENCY`` of different keys side by side. With ``stop_when_held`` (a retry of the
+        kept entries, oldest first) one at a time, up to the first still kept. When the lease lapses, no further
+        entry is begun: its next holder takes them over."""
+        if stop_when_held:
+            for entry_id, fields in entries:
+                if not self._leads():
+                    return False  # the next holder retries them
+                if await self._handle_entry(entry_id, fields):
+                    return True
+            return False
+        slots = asyncio.Semaphore(INGEST_CONCURRENCY)
+        lapsed = asyncio.Event()
+        last_of_key: dict[str, asyncio.Task[bool]] = {}
+
+        async def handle(before: asyncio.Task[bool] | None, entry_id: bytes, fields: Any) -> bool:
+            if before is not None:
+                await asyncio.wait([before])  # its outcome is its own
+            async with slots:
+                if lapsed.is_set() or not self._leads():
+                    lapsed.set()  # nothing after it begins either (the next holder takes them in order)
+                    return False
+                return await self._handle_entry(entry_id, fields)
+
+        tasks = []
         for entry_id, fields in entries:
-            if not self._leads():  # the lease lapsed: its next holder takes the rest over, in order
-                return held
-            raw_id = entry_id.decode()
-            if fields and b"e" in fields:
-                try:
-                    await self.on_ingest(raw_id, fields[b"e"].decode())
-                except Exception as exc:
-                    if self._held.keep(raw_id, exc):
-                        held = True
-                        if stop_when_held:
-                            return True
-                        continue
-            await self.redis.xack(bus.INGEST_STREAM, bus.INGEST_GROUP, raw_id)
-            self._held.release(raw_id)
-        return held
+            key = self.ingest_key(fields[b"e"]) if fields and b"e" in fields else ""
+            task = asyncio.ensure_future(handle(last_of_key.get(key), entry_id, fields))
+            last_of_key[key] = task
+            tasks.append(task)
+        try:
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return any(outcomes)
+
+    async def _handle_entry(self, entry_id: bytes, fields: Any) -> bool:
+        """Handle one entry and acknowledge it; True when it is kept for later."""
+        raw_id = entry_id.decode()
+        if fields and b"e" in fields:
+            try:
+                await self.on_ingest(raw_id, fields[b"e"].decode())
+            except Exception as exc:
+                if self._held.keep(raw_id, exc):
+                    return True
+        await self.redis.xack(bus.INGEST_STREAM, bus.INGEST_GROUP, raw_id)
+        self._held.release(raw_id)
+        return False
 
     # lifecycle ----------------------------------------------------------------------------------------
 

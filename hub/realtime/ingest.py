@@ -95,6 +95,21 @@ def check_envelope(data: Any) -> tuple[EventType, dict[str, Any], str, str]:
     return kind, payload, str(service), str(timestamp)
 
 
+def ordering_key(envelope_json: bytes) -> str:
+    """What a queued event keeps its order with: the events of its user (one addressed to a user), else of its
+    product (a trend room's price updates, the alerts to a product's buyers), else of its type."""
+    try:
+        data = orjson.loads(envelope_json)
+        payload = data["payload"]
+        for field in ("user_id", "product_id"):
+            value = payload.get(field)
+            if isinstance(value, str):
+                return field + ":" + value
+        return str(data["event_type"])
+    except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+        return ""
+
+
 class Ingest:
     def __init__(
         self,
@@ -122,6 +137,7 @@ class Ingest:
         bus_.on_ingest = self.handle_queued
         if isinstance(bus_, RedisBus):
             bus_.on_legacy = self.handle_legacy
+            bus_.ingest_key = ordering_key
 
     # --- accepting ------------------------------------------------------------------------------------------
 
