@@ -101,8 +101,8 @@ class Cache:
         the scope was invalidated while it was computed."""
         generation = self._generations.get(scope, 0)
         shared = self._tokens.get(scope)
-        if shared is None and self._redis is not None:
-            shared = await self._shared_generation(scope)
+        if shared is None:  # no invalidation here yet: the generation it is computed against
+            _, shared = await self._get(scope, key)
         value = await compute()
         if self._generations.get(scope, 0) == generation:
             await self._set(scope, key, value, shared)
@@ -129,17 +129,6 @@ class Cache:
                 )
             except Exception as exc:
                 self._skip.failed("cache", exc)
-
-    async def _shared_generation(self, scope: str) -> str | None:
-        """The scope's generation in Redis ("" when it has none), None when Redis does not answer."""
-        if self._redis is None or not self._skip.usable():
-            return None
-        try:
-            value = await asyncio.wait_for(self._redis.hget(_scope_key(scope), GENERATION), self._skip.wait_seconds)
-        except Exception as exc:
-            self._skip.failed("cache", exc)
-            return None
-        return bytes(value).decode() if value is not None else ""
 
     def _redis_usable(self) -> bool:
         return self._redis is not None and self._skip.usable()

@@ -308,6 +308,8 @@ class RedisBus:
         self._leading = asyncio.Event()
         self._take_over = False
         """The lease was just taken: what earlier holders left unfinished is handled before anything new."""
+        self._lease_script = self.redis.register_script(_LEASE_SCRIPT)
+        self._release_script = self.redis.register_script(_RELEASE_SCRIPT)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
@@ -638,7 +640,7 @@ class RedisBus:
             asked = time.monotonic()
             try:
                 held = await asyncio.wait_for(
-                    self.redis.eval(_LEASE_SCRIPT, 1, bus.INGEST_LEASE, self.consumer, int(LEASE_SECONDS * 1000)),
+                    self._lease_script(keys=[bus.INGEST_LEASE], args=[self.consumer, int(LEASE_SECONDS * 1000)]),
                     self.timeout,
                 )
             except asyncio.CancelledError:
@@ -668,7 +670,7 @@ class RedisBus:
         if self._lease_until:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    self.redis.eval(_RELEASE_SCRIPT, 1, bus.INGEST_LEASE, self.consumer), min(self.timeout, 1.0)
+                    self._release_script(keys=[bus.INGEST_LEASE], args=[self.consumer]), min(self.timeout, 1.0)
                 )
 
     async def _ingest_loop(self) -> None:
@@ -785,11 +787,7 @@ class RedisBus:
             task = asyncio.ensure_future(handle(last_of_key.get(key), entry_id, fields))
             last_of_key[key] = task
             tasks.append(task)
-        try:
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            for task in tasks:
-                task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)  # (cancelled with it)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
