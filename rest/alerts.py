@@ -190,6 +190,8 @@ async def list_target_alerts(request: web.Request) -> web.Response:
     errors=(404, 409),
 )
 async def create_target_alert(request: web.Request) -> web.Response:
+    """A target the product's current price already meets fires at once: the response shows it triggered, and its
+    `cartsnitch.alerts.price_target` event and feed alert follow, as a price update's would."""
     principal = await require_user(request)
     body = await parse_body(request, TargetIn)
     async with request.app[keys.sessionmaker].begin() as session:
@@ -200,16 +202,16 @@ async def create_target_alert(request: web.Request) -> web.Response:
             raise unauthorized("the account no longer exists")
         if await alerts.has_pending_target(session, user_id=principal.user_id, product_id=body.product_id):
             raise AppError(ProblemType.CONFLICT, "a target price for this product is already pending")
+        now = datetime.now(UTC)
         target_id = await alerts.insert_target(
-            session,
-            user_id=principal.user_id,
-            product_id=body.product_id,
-            target_price=body.target_price,
-            now=datetime.now(UTC),
+            session, user_id=principal.user_id, product_id=body.product_id, target_price=body.target_price, now=now
         )
+        fired = await alerts.fire_if_met(session, target_id=target_id, product_id=body.product_id, now=now)
         target = await alerts.get_target(session, user_id=principal.user_id, target_id=target_id)
     if target is None:
         raise AppError(ProblemType.INTERNAL, "the new target alert could not be read back")
+    if fired:
+        await request.app[keys.ingest].announce_fired(fired)
     return responses.created(_target_out(target), location=f"{API}/alerts/targets/{target.id}")
 
 

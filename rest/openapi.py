@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -217,6 +218,9 @@ def build_spec(operations: Iterable[Operation], *, title: str, version: str, des
             "tags": [op.tag],
             "parameters": _parameters(op, components),
         }
+        doc = inspect.getdoc(op.handler)
+        if doc:
+            entry["description"] = doc
         if op.auth == "user":
             entry["security"] = [{"bearerAuth": []}, {"sessionCookie": []}]
         elif op.auth == "service":

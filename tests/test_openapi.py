@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from hub.cli import DEMO_EMAIL
+from rest.routes import DESCRIPTION
 from tests.cluster import hub_env, start_hub, stop_hubs
 from tests.conftest import make_settings
 
@@ -37,6 +38,9 @@ async def test_every_route_is_documented(client: Client) -> None:
         for method, operation in item.items():
             assert operation["responses"], (method, path)
             assert operation["summary"], (method, path)
+    assert spec["info"]["description"] == DESCRIPTION
+    creation = spec["paths"]["/api/v1/alerts/targets"]["post"]["description"]
+    assert creation.startswith("A target the product's current price already meets fires at once")
 
 
 async def test_every_password_a_client_chooses_documents_the_bcrypt_limit(client: Client) -> None:

@@ -394,6 +394,18 @@ class Ingest:
         # True once out of the outbox; else the sweep finds them recorded already
         return await self._while_the_database_answers(unstage()) is not None
 
+    async def announce_fired(self, staged: list[alerts.StagedAlert]) -> None:
+        """Record the alerts of targets fired outside a price update (a new target met at once). Never raises: the
+        target has fired in the database, and what is not recorded now stays in the outbox for the sweep."""
+        try:
+            await self._announce(staged)
+        except Exception as exc:
+            dependency = unavailable_dependency(exc)
+            if dependency is None:
+                log.exception("recording %d target-price alerts failed; the outbox keeps them", len(staged))
+            else:
+                self.outages.report(dependency, exc)
+
     async def sweep_outbox(self, stale_seconds: float = OUTBOX_STALE_SECONDS) -> int:
         """Record the outbox alerts older than ``stale_seconds`` (their process died before recording them, or
         their update's retry met an outage); how many."""

@@ -515,14 +515,24 @@ async def delete_target(session: AsyncSession, *, user_id: str, target_id: uuid.
 
 
 async def trigger_price_targets(
-    session: AsyncSession, *, product_id: uuid.UUID, store_id: uuid.UUID, price: Decimal, now: datetime
+    session: AsyncSession,
+    *,
+    product_id: uuid.UUID,
+    store_id: uuid.UUID,
+    price: Decimal,
+    now: datetime,
+    target_id: uuid.UUID | None = None,
 ) -> list[TriggeredTarget]:
-    """Fire every pending target of the product that ``price`` meets. The update is conditional on the target
-    still being pending, so a target fires exactly once even when two processes handle the same price."""
+    """Fire every pending target of the product that ``price`` meets (only ``target_id``, when given). The update is
+    conditional on the target still being pending, so a target fires exactly once even when two processes handle the
+    same price."""
     target = PriceTargetAlert
+    pending = [target.normalized_product_id == product_id, target.triggered_at.is_(None), target.target_price >= price]
+    if target_id is not None:
+        pending.append(target.id == target_id)
     stmt = (
         update(target)
-        .where(target.normalized_product_id == product_id, target.triggered_at.is_(None), target.target_price >= price)
+        .where(*pending)
         .values(triggered_at=now, triggered_price=price, triggered_store_id=store_id, updated_at=now)
         .returning(target.id, target.user_id, target.target_price)
         .execution_options(synchronize_session=False)
@@ -553,12 +563,22 @@ class StagedAlert:
 
 
 async def fire_price_targets(
-    session: AsyncSession, *, entry_id: str, product_id: uuid.UUID, store_id: uuid.UUID, price: Decimal, now: datetime
+    session: AsyncSession,
+    *,
+    entry_id: str,
+    product_id: uuid.UUID,
+    store_id: uuid.UUID,
+    price: Decimal,
+    now: datetime,
+    target_id: uuid.UUID | None = None,
 ) -> list[StagedAlert]:
-    """Fire the targets ``price`` meets and put their alerts in the outbox, in the caller's transaction (a target
-    is never fired without its alert kept). Returns the alerts of ``entry_id`` in the outbox: fired now, or by an
-    earlier attempt at the same update (on any process) that did not record them."""
-    for target in await trigger_price_targets(session, product_id=product_id, store_id=store_id, price=price, now=now):
+    """Fire the targets ``price`` meets (only ``target_id``, when given) and put their alerts in the outbox, in the
+    caller's transaction (a target is never fired without its alert kept). Returns the alerts of ``entry_id`` in the
+    outbox: fired now, or by an earlier attempt at the same update (on any process) that did not record them."""
+    fired = await trigger_price_targets(
+        session, product_id=product_id, store_id=store_id, price=price, now=now, target_id=target_id
+    )
+    for target in fired:
         payload = {
             "user_id": target.user_id,
             "alert_id": str(target.alert_id),
@@ -575,6 +595,51 @@ async def fire_price_targets(
         )
     await session.flush()
     return await staged_alerts(session, entry_id=entry_id)
+
+
+async def lowest_current_price(session: AsyncSession, *, product_id: uuid.UUID) -> tuple[uuid.UUID, Decimal] | None:
+    """The lowest of the product's latest effective prices across stores (a target's ``current_price``) and the
+    store that has it (the first by id of those that tie); None for a product never priced."""
+    ranked = (
+        select(
+            PriceHistory.store_id,
+            effective_price().label("price"),
+            func.row_number()
+            .over(partition_by=PriceHistory.store_id, order_by=in_observed_order(newest_first=True))
+            .label("rank"),
+        )
+        .where(PriceHistory.normalized_product_id == product_id)
+        .subquery("ranked")
+    )
+    stmt = (
+        select(ranked.c.store_id, cast(ranked.c.price, Numeric(10, 2)))
+        .where(ranked.c.rank == 1)
+        .order_by(ranked.c.price, ranked.c.store_id)
+        .limit(1)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def fire_if_met(
+    session: AsyncSession, *, target_id: uuid.UUID, product_id: uuid.UUID, now: datetime
+) -> list[StagedAlert]:
+    """A new target that the product's current price already meets fires at once, in the caller's transaction,
+    its alert in the outbox as a price update's would be (at the store with the lowest price): waiting for the
+    next price update would show the user a current price under the target on a target that has not fired."""
+    lowest = await lowest_current_price(session, product_id=product_id)
+    if lowest is None:
+        return []
+    store_id, price = lowest
+    return await fire_price_targets(
+        session,
+        entry_id=f"created:{target_id}",
+        product_id=product_id,
+        store_id=store_id,
+        price=price,
+        now=now,
+        target_id=target_id,
+    )
 
 
 async def staged_alerts(

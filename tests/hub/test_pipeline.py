@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -189,6 +190,88 @@ async def test_a_met_target_price_fires_once(server: TestServer, world: dict[str
     assert target.triggered_at is not None and target.triggered_price == Decimal("3.79")
     feed = await _get(server, "/api/v1/alerts", Authorization=headers["Authorization"])
     assert "price_target" in {alert["alert_type"] for alert in feed}
+
+
+async def _create_target(server: TestServer, headers: dict[str, str], product_id: str, price: float) -> Any:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            server.make_url("/api/v1/alerts/targets"),
+            json={"product_id": product_id, "target_price": price},
+            headers=headers,
+        ) as response,
+    ):
+        assert response.status == 201, await response.text()
+        return await response.json()
+
+
+async def test_a_target_the_current_price_meets_already_fires_when_it_is_created(
+    server: TestServer, world: dict[str, Any]
+) -> None:
+    """The cereal's lowest current price is Target's 4.39 (Kroger's is 4.49): a new target of 4.39 or more fires at
+    once, with its event on the user's namespace, in the user's history and in the feed; one under it waits for a
+    price update, and fires at the update as before."""
+    bystander, cereal = world["bystander"], world["cereal"]
+    listener, headers = await _user_listener(server, bystander.id)
+    try:
+        created = await _create_target(server, headers, str(cereal.id), 4.39)
+        [(name, envelope)] = await listener.wait_for(1)
+        assert created["triggered"] is True and created["triggered_at"] is not None
+        assert created["current_price"] == 4.39
+        assert name == "cartsnitch.alerts.price_target"
+        assert envelope["payload"] == {
+            "user_id": bystander.id,
+            "alert_id": created["id"],
+            "product_id": str(cereal.id),
+            "product_name": "Toasted Oats 18 oz",
+            "store_slug": "target",
+            "target_price": 4.39,
+            "current_price": 4.39,
+        }
+        waiting = await _create_target(server, headers, str(cereal.id), 4.38)  # the first one fired: a new may wait
+        await asyncio.sleep(0.5)  # its alert would have arrived by now
+        assert waiting["triggered"] is False and len(listener.events) == 1
+    finally:
+        await listener.sio.disconnect()
+    assert await _outbox(server) == []
+    page = await _get(server, "/api/v1/me/events", Authorization=headers["Authorization"])
+    assert [event["payload"]["alert_id"] for event in page["events"]] == [created["id"]]
+    feed = await _get(server, "/api/v1/alerts", Authorization=headers["Authorization"])
+    assert [(alert["id"], alert["alert_type"]) for alert in feed] == [(f"tgt:{created['id']}", "price_target")]
+
+
+async def test_a_target_met_at_creation_while_redis_is_down_is_created_and_announced_by_the_sweep(
+    server: TestServer, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history does not answer when a new target fires: the creation still answers 201 (the target has fired
+    in the database), the alert waits in the outbox, and the sweep records it once."""
+    bystander, cereal = world["bystander"], world["cereal"]
+    ingest = server.app[keys.ingest]
+    publish = ingest.publish
+    failed: list[str] = []
+
+    async def fail_once(*args: Any, **kwargs: Any) -> str:
+        if not failed:
+            failed.append(str(args[0]))
+            raise RedisConnectionError("Connection closed by server.")
+        return await publish(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "publish", fail_once)
+    listener, headers = await _user_listener(server, bystander.id)
+    try:
+        created = await _create_target(server, headers, str(cereal.id), 5)
+        assert created["triggered"] is True
+        assert [row.alert_id for row in await _outbox(server)] == [uuid.UUID(created["id"])]
+        assert await ingest.sweep_outbox(stale_seconds=0) == 1
+        [(name, envelope)] = await listener.wait_for(1)
+        assert await ingest.sweep_outbox(stale_seconds=0) == 0
+        await asyncio.sleep(0.5)
+    finally:
+        await listener.sio.disconnect()
+    assert failed == ["cartsnitch.alerts.price_target"]
+    assert name == "cartsnitch.alerts.price_target" and envelope["payload"]["alert_id"] == created["id"]
+    assert len(listener.events) == 1
+    assert await _outbox(server) == []
 
 
 async def test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped(

@@ -386,7 +386,7 @@ async def test_create_list_delete_target_alert(client: Client) -> None:
 
 async def test_create_target_alert_conflicts_and_errors(client: Client) -> None:
     w = await _world(client)
-    body = {"product_id": str(w.cheerios.id), "target_price": 3.5}
+    body = {"product_id": str(w.cheerios.id), "target_price": 3.0}
     assert (await client.post(f"{API}/alerts/targets", headers=w.ann_headers, json=body)).status == 201
     response = await client.post(f"{API}/alerts/targets", headers=w.ann_headers, json=body)
     check_problem(response, await response.json(), 409, "conflict")
@@ -439,7 +439,7 @@ async def test_target_alerts_of_another_user_are_invisible(client: Client) -> No
 async def test_trigger_price_targets_fires_each_target_once(client: Client) -> None:
     w = await _world(client)
     targets = {}
-    for headers, price in ((w.ann_headers, "3.50"), (w.bob_headers, "3.00")):
+    for headers, price in ((w.ann_headers, "3.05"), (w.bob_headers, "3.00")):
         response = await client.post(
             f"{API}/alerts/targets",
             headers=headers,
@@ -447,21 +447,21 @@ async def test_trigger_price_targets_fires_each_target_once(client: Client) -> N
         )
         targets[price] = (await response.json())["id"]
 
-    assert await _trigger(client, w.cheerios, w.kroger, "3.51") == []
+    assert await _trigger(client, w.cheerios, w.kroger, "3.06") == []
     now = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
-    fired = await _trigger(client, w.cheerios, w.kroger, "3.50", now)
+    fired = await _trigger(client, w.cheerios, w.kroger, "3.05", now)
     assert fired == [
         alerts.TriggeredTarget(
-            alert_id=uuid.UUID(targets["3.50"]),
+            alert_id=uuid.UUID(targets["3.05"]),
             user_id=w.ann.id,
             product_id=w.cheerios.id,
             product_name="Cheerios 18 oz",
             store_slug=w.kroger.slug,
-            target_price=Decimal("3.50"),
-            current_price=Decimal("3.50"),
+            target_price=Decimal("3.05"),
+            current_price=Decimal("3.05"),
         )
     ]
-    assert await _trigger(client, w.cheerios, w.kroger, "3.40") == []
+    assert await _trigger(client, w.cheerios, w.kroger, "3.04") == []
     fired = await _trigger(client, w.cheerios, w.meijer, "2.99")
     assert [(t.alert_id, t.user_id, t.store_slug) for t in fired] == [
         (uuid.UUID(targets["3.00"]), w.bob.id, w.meijer.slug)
