@@ -383,7 +383,7 @@ def _message(row: Any) -> str:
     where = f" at {row['store_name']}" if row["store_name"] else ""
     if new is None:
         return f"{name} reached your target of {_dollars(old)}{where}"
-    return f"{name} dropped to {_dollars(new)}{where}, at or below your target of {_dollars(old)}"
+    return f"{name} costs {_dollars(new)}{where}, at or below your target of {_dollars(old)}"
 
 
 async def list_alerts(

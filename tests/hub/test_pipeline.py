@@ -238,6 +238,7 @@ async def test_a_target_the_current_price_meets_already_fires_when_it_is_created
     assert [event["payload"]["alert_id"] for event in page["events"]] == [created["id"]]
     feed = await _get(server, "/api/v1/alerts", Authorization=headers["Authorization"])
     assert [(alert["id"], alert["alert_type"]) for alert in feed] == [(f"tgt:{created['id']}", "price_target")]
+    assert feed[0]["message"] == "Toasted Oats 18 oz costs $4.39 at Target, at or below your target of $4.39"
 
 
 async def test_a_target_met_at_creation_while_redis_is_down_is_created_and_announced_by_the_sweep(
