@@ -199,7 +199,7 @@ class PostgresCluster:
     def start(self) -> None:
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=300"
+            "-c full_page_writes=off -c max_wal_size=256MB -c max_connections=300"
         )
         log = str(self.root / "log")
         subprocess.run(
