@@ -9,6 +9,7 @@ every time zone."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -94,7 +95,7 @@ class PwaProduct(BaseModel):
 
 
 class PwaPriceHistory(BaseModel):
-    """The PWA's ``PriceHistory``: one observed price."""
+    """The PWA's ``PriceHistory``: a store's price on a day (its last observation on or before that day)."""
 
     date: LocalMidnight
     price: Money = Field(description="the lowest of the regular, sale and loyalty prices")
@@ -207,6 +208,20 @@ def _alert(target: alerts.TargetAlert) -> dict[str, object]:
     }
 
 
+def _charted(points: Iterable[products.PricePoint], slugs: dict[uuid.UUID, str]) -> list[PwaPriceHistory]:
+    """On every day some store's price was observed, each store's price that day: its last observation on or
+    before it. ProductDetail puts the history in rows by day (``dateMap.get(h.date)[h.storeId] = h.price``) and
+    draws a store's line only between rows that hold its price; stores are seen on different days, so their
+    observations alone chart as scattered dashes."""
+    held: dict[str, Decimal] = {}  # by slug, in the order the stores were first seen
+    charted: list[PwaPriceHistory] = []
+    for day, observed in itertools.groupby(points, key=lambda point: point.observed_date):
+        for point in observed:  # oldest first: the day's last observation is the store's price that day
+            held[slugs[point.store_id]] = point.price
+        charted.extend(PwaPriceHistory(date=day, price=price, storeId=slug) for slug, price in held.items())
+    return charted
+
+
 def _not_found(product_id: uuid.UUID) -> AppError:
     return AppError(ProblemType.NOT_FOUND, f"no product {product_id}")
 
@@ -307,8 +322,8 @@ async def get_pwa_product(request: web.Request) -> web.Response:
 
 @routes.get(
     f"{PWA}/products/{{product_id}}/prices",
-    summary=f"A product's prices over the last {HISTORY_DAYS} days, oldest first (PriceHistory[]; at most the "
-    f"newest {MAX_PRICE_POINTS})",
+    summary=f"A product's prices over the last {HISTORY_DAYS} days, oldest first: on each day a price was seen, "
+    f"every store's price that day (PriceHistory[]; from the newest {MAX_PRICE_POINTS} observations)",
     response=list[PwaPriceHistory],
     errors=(404,),
     cached=True,
@@ -327,7 +342,7 @@ async def list_pwa_price_history(request: web.Request) -> web.Response:
                 session, product_id=product_id, since=since, limit=MAX_PRICE_POINTS
             )
             slugs = {store.id: store.slug for store in await stores.list_stores(session)}
-        return [PwaPriceHistory(date=p.observed_date, price=p.price, storeId=slugs[p.store_id]) for p in points]
+        return _charted(points, slugs)
 
     return await cached_json(request, cache.PRICES, compute, key=f"{request.path}@{since.isoformat()}")
 

@@ -309,12 +309,23 @@ async def test_products_list_every_store_price_by_slug(client: Client) -> None:
 async def test_price_history_is_flat_oldest_first_over_the_charted_days(client: Client) -> None:
     w = await _world(client)
     history = await _get(client, w.ann, f"/products/{w.milk.id}/prices")
-    # ProductDetail charts dateMap.get(h.date)[h.storeId] = h.price, in the order given
+    # observed: Kroger 3.49 30 days ago, Meijer 3.29 3 days ago, Kroger 3.59 yesterday; each day that has an
+    # observation carries every store's price that day
     assert [(_js_local_day(h["date"]), h["storeId"], h["price"]) for h in history] == [
         (w.today - timedelta(days=30), "kroger", 3.49),
+        (w.today - timedelta(days=3), "kroger", 3.49),
         (w.today - timedelta(days=3), "meijer", 3.29),
         (w.today - timedelta(days=1), "kroger", 3.59),
+        (w.today - timedelta(days=1), "meijer", 3.29),
     ]
+    # ProductDetail charts rows of dateMap.get(h.date)[h.storeId] = h.price, in the order given, and draws a
+    # store's line between consecutive rows that both hold its price: every line is unbroken from its first day
+    rows: dict[str, dict[str, float]] = {}
+    for h in history:
+        rows.setdefault(h["date"], {})[h["storeId"]] = h["price"]
+    for store in ("kroger", "meijer"):
+        charted = [store in row for row in rows.values()]
+        assert charted == sorted(charted), (store, charted)  # absent, then present on every later day
     assert all(w.today - _js_local_day(h["date"]) <= timedelta(days=HISTORY_DAYS) for h in history)
     assert await _get(client, w.ann, f"/products/{w.unpriced.id}/prices") == []
 
