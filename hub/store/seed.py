@@ -1105,6 +1105,18 @@ class _Plan:
             cents = _shelf_price_up(cents * product.step_mult)
         return cents
 
+    def lowest_cents(self, p_index: int) -> int:
+        """The lowest price, sales and loyalty prices included, that any store could show for the product on any
+        day of the window: a floor under every observation."""
+        lowest = 1 << 31
+        for s in range(p_index * self.ns, (p_index + 1) * self.ns):
+            if not self.s_obs[s]:
+                continue
+            for day in range(WINDOW_DAYS + 1):
+                regular = self.regular_cents(s, day)
+                lowest = min(lowest, regular, *(cents for cents in self.offer_cents(s, day, regular) if cents))
+        return lowest
+
     def offer_cents(self, s: int, day: int, regular: int) -> tuple[int, int]:
         """(sale price, loyalty price) in cents on that day, 0 when there is none."""
         h = _mix(self.s_salt[s], (self.start_ord + day) // 7)
@@ -1635,7 +1647,9 @@ class _Plan:
                     reached,
                 )
             else:
-                target = max(19, current * rng.randint(70, 85) // 100)
+                # under every price the product shows at any store (sales and loyalty prices included): a waiting
+                # target the current price already meets would have fired
+                target = min(max(19, current * rng.randint(70, 85) // 100), self.lowest_cents(p_index) - 10)
                 yield (
                     _random_uuid(rng),
                     user.id,

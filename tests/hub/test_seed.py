@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from hub.infra.security import verify_password
+from hub.store import seed as seed_module
 from hub.store import users
 from hub.store.engine import build_engine, build_sessionmaker
 from hub.store.models import (
@@ -508,3 +509,26 @@ def test_no_seeded_user_id_starts_with_a_dash() -> None:
     assert not [value for value in ids if value.startswith("-")]
     assert len(set(ids)) == len(ids)
     assert all(len(value) == 32 for value in ids)
+
+
+@pytest.mark.parametrize("anchor", [date(2026, 1, 19), date(2026, 2, 15), date(2026, 3, 23), date(2026, 12, 2)])
+def test_a_waiting_target_is_under_the_products_current_price_at_every_store(anchor: date) -> None:
+    """The demo's waiting targets (the PWA's "Watching") are under the price each store shows now, sales and
+    loyalty prices included: a target the current price meets would have fired. (Set under one store's regular
+    price, the demo seeded on 2026-12-02 showed Rockstar Zero "watching" at $2.12 while Kroger's sale was $1.99,
+    and so did the demo of 17 of 40 days spread over 2026.)"""
+    plan = seed_module._Plan(SeedSize.demo(), anchor, DEMO_EMAIL)
+    for _ in plan.purchase_chunks():  # the receipts fix some observation days, as in seed()
+        pass
+    current: dict[Any, tuple[Any, Decimal]] = {}  # (product, store) -> (newest day, its effective price)
+    for row in plan.price_rows():
+        product_id, store_id, observed, regular, sale, loyalty = row[1:7]
+        price = min(p for p in (regular, sale, loyalty) if p is not None)
+        if (product_id, store_id) not in current or observed >= current[product_id, store_id][0]:
+            current[product_id, store_id] = (observed, price)
+    lowest: dict[Any, Decimal] = {}
+    for (product_id, _), (_, price) in current.items():
+        lowest[product_id] = min(price, lowest.get(product_id, price))
+    waiting = [(row[2], row[3]) for row in plan.target_alert_rows() if row[4] is None]
+    assert waiting
+    assert [(str(product), target) for product, target in waiting if target >= lowest[product]] == []
