@@ -36,6 +36,7 @@ from hub.realtime.fanout import Dedupe, EventBus, RedisBus, expansion_dedupe
 from hub.settings import Settings
 from hub.store import alerts, audiences
 from hub.store.engine import Sessionmaker
+from hub.store.prices import latest_prices
 
 log = logging.getLogger("hub.ingest")
 T = TypeVar("T")
@@ -357,12 +358,15 @@ class Ingest:
 
         async def fire() -> list[alerts.StagedAlert]:
             async with self.sessionmaker.begin() as session:
+                # the store's current price may be lower than the event's: a loyalty price, which the event does
+                # not carry and a target's current price counts
+                shelf = await latest_prices(session, product_ids=[product_id], store_ids=[store_id])
                 return await alerts.fire_price_targets(
                     session,
                     entry_id=entry_id,
                     product_id=product_id,
                     store_id=store_id,
-                    price=min(prices),
+                    price=min(prices + [latest.price for latest in shelf]),
                     now=datetime.now(UTC),
                 )
 

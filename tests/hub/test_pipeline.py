@@ -192,6 +192,37 @@ async def test_a_met_target_price_fires_once(server: TestServer, world: dict[str
     assert "price_target" in {alert["alert_type"] for alert in feed}
 
 
+async def test_a_loyalty_price_the_event_does_not_carry_meets_a_target(
+    server: TestServer, world: dict[str, Any]
+) -> None:
+    """The platform's price update carries the regular and sale prices; the row it announces may also hold a loyalty
+    price, which a target's current price counts. Kroger's new row: regular 4.29, loyalty 3.79, under the buyer's
+    3.99 target: it fires at 3.79 (it used to wait, "watching" with a current price under its target)."""
+    buyer, cereal, kroger = world["buyer"], world["cereal"], world["kroger"]
+    async with server.app[keys.sessionmaker].begin() as session:
+        await factories.create_price(
+            session, product=cereal, store=kroger, observed=TODAY, regular="4.29", loyalty_price=Decimal("3.79")
+        )
+    listener, headers = await _user_listener(server, buyer.id)
+    try:
+        update = {
+            "product_id": str(cereal.id),
+            "store_id": str(kroger.id),
+            "store_slug": "kroger",
+            "observed_date": TODAY.isoformat(),
+            "regular_price": 4.29,
+            "sale_price": None,
+        }
+        await _publish(server, "cartsnitch.prices.updated", update)
+        [(name, envelope)] = await listener.wait_for(1)
+    finally:
+        await listener.sio.disconnect()
+    assert name == "cartsnitch.alerts.price_target"
+    assert (envelope["payload"]["current_price"], envelope["payload"]["store_slug"]) == (3.79, "kroger")
+    [target] = await _get(server, "/api/v1/alerts/targets", Authorization=headers["Authorization"])
+    assert (target["triggered"], target["current_price"]) == (True, 3.79)
+
+
 async def _create_target(server: TestServer, headers: dict[str, str], product_id: str, price: float) -> Any:
     async with (
         aiohttp.ClientSession() as http,
