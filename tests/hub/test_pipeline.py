@@ -205,15 +205,7 @@ async def test_a_loyalty_price_the_event_does_not_carry_meets_a_target(
         )
     listener, headers = await _user_listener(server, buyer.id)
     try:
-        update = {
-            "product_id": str(cereal.id),
-            "store_id": str(kroger.id),
-            "store_slug": "kroger",
-            "observed_date": TODAY.isoformat(),
-            "regular_price": 4.29,
-            "sale_price": None,
-        }
-        await _publish(server, "cartsnitch.prices.updated", update)
+        await _publish(server, "cartsnitch.prices.updated", _kroger_price(world, 4.29))
         [(name, envelope)] = await listener.wait_for(1)
     finally:
         await listener.sio.disconnect()
@@ -221,6 +213,34 @@ async def test_a_loyalty_price_the_event_does_not_carry_meets_a_target(
     assert (envelope["payload"]["current_price"], envelope["payload"]["store_slug"]) == (3.79, "kroger")
     [target] = await _get(server, "/api/v1/alerts/targets", Authorization=headers["Authorization"])
     assert (target["triggered"], target["current_price"]) == (True, 3.79)
+
+
+def _kroger_price(world: dict[str, Any], regular: float, sale: float | None = None) -> dict[str, Any]:
+    """A ``cartsnitch.prices.updated`` payload: the cereal's price at Kroger today."""
+    return {
+        "product_id": str(world["cereal"].id),
+        "store_id": str(world["kroger"].id),
+        "store_slug": "kroger",
+        "observed_date": TODAY.isoformat(),
+        "regular_price": regular,
+        "sale_price": sale,
+    }
+
+
+def _first_publish_fails(ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ingest's first publish finds the history gone (the event type it was for is added to the list);
+    the others go through."""
+    publish = ingest.publish
+    failed: list[str] = []
+
+    async def fail_once(*args: Any, **kwargs: Any) -> str:
+        if not failed:
+            failed.append(str(args[0]))
+            raise RedisConnectionError("Connection closed by server.")
+        return await publish(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "publish", fail_once)
+    return failed
 
 
 async def _create_target(server: TestServer, headers: dict[str, str], product_id: str, price: float) -> Any:
@@ -279,16 +299,7 @@ async def test_a_target_met_at_creation_while_redis_is_down_is_created_and_annou
     in the database), the alert waits in the outbox, and the sweep records it once."""
     bystander, cereal = world["bystander"], world["cereal"]
     ingest = server.app[keys.ingest]
-    publish = ingest.publish
-    failed: list[str] = []
-
-    async def fail_once(*args: Any, **kwargs: Any) -> str:
-        if not failed:
-            failed.append(str(args[0]))
-            raise RedisConnectionError("Connection closed by server.")
-        return await publish(*args, **kwargs)
-
-    monkeypatch.setattr(ingest, "publish", fail_once)
+    failed = _first_publish_fails(ingest, monkeypatch)
     listener, headers = await _user_listener(server, bystander.id)
     try:
         created = await _create_target(server, headers, str(cereal.id), 5)
@@ -313,7 +324,7 @@ async def test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped(
     the target's alert is recorded: the queue hands the update over again, and the retry records the room event
     no second time and announces the target it had fired (firing it again would find it fired already)."""
     monkeypatch.setattr(fanout, "HELD_RETRY_SECONDS", 0.1)
-    buyer, cereal, kroger = world["buyer"], world["cereal"], world["kroger"]
+    buyer, cereal = world["buyer"], world["cereal"]
     ingest = server.app[keys.ingest]
     record = ingest.bus.record
     failed: list[str] = []
@@ -333,15 +344,7 @@ async def test_a_price_update_that_fails_midway_is_taken_up_where_it_stopped(
     await member.connect(server, "/public")
     try:
         assert (await member.sio.call("subscribe", {"room": room}, namespace="/public", timeout=5))["ok"] is True
-        update = {
-            "product_id": str(cereal.id),
-            "store_id": str(kroger.id),
-            "store_slug": "kroger",
-            "observed_date": TODAY.isoformat(),
-            "regular_price": 3.79,
-            "sale_price": None,
-        }
-        await _publish(server, "cartsnitch.prices.updated", update)
+        await _publish(server, "cartsnitch.prices.updated", _kroger_price(world, 3.79))
         [(name, envelope)] = await listener.wait_for(1)
         await asyncio.sleep(0.5)  # a second room event or alert would have arrived by now
     finally:
@@ -365,15 +368,7 @@ class _Died(BaseException):
 
 def _target_met(world: dict[str, Any]) -> tuple[str, str]:
     """A queued price update (entry id, envelope) that meets the buyer's target."""
-    update = {
-        "product_id": str(world["cereal"].id),
-        "store_id": str(world["kroger"].id),
-        "store_slug": "kroger",
-        "observed_date": TODAY.isoformat(),
-        "regular_price": 3.79,
-        "sale_price": None,
-    }
-    envelope = build_envelope(EventType.PRICES_UPDATED, update, service="test")
+    envelope = build_envelope(EventType.PRICES_UPDATED, _kroger_price(world, 3.79), service="test")
     return f"{int(time.time() * 1000)}-0", encode_envelope(envelope)
 
 
@@ -429,16 +424,7 @@ async def test_the_sweep_records_an_alert_whose_update_was_given_up_once(
     sweep of the outbox records the alert, once; a late retry of the update then records nothing twice."""
     buyer = world["buyer"]
     ingest = server.app[keys.ingest]
-    publish = ingest.publish
-    failed: list[str] = []
-
-    async def fail_once(*args: Any, **kwargs: Any) -> str:
-        if not failed:
-            failed.append(str(args[0]))
-            raise RedisConnectionError("Connection closed by server.")
-        return await publish(*args, **kwargs)
-
-    monkeypatch.setattr(ingest, "publish", fail_once)
+    failed = _first_publish_fails(ingest, monkeypatch)
     entry, envelope_json = _target_met(world)
     listener, _ = await _user_listener(server, buyer.id)
     try:
