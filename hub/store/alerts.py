@@ -46,7 +46,7 @@ from hub.store.models import (
     Store,
     UTCDateTime,
 )
-from hub.store.prices import effective_price, in_observed_order
+from hub.store.prices import effective_price, in_observed_order, latest_prices
 
 PRICE_INCREASE_WINDOW_DAYS = 90
 PRICE_INCREASE = "price_increase"
@@ -597,46 +597,22 @@ async def fire_price_targets(
     return await staged_alerts(session, entry_id=entry_id)
 
 
-async def lowest_current_price(session: AsyncSession, *, product_id: uuid.UUID) -> tuple[uuid.UUID, Decimal] | None:
-    """The lowest of the product's latest effective prices across stores (a target's ``current_price``) and the
-    store that has it (the first by id of those that tie); None for a product never priced."""
-    ranked = (
-        select(
-            PriceHistory.store_id,
-            effective_price().label("price"),
-            func.row_number()
-            .over(partition_by=PriceHistory.store_id, order_by=in_observed_order(newest_first=True))
-            .label("rank"),
-        )
-        .where(PriceHistory.normalized_product_id == product_id)
-        .subquery("ranked")
-    )
-    stmt = (
-        select(ranked.c.store_id, cast(ranked.c.price, Numeric(10, 2)))
-        .where(ranked.c.rank == 1)
-        .order_by(ranked.c.price, ranked.c.store_id)
-        .limit(1)
-    )
-    row = (await session.execute(stmt)).one_or_none()
-    return (row[0], row[1]) if row is not None else None
-
-
 async def fire_if_met(
     session: AsyncSession, *, target_id: uuid.UUID, product_id: uuid.UUID, now: datetime
 ) -> list[StagedAlert]:
     """A new target that the product's current price already meets fires at once, in the caller's transaction,
     its alert in the outbox as a price update's would be (at the store with the lowest price): waiting for the
     next price update would show the user a current price under the target on a target that has not fired."""
-    lowest = await lowest_current_price(session, product_id=product_id)
-    if lowest is None:
+    latest = await latest_prices(session, product_ids=[product_id])
+    if not latest:
         return []
-    store_id, price = lowest
+    lowest = min(latest, key=lambda at_store: (at_store.price, str(at_store.store_id)))
     return await fire_price_targets(
         session,
         entry_id=f"created:{target_id}",
         product_id=product_id,
-        store_id=store_id,
-        price=price,
+        store_id=lowest.store_id,
+        price=lowest.price,
         now=now,
         target_id=target_id,
     )
