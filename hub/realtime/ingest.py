@@ -49,6 +49,11 @@ OUTBOX_SWEEP_SECONDS = 30.0
 recording them, or by an update whose retry met an outage)."""
 OUTBOX_STALE_SECONDS = 60.0
 """Age past which the sweep takes an outbox alert (a younger one is being recorded by the attempt that fired it)."""
+UNANNOUNCED_RETRY_SECONDS = 2.0
+"""How often a process tries again to record the alerts of new targets it fired while Redis (or the database) did
+not answer, as it tries the queued events it keeps through an outage."""
+UNANNOUNCED_MAX = 1000
+"""Alerts a process keeps trying itself; past that, the rest wait for the sweep."""
 _INVALIDATES: dict[EventType, tuple[str, ...]] = {
     EventType.PRICES_UPDATED: (cache_scopes.PRICES, cache_scopes.PRODUCTS),
     EventType.COUPONS_UPDATED: (cache_scopes.COUPONS,),
@@ -135,6 +140,8 @@ class Ingest:
         self._aggregate_task: asyncio.Task[None] | None = None
         self._ingested_counters: dict[tuple[str, str], Any] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._unannounced: list[alerts.StagedAlert] = []
+        self._unannounced_retry: asyncio.Task[None] | None = None
         bus_.on_ingest = self.handle_queued
         if isinstance(bus_, RedisBus):
             bus_.on_legacy = self.handle_legacy
@@ -400,15 +407,38 @@ class Ingest:
 
     async def announce_fired(self, staged: list[alerts.StagedAlert]) -> None:
         """Record the alerts of targets fired outside a price update (a new target met at once). Never raises: the
-        target has fired in the database, and what is not recorded now stays in the outbox for the sweep."""
+        target has fired in the database, and what is not recorded now stays in the outbox. An outage's are tried
+        again every ``UNANNOUNCED_RETRY_SECONDS`` until it ends (the sweep would take them a minute or more later);
+        the idempotency key of each alert keeps the retry and the sweep from recording one twice."""
         try:
             await self._announce(staged)
         except Exception as exc:
             dependency = unavailable_dependency(exc)
             if dependency is None:
                 log.exception("recording %d target-price alerts failed; the outbox keeps them", len(staged))
-            else:
-                self.outages.report(dependency, exc)
+                return
+            self.outages.report(dependency, exc)
+            self._unannounced.extend(staged[: max(0, UNANNOUNCED_MAX - len(self._unannounced))])
+            if self._unannounced and self._unannounced_retry is None:
+                self._unannounced_retry = asyncio.ensure_future(self._retry_unannounced())
+
+    async def _retry_unannounced(self) -> None:
+        try:
+            while self._unannounced:
+                await asyncio.sleep(UNANNOUNCED_RETRY_SECONDS)
+                staged = list(self._unannounced)
+                try:
+                    await self._announce(staged)
+                except Exception as exc:
+                    dependency = unavailable_dependency(exc)
+                    if dependency is None:  # not an outage: the sweep takes them from the outbox
+                        log.exception("recording %d target-price alerts failed; the outbox keeps them", len(staged))
+                    else:
+                        self.outages.report(dependency, exc)
+                        continue
+                del self._unannounced[: len(staged)]
+        finally:
+            self._unannounced_retry = None
 
     async def sweep_outbox(self, stale_seconds: float = OUTBOX_STALE_SECONDS) -> int:
         """Record the outbox alerts older than ``stale_seconds`` (their process died before recording them, or
@@ -443,10 +473,11 @@ class Ingest:
         self._sweeper = asyncio.ensure_future(self._sweep_loop())
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._unannounced_retry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _while_the_database_answers(self, work: Awaitable[T]) -> T | None:
         """``work``'s result, or None when the database does not answer (reported once per outage)."""

@@ -227,14 +227,14 @@ def _kroger_price(world: dict[str, Any], regular: float, sale: float | None = No
     }
 
 
-def _first_publish_fails(ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The ingest's first publish finds the history gone (the event type it was for is added to the list);
-    the others go through."""
+def _first_publish_fails(ingest: Ingest, monkeypatch: pytest.MonkeyPatch, times: int = 1) -> list[str]:
+    """The ingest's first ``times`` publishes find the history gone (the event type each was for is added to the
+    list); the others go through."""
     publish = ingest.publish
     failed: list[str] = []
 
     async def fail_once(*args: Any, **kwargs: Any) -> str:
-        if not failed:
+        if len(failed) < times:
             failed.append(str(args[0]))
             raise RedisConnectionError("Connection closed by server.")
         return await publish(*args, **kwargs)
@@ -313,6 +313,31 @@ async def test_a_target_met_at_creation_while_redis_is_down_is_created_and_annou
         await listener.sio.disconnect()
     assert failed == ["cartsnitch.alerts.price_target"]
     assert name == "cartsnitch.alerts.price_target" and envelope["payload"]["alert_id"] == created["id"]
+    assert len(listener.events) == 1
+    assert await _outbox(server) == []
+
+
+async def test_a_target_met_at_creation_while_redis_is_down_is_announced_once_redis_answers(
+    server: TestServer, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process that fired the new target tries its alert again every 2 s while the history does not answer,
+    and records it once it does: seconds after the outage, not at the outbox sweep a minute or more later."""
+    bystander, cereal = world["bystander"], world["cereal"]
+    ingest = server.app[keys.ingest]
+    failed = _first_publish_fails(ingest, monkeypatch, times=2)  # the creation's attempt and the first retry
+    listener, headers = await _user_listener(server, bystander.id)
+    try:
+        started = time.monotonic()
+        created = await _create_target(server, headers, str(cereal.id), 5)
+        [(name, envelope)] = await listener.wait_for(1, timeout=10)
+        waited = time.monotonic() - started
+        await asyncio.sleep(0.5)
+        assert await ingest.sweep_outbox(stale_seconds=0) == 0  # the retry took it out of the outbox
+    finally:
+        await listener.sio.disconnect()
+    assert failed == ["cartsnitch.alerts.price_target"] * 2
+    assert name == "cartsnitch.alerts.price_target" and envelope["payload"]["alert_id"] == created["id"]
+    assert 3.5 < waited < 6, waited  # the second retry, 2 s after the first
     assert len(listener.events) == 1
     assert await _outbox(server) == []
 
