@@ -52,10 +52,14 @@ class StoreOut(BaseModel):
 
 class StoreStateOut(BaseModel):
     store: StoreOut
-    connected: bool
+    connected: bool = Field(description="whether the account is active (it can be synced)")
     last_sync_at: datetime | None
-    sync_status: str | None = Field(description="the newest sync job's status: queued, running, succeeded or failed")
-    account_status: str | None = Field(description="the connected account's status: active, expired or error")
+    sync_status: str | None = Field(
+        description="the account's status: active, expired (sign in again: connect it anew) or error"
+    )
+    last_job_status: str | None = Field(
+        description="the newest sync job's status: queued, running, succeeded or failed; null before the first sync"
+    )
 
 
 class ConnectIn(BaseModel):
@@ -105,10 +109,10 @@ def _store_out(store: Store, settings: Settings) -> StoreOut:
 def _state_out(state: StoreState, settings: Settings) -> StoreStateOut:
     return StoreStateOut(
         store=_store_out(state.store, settings),
-        connected=state.connected,
+        connected=state.account_status == "active",
         last_sync_at=state.last_sync_at,
-        sync_status=state.sync_status,
-        account_status=state.account_status,
+        sync_status=state.account_status,
+        last_job_status=state.job_status,
     )
 
 
@@ -144,7 +148,9 @@ async def list_stores(request: web.Request) -> web.Response:
 
 
 @routes.get(
-    f"{API}/me/stores", summary="Every store with the user's connection and sync state", response=list[StoreStateOut]
+    f"{API}/me/stores",
+    summary="The user's store accounts, with their status and newest sync job",
+    response=list[StoreStateOut],
 )
 async def list_my_stores(request: web.Request) -> web.Response:
     principal = await require_user(request)

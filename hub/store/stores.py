@@ -14,13 +14,12 @@ from hub.store.models import Store, SyncJob, UserStoreAccount
 
 @dataclass(frozen=True, slots=True)
 class StoreState:
-    """A store as one user sees it: connected or not, and how its last sync went."""
+    """One of the user's store accounts: its status, when it last synced, and how its newest sync job went."""
 
     store: Store
-    connected: bool
-    account_status: str | None
+    account_status: str
     last_sync_at: datetime | None
-    sync_status: str | None
+    job_status: str | None
 
 
 async def list_stores(session: AsyncSession) -> list[Store]:
@@ -33,7 +32,7 @@ async def get_store_by_slug(session: AsyncSession, *, slug: str) -> Store | None
     return result.scalar_one_or_none()
 
 
-def _states(user_id: str) -> Select[Store, uuid.UUID | None, str | None, datetime | None, str | None]:
+def _states(user_id: str) -> Select[Store, str, datetime | None, str | None]:
     newest_job_status = (
         select(SyncJob.status)
         .where(SyncJob.user_id == user_id, SyncJob.store_id == Store.id)
@@ -43,24 +42,20 @@ def _states(user_id: str) -> Select[Store, uuid.UUID | None, str | None, datetim
         .scalar_subquery()
     )
     return (
-        select(Store, UserStoreAccount.id, UserStoreAccount.status, UserStoreAccount.last_sync_at, newest_job_status)
-        .outerjoin(UserStoreAccount, (UserStoreAccount.store_id == Store.id) & (UserStoreAccount.user_id == user_id))
+        select(Store, UserStoreAccount.status, UserStoreAccount.last_sync_at, newest_job_status)
+        .join(UserStoreAccount, (UserStoreAccount.store_id == Store.id) & (UserStoreAccount.user_id == user_id))
         .order_by(Store.name, Store.id)
     )
 
 
 async def list_store_states(session: AsyncSession, *, user_id: str) -> list[StoreState]:
-    """Every store with the user's account status, last sync time and newest sync job status."""
-    rows = (await session.execute(_states(user_id))).all()
-    return [
-        StoreState(store, account_id is not None, status, synced, job)
-        for store, account_id, status, synced, job in rows
-    ]
+    """The user's store accounts (one per store at most), by store name."""
+    return [StoreState(*row) for row in (await session.execute(_states(user_id))).all()]
 
 
 async def get_store_state(session: AsyncSession, *, user_id: str, store: Store) -> StoreState:
-    _, account_id, status, synced, job = (await session.execute(_states(user_id).where(Store.id == store.id))).one()
-    return StoreState(store, account_id is not None, status, synced, job)
+    """The user's account at ``store``, which must exist."""
+    return StoreState(*(await session.execute(_states(user_id).where(Store.id == store.id))).one())
 
 
 async def get_store_account(session: AsyncSession, *, user_id: str, store_id: uuid.UUID) -> UserStoreAccount | None:
