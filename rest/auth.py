@@ -21,6 +21,7 @@ from hub.infra.security import InvalidToken, hash_password, password_fits, rando
 from hub.realtime.identity import Principal, session_token_from_cookies, unauthorized
 from hub.realtime.socket import end_user_connections
 from hub.store import tokens, users
+from hub.store.models import User
 from rest import responses
 from rest.openapi import RouteTable
 from rest.validation import parse_body
@@ -94,7 +95,7 @@ class TokenPair(BaseModel):
 class UserOut(BaseModel):
     id: str
     email: str
-    display_name: str | None
+    display_name: str = Field(description="empty when the user gave none (a string, as the old gateway's)")
     email_verified: bool
     image: str | None
     created_at: datetime
@@ -135,8 +136,15 @@ async def require_user(request: web.Request) -> Principal:
     return principal
 
 
-def _user_out(user: object) -> UserOut:
-    return UserOut.model_validate(user, from_attributes=True)
+def _user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name or "",
+        email_verified=user.email_verified,
+        image=user.image,
+        created_at=user.created_at,
+    )
 
 
 async def _issue_pair(request: web.Request, *, user_id: str, family_id: str) -> TokenPair:

@@ -41,6 +41,19 @@ async def _register(client: Client, email: str = "ann@example.com", password: st
     return await response.json()
 
 
+async def test_a_user_without_a_display_name_reads_an_empty_one(client: Client) -> None:
+    """The old gateway's `display_name` is a string: a user who gave none reads "", never null."""
+    response = await client.post("/auth/register", json={"email": "anon@example.com", "password": "s3cret-password"})
+    assert response.status == 201, await response.text()
+    registered = await response.json()
+    assert registered["user"]["display_name"] == ""
+    headers = {"Authorization": f"Bearer {registered['access_token']}"}
+    me = await client.get("/auth/me", headers=headers)
+    assert (await me.json())["display_name"] == ""
+    renamed = await client.patch("/auth/me", headers=headers, json={"display_name": "Anon"})
+    assert (await renamed.json())["display_name"] == "Anon"
+
+
 async def test_one_email_registered_at_once_in_several_cases_is_one_account(client: Client) -> None:
     """Emails are one account whatever their case: registrations that race (on one process or several) cannot both
     find the address free (two accounts, then every login a 500)."""
