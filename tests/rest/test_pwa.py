@@ -24,68 +24,55 @@ from tests.responses import all_pages, check_problem, expect_json
 Client = TestClient[Any, Any]
 PWA = "/pwa/api/v1"
 
-# src/types/api.ts of cartsnitch/cartsnitch (commit e3ed19f), verbatim; its User interface is left out: no hook
-# fetches one (the pages read the user from Better-Auth's session).
-PWA_TYPES = """
-export interface Purchase {
-  id: string
-  storeId: string
-  storeName: string
-  date: string
-  total: number
-  items: PurchaseItem[]
+# The shapes the PWA's types declare (src/types/api.ts of cartsnitch/cartsnitch, read at commit e3ed19f; its User is
+# left out: no hook fetches one, the pages read the user from Better-Auth's session), as
+# {type: {field: (type, optional)}} with TypeScript's names for JSON's types.
+S, N, B = "string", "number", "boolean"
+TYPES: dict[str, dict[str, tuple[str, bool]]] = {
+    "Purchase": {
+        "id": (S, False),
+        "storeId": (S, False),
+        "storeName": (S, False),
+        "date": (S, False),
+        "total": (N, False),
+        "items": ("PurchaseItem[]", False),
+    },
+    "PurchaseItem": {
+        "id": (S, False),
+        "productId": (S, False),
+        "name": (S, False),
+        "quantity": (N, False),
+        "price": (N, False),
+        "unitPrice": (N, False),
+    },
+    "Product": {
+        "id": (S, False),
+        "name": (S, False),
+        "brand": (S, False),
+        "category": (S, False),
+        "imageUrl": (S, True),
+        "prices": ("ProductPrice[]", False),
+    },
+    "ProductPrice": {"storeId": (S, False), "storeName": (S, False), "price": (N, False), "lastUpdated": (S, False)},
+    "PriceHistory": {"date": (S, False), "price": (N, False), "storeId": (S, False)},
+    "Coupon": {
+        "id": (S, False),
+        "productId": (S, True),
+        "storeName": (S, False),
+        "description": (S, False),
+        "discount": (S, False),
+        "expiresAt": (S, False),
+        "code": (S, True),
+    },
+    "PriceAlert": {
+        "id": (S, False),
+        "productId": (S, False),
+        "productName": (S, False),
+        "targetPrice": (N, False),
+        "currentPrice": (N, False),
+        "triggered": (B, False),
+    },
 }
-
-export interface PurchaseItem {
-  id: string
-  productId: string
-  name: string
-  quantity: number
-  price: number
-  unitPrice: number
-}
-
-export interface Product {
-  id: string
-  name: string
-  brand: string
-  category: string
-  imageUrl?: string
-  prices: ProductPrice[]
-}
-
-export interface ProductPrice {
-  storeId: string
-  storeName: string
-  price: number
-  lastUpdated: string
-}
-
-export interface PriceHistory {
-  date: string
-  price: number
-  storeId: string
-}
-
-export interface Coupon {
-  id: string
-  productId?: string
-  storeName: string
-  description: string
-  discount: string
-  expiresAt: string
-  code?: string
-}
-
-export interface PriceAlert {
-  id: string
-  productId: string
-  productName: string
-  targetPrice: number
-  currentPrice: number
-  triggered: boolean
-}
-"""
 
 # src/hooks/useApi.ts: each hook's path (after VITE_API_URL) and the type it reads the body as.
 HOOKS = {
@@ -100,19 +87,6 @@ HOOKS = {
 }
 # The catalogue has no product images: Product.imageUrl is optional and never sent.
 NEVER_SENT = {("Product", "imageUrl")}
-
-
-def _interfaces(source: str) -> dict[str, dict[str, tuple[str, bool]]]:
-    """``{interface: {field: (TypeScript type, optional)}}`` of the ``export interface`` blocks in ``source``."""
-    found = {}
-    for name, body in re.findall(r"export interface (\w+) \{(.*?)\n\}", source, re.S):
-        fields = re.findall(r"^\s+(\w+)(\??): ([\w\[\]]+)$", body, re.M)
-        assert len(fields) == len(body.strip().splitlines()), f"unparsed lines in {name}"
-        found[name] = {field: (ts_type, optional == "?") for field, optional, ts_type in fields}
-    return found
-
-
-TYPES = _interfaces(PWA_TYPES)
 
 
 def _type_errors(value: Any, ts_type: str, where: str, seen: set[tuple[str, str]]) -> list[str]:
