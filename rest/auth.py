@@ -100,6 +100,11 @@ class UserOut(BaseModel):
     image: str | None
     created_at: datetime
 
+    @field_validator("display_name", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: str | None) -> str:
+        return value or ""
+
 
 class RegisterOut(TokenPair):
     user: UserOut
@@ -137,14 +142,7 @@ async def require_user(request: web.Request) -> Principal:
 
 
 def _user_out(user: User) -> UserOut:
-    return UserOut(
-        id=user.id,
-        email=user.email,
-        display_name=user.display_name or "",
-        email_verified=user.email_verified,
-        image=user.image,
-        created_at=user.created_at,
-    )
+    return UserOut.model_validate(user, from_attributes=True)
 
 
 async def _issue_pair(request: web.Request, *, user_id: str, family_id: str) -> TokenPair:
