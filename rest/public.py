@@ -87,9 +87,9 @@ class StoreComparisonOut(BaseModel):
 class InflationQuery(BaseModel):
     category: Category | None = Field(None, description="a category (default: all food at home)")
     period: public.Period = Field(
-        "all-time",
-        description="from N months before the current month to the current month; all-time (the old gateway's "
-        "default, and the inflation room's) starts at the first month with prices",
+        "1y",
+        description="from N months before the current month to the current month (the inflation room's is 1y); "
+        "all-time starts at the first month with prices",
     )
 
 

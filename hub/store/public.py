@@ -271,7 +271,7 @@ def _round(value: float | Decimal, places: int) -> float:
 
 
 async def inflation_snapshot(
-    session: AsyncSession, *, category: str | None = None, period: Period = "all-time", today: date | None = None
+    session: AsyncSession, *, category: str | None = None, period: Period = "1y", today: date | None = None
 ) -> dict[str, Any]:
     """The CartSnitch basket index (monthly, chained Jevons) of the period next to the matching published CPI-U
     series, both rebased to 100 at the period's first month that has a value."""

@@ -237,7 +237,7 @@ async def test_inflation_basket_index_and_cpi(client: Client) -> None:
         await price(p1, s2, date(2025, 10, 31), "3.30")
         await price(p1, s1, date(2025, 11, 2), "2.50")
         await price(p1, s2, date(2025, 11, 3), "3.63")
-    body = await expect_json(await client.get("/api/v1/public/inflation"))  # all-time: the old gateway's default
+    body = await expect_json(await client.get("/api/v1/public/inflation?period=all-time"))
 
     aug, sep, oct_, nov = 100.0, 0.0, 0.0, 0.0
     sep = aug * math.sqrt((2.31 / 2.10) * (4.40 / 4.00))
@@ -306,7 +306,7 @@ async def test_inflation_of_a_category_over_a_year(client: Client) -> None:
         await factories.create_price(session, product=bread, store=store, observed=TODAY.replace(day=1), regular="9.00")
         previous = TODAY.replace(day=1) - timedelta(days=1)
         await factories.create_price(session, product=milk, store=store, observed=previous, regular="2.00")
-    body = await expect_json(await client.get("/api/v1/public/inflation?category=dairy&period=1y"))
+    body = await expect_json(await client.get("/api/v1/public/inflation?category=dairy"))  # 1y by default
     labels = months_between(month_label(start_year, start_month), current)
     assert len(labels) == 13
     assert [m["month"] for m in body["months"]] == labels
