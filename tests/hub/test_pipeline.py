@@ -337,7 +337,7 @@ async def test_a_target_met_at_creation_while_redis_is_down_is_announced_once_re
         await listener.sio.disconnect()
     assert failed == ["cartsnitch.alerts.price_target"] * 2
     assert name == "cartsnitch.alerts.price_target" and envelope["payload"]["alert_id"] == created["id"]
-    assert 3.5 < waited < 6, waited  # the second retry, 2 s after the first
+    assert 3.5 < waited < 10, waited  # the second retry, 2 s after the first (the sweep: a minute or more)
     assert len(listener.events) == 1
     assert await _outbox(server) == []
 
